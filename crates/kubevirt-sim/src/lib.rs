@@ -1,0 +1,1 @@
+//! The sandbox: a real Kubernetes control plane with KubeVirt and kubelets simulated.
