@@ -1,1 +1,14 @@
-//! vm-core
+//! Sans-IO core of the kubectl VM plugins: KubeVirt types, the cluster snapshot, the values
+//! KubeVirt would really use, the placement engine and the audit rules.
+//!
+//! Nothing here talks to a cluster or reads files: every function takes a
+//! [`snapshot::ClusterSnapshot`] (or parts of one) and returns a value, so the verdicts are
+//! the same whether the objects came from a live cluster or from manifests.
+
+pub mod effective;
+pub mod kubevirt;
+pub mod migratability;
+pub mod placement;
+pub mod quantity;
+pub mod resources;
+pub mod snapshot;

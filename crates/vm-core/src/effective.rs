@@ -1,0 +1,344 @@
+//! The values KubeVirt would really use, resolved from the places it reads them.
+//!
+//! Reference: KubeVirt `types.go` `(*VirtualMachine).RunStrategy()`,
+//! `pkg/util/migrations/migrations.go` `VMIEvictionStrategy()`, `pkg/virt-config` defaults.
+
+use std::fmt;
+
+use crate::kubevirt::{HyperConverged, KubeVirt, MigrationConfiguration, VirtualMachineSpec};
+
+/// `spec.runStrategy` values KubeVirt knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // The variants are KubeVirt's own names.
+pub enum RunStrategy {
+    Always,
+    RerunOnFailure,
+    Manual,
+    Halted,
+    Once,
+    WaitAsReceiver,
+}
+
+impl RunStrategy {
+    /// Parses KubeVirt's spelling; `None` for anything else.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "Always" => Self::Always,
+            "RerunOnFailure" => Self::RerunOnFailure,
+            "Manual" => Self::Manual,
+            "Halted" => Self::Halted,
+            "Once" => Self::Once,
+            "WaitAsReceiver" => Self::WaitAsReceiver,
+            _ => return None,
+        })
+    }
+
+    /// Whether KubeVirt brings the VM back by itself after its VMI fails.
+    #[must_use]
+    pub fn restarts_after_failure(self) -> bool {
+        matches!(self, Self::Always | Self::RerunOnFailure)
+    }
+}
+
+impl fmt::Display for RunStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// How a VM's run strategy was decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunStrategyResolution {
+    /// `spec.runStrategy` holds a valid value.
+    Explicit(RunStrategy),
+    /// Only the deprecated `spec.running` is set.
+    FromRunning(RunStrategy),
+    /// Neither field is set: KubeVirt treats the VM as `Halted`.
+    Defaulted,
+    /// Both `running` and `runStrategy` are set: the API server's webhook rejects this.
+    Conflict,
+    /// `spec.runStrategy` holds a value KubeVirt does not know.
+    Invalid(String),
+}
+
+impl RunStrategyResolution {
+    /// The strategy KubeVirt applies, where there is one.
+    #[must_use]
+    pub fn strategy(&self) -> Option<RunStrategy> {
+        match self {
+            Self::Explicit(s) | Self::FromRunning(s) => Some(*s),
+            Self::Defaulted => Some(RunStrategy::Halted),
+            Self::Conflict | Self::Invalid(_) => None,
+        }
+    }
+}
+
+/// Resolves a VM's run strategy as `(*VirtualMachine).RunStrategy()` does.
+#[must_use]
+pub fn run_strategy(spec: &VirtualMachineSpec) -> RunStrategyResolution {
+    match (&spec.run_strategy, spec.running) {
+        (Some(_), Some(_)) => RunStrategyResolution::Conflict,
+        (Some(value), None) => match RunStrategy::parse(value) {
+            Some(s) => RunStrategyResolution::Explicit(s),
+            None => RunStrategyResolution::Invalid(value.clone()),
+        },
+        (None, Some(true)) => RunStrategyResolution::FromRunning(RunStrategy::Always),
+        (None, Some(false)) => RunStrategyResolution::FromRunning(RunStrategy::Halted),
+        (None, None) => RunStrategyResolution::Defaulted,
+    }
+}
+
+/// `evictionStrategy` values KubeVirt accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // The variants are KubeVirt's own names.
+pub enum EvictionStrategy {
+    None,
+    LiveMigrate,
+    LiveMigrateIfPossible,
+    External,
+}
+
+impl EvictionStrategy {
+    /// Parses KubeVirt's spelling; `None` for anything else.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "None" => Self::None,
+            "LiveMigrate" => Self::LiveMigrate,
+            "LiveMigrateIfPossible" => Self::LiveMigrateIfPossible,
+            "External" => Self::External,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EvictionStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Where the effective eviction strategy was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EvictionSource {
+    /// The running VMI's `spec.evictionStrategy` (frozen when the VMI was created).
+    Vmi,
+    /// The VM (or replica set, or pool) template's `spec.evictionStrategy`.
+    Template,
+    /// `spec.configuration.evictionStrategy` of the named KubeVirt CR.
+    KubeVirt(String),
+    /// `spec.evictionStrategy` of the named HyperConverged CR.
+    HyperConverged(String),
+    /// Nothing sets it: KubeVirt's built-in default is `None`.
+    Default,
+}
+
+impl fmt::Display for EvictionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vmi => write!(f, "the VMI's spec.evictionStrategy"),
+            Self::Template => write!(f, "spec.template.spec.evictionStrategy"),
+            Self::KubeVirt(name) => write!(f, "KubeVirt CR {name} spec.configuration.evictionStrategy"),
+            Self::HyperConverged(name) => write!(f, "HyperConverged CR {name} spec.evictionStrategy"),
+            Self::Default => write!(f, "KubeVirt's default (nothing sets it)"),
+        }
+    }
+}
+
+/// The eviction strategy KubeVirt would apply, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EffectiveEviction {
+    /// The value as written; `"None"` when defaulted.
+    pub raw: String,
+    /// The parsed value; `None` when `raw` is not a value KubeVirt accepts.
+    pub strategy: Option<EvictionStrategy>,
+    /// Where `raw` was found.
+    pub source: EvictionSource,
+}
+
+/// The cluster-wide settings that change how VMs are treated, read from the KubeVirt CR and
+/// the HyperConverged CR (HCO copies its own into the KubeVirt CR, so the KubeVirt CR wins).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterConfig {
+    /// The cluster-wide eviction strategy, with its source; `None` when neither CR sets one.
+    pub eviction_strategy: Option<(String, EvictionSource)>,
+    /// `developerConfiguration.cpuAllocationRatio` (default 10).
+    pub cpu_allocation_ratio: u32,
+    /// `developerConfiguration.memoryOvercommit` in percent (default 100).
+    pub memory_overcommit: u32,
+    /// `migrations.parallelMigrationsPerCluster` (default 5).
+    pub parallel_migrations_per_cluster: u32,
+    /// `migrations.parallelOutboundMigrationsPerNode` (default 2).
+    pub parallel_outbound_migrations_per_node: u32,
+}
+
+impl ClusterConfig {
+    /// KubeVirt's defaults when no CR says otherwise.
+    #[must_use]
+    pub fn defaults() -> Self {
+        Self {
+            eviction_strategy: None,
+            cpu_allocation_ratio: 10,
+            memory_overcommit: 100,
+            parallel_migrations_per_cluster: 5,
+            parallel_outbound_migrations_per_node: 2,
+        }
+    }
+
+    /// Reads the settings from the KubeVirt and HyperConverged CRs present (the first of each).
+    #[must_use]
+    pub fn from_crs(kubevirts: &[KubeVirt], hcos: &[HyperConverged]) -> Self {
+        let mut cfg = Self::defaults();
+        let kv = kubevirts.first();
+        let hco = hcos.first();
+        let kv_conf = kv.map(|k| &k.spec.configuration);
+        cfg.eviction_strategy = kv
+            .and_then(|k| {
+                let value = k.spec.configuration.eviction_strategy.clone()?;
+                Some((value, EvictionSource::KubeVirt(name_of(&k.metadata))))
+            })
+            .or_else(|| {
+                let h = hco?;
+                let value = h.spec.eviction_strategy.clone()?;
+                Some((value, EvictionSource::HyperConverged(name_of(&h.metadata))))
+            });
+        if let Some(dev) = kv_conf.and_then(|c| c.developer_configuration.as_ref()) {
+            cfg.cpu_allocation_ratio = dev.cpu_allocation_ratio.filter(|r| *r > 0).unwrap_or(10);
+            cfg.memory_overcommit = dev.memory_overcommit.filter(|r| *r > 0).unwrap_or(100);
+        }
+        let migrations: Option<&MigrationConfiguration> = kv_conf
+            .and_then(|c| c.migrations.as_ref())
+            .or_else(|| hco.and_then(|h| h.spec.live_migration_config.as_ref()));
+        if let Some(m) = migrations {
+            if let Some(n) = m.parallel_migrations_per_cluster.filter(|n| *n > 0) {
+                cfg.parallel_migrations_per_cluster = n;
+            }
+            if let Some(n) = m.parallel_outbound_migrations_per_node.filter(|n| *n > 0) {
+                cfg.parallel_outbound_migrations_per_node = n;
+            }
+        }
+        cfg
+    }
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    match (&meta.namespace, &meta.name) {
+        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+        (None, Some(name)) => name.clone(),
+        _ => "(unnamed)".to_string(),
+    }
+}
+
+/// Resolves the eviction strategy: the running VMI's value (stamped by the mutating webhook at
+/// creation since v1.1), else the template's, else the cluster's, else `None`.
+#[must_use]
+pub fn eviction_strategy(
+    vmi_value: Option<&str>,
+    template_value: Option<&str>,
+    cluster: &ClusterConfig,
+) -> EffectiveEviction {
+    let (raw, source) = if let Some(v) = vmi_value {
+        (v.to_string(), EvictionSource::Vmi)
+    } else if let Some(v) = template_value {
+        (v.to_string(), EvictionSource::Template)
+    } else if let Some((v, source)) = &cluster.eviction_strategy {
+        (v.clone(), source.clone())
+    } else {
+        ("None".to_string(), EvictionSource::Default)
+    };
+    EffectiveEviction {
+        strategy: EvictionStrategy::parse(&raw),
+        raw,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm_spec(yaml: &str) -> VirtualMachineSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn run_strategy_follows_kubevirt_mapping() {
+        assert_eq!(
+            run_strategy(&vm_spec("runStrategy: Always")),
+            RunStrategyResolution::Explicit(RunStrategy::Always)
+        );
+        assert_eq!(
+            run_strategy(&vm_spec("running: true")),
+            RunStrategyResolution::FromRunning(RunStrategy::Always)
+        );
+        assert_eq!(
+            run_strategy(&vm_spec("running: false")).strategy(),
+            Some(RunStrategy::Halted)
+        );
+        assert_eq!(run_strategy(&vm_spec("{}")).strategy(), Some(RunStrategy::Halted));
+        assert_eq!(
+            run_strategy(&vm_spec("{running: true, runStrategy: Always}")),
+            RunStrategyResolution::Conflict
+        );
+        assert_eq!(
+            run_strategy(&vm_spec("runStrategy: Sometimes")),
+            RunStrategyResolution::Invalid("Sometimes".into())
+        );
+    }
+
+    #[test]
+    fn eviction_resolves_vmi_then_template_then_kubevirt_then_hco_then_none() {
+        let kv: KubeVirt = serde_yaml::from_str(
+            "metadata: {name: kubevirt, namespace: kubevirt}\nspec: {configuration: {evictionStrategy: External}}",
+        )
+        .unwrap();
+        let hco: HyperConverged = serde_yaml::from_str(
+            "metadata: {name: hco, namespace: openshift-cnv}\nspec: {evictionStrategy: LiveMigrate}",
+        )
+        .unwrap();
+        let both = ClusterConfig::from_crs(std::slice::from_ref(&kv), std::slice::from_ref(&hco));
+        let only_hco = ClusterConfig::from_crs(&[], std::slice::from_ref(&hco));
+        let none = ClusterConfig::from_crs(&[], &[]);
+
+        let e = eviction_strategy(Some("LiveMigrate"), Some("None"), &both);
+        assert_eq!(
+            (e.strategy, e.source),
+            (Some(EvictionStrategy::LiveMigrate), EvictionSource::Vmi)
+        );
+        let e = eviction_strategy(None, Some("None"), &both);
+        assert_eq!(
+            (e.strategy, e.source),
+            (Some(EvictionStrategy::None), EvictionSource::Template)
+        );
+        let e = eviction_strategy(None, None, &both);
+        assert_eq!(e.strategy, Some(EvictionStrategy::External));
+        assert_eq!(e.source, EvictionSource::KubeVirt("kubevirt/kubevirt".into()));
+        let e = eviction_strategy(None, None, &only_hco);
+        assert_eq!(e.strategy, Some(EvictionStrategy::LiveMigrate));
+        assert_eq!(
+            e.source,
+            EvictionSource::HyperConverged("openshift-cnv/hco".into())
+        );
+        let e = eviction_strategy(None, None, &none);
+        assert_eq!(
+            (e.strategy, e.source),
+            (Some(EvictionStrategy::None), EvictionSource::Default)
+        );
+        let e = eviction_strategy(Some("Migrate"), None, &none);
+        assert_eq!(e.strategy, None);
+    }
+
+    #[test]
+    fn cluster_config_reads_limits_with_defaults() {
+        let kv: KubeVirt = serde_yaml::from_str(
+            "spec: {configuration: {migrations: {parallelMigrationsPerCluster: 3}, developerConfiguration: {cpuAllocationRatio: 4}}}",
+        )
+        .unwrap();
+        let cfg = ClusterConfig::from_crs(&[kv], &[]);
+        assert_eq!(cfg.parallel_migrations_per_cluster, 3);
+        assert_eq!(cfg.parallel_outbound_migrations_per_node, 2);
+        assert_eq!(cfg.cpu_allocation_ratio, 4);
+        assert_eq!(cfg.memory_overcommit, 100);
+    }
+}

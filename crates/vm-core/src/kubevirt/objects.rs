@@ -1,0 +1,330 @@
+//! The top-level KubeVirt objects: VMs, VMIs, their replica sets and pools, migrations, the
+//! cluster configuration CRs and instancetypes.
+#![allow(missing_docs)] // Field-for-field mirror of the KubeVirt API; its docs apply.
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::instance::{
+    VirtualMachineInstanceSpec, VirtualMachineInstanceStatus, VirtualMachineInstanceTemplateSpec,
+};
+use super::resource_macro::kubevirt_resource;
+
+/// `kubevirt.io/v1` VirtualMachine.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachine {
+    pub metadata: ObjectMeta,
+    pub spec: VirtualMachineSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<VirtualMachineStatus>,
+}
+kubevirt_resource!(
+    VirtualMachine,
+    "kubevirt.io",
+    "v1",
+    "VirtualMachine",
+    "virtualmachines",
+    NamespaceResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineSpec {
+    /// Deprecated: `true` maps to `Always`, `false` to `Halted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_strategy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instancetype: Option<InstancetypeMatcher>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preference: Option<InstancetypeMatcher>,
+    pub template: VirtualMachineInstanceTemplateSpec,
+}
+
+/// `spec.instancetype` / `spec.preference`: an empty kind means the cluster-scoped kind.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InstancetypeMatcher {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub printable_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_strategy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state_change_requests: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_failure: Option<Value>,
+}
+
+/// `kubevirt.io/v1` VirtualMachineInstance. Its CRD has no status subresource.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineInstance {
+    pub metadata: ObjectMeta,
+    pub spec: VirtualMachineInstanceSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<VirtualMachineInstanceStatus>,
+}
+kubevirt_resource!(
+    VirtualMachineInstance,
+    "kubevirt.io",
+    "v1",
+    "VirtualMachineInstance",
+    "virtualmachineinstances",
+    NamespaceResourceScope
+);
+
+/// `kubevirt.io/v1` VirtualMachineInstanceReplicaSet.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineInstanceReplicaSet {
+    pub metadata: ObjectMeta,
+    pub spec: VirtualMachineInstanceReplicaSetSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+kubevirt_resource!(
+    VirtualMachineInstanceReplicaSet,
+    "kubevirt.io",
+    "v1",
+    "VirtualMachineInstanceReplicaSet",
+    "virtualmachineinstancereplicasets",
+    NamespaceResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineInstanceReplicaSetSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    pub template: VirtualMachineInstanceTemplateSpec,
+}
+
+/// `pool.kubevirt.io/v1alpha1` VirtualMachinePool.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachinePool {
+    pub metadata: ObjectMeta,
+    pub spec: VirtualMachinePoolSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+kubevirt_resource!(
+    VirtualMachinePool,
+    "pool.kubevirt.io",
+    "v1alpha1",
+    "VirtualMachinePool",
+    "virtualmachinepools",
+    NamespaceResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachinePoolSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    pub virtual_machine_template: VirtualMachineTemplateSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineTemplateSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<ObjectMeta>,
+    pub spec: VirtualMachineSpec,
+}
+
+/// `kubevirt.io/v1` VirtualMachineInstanceMigration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineInstanceMigration {
+    pub metadata: ObjectMeta,
+    pub spec: VirtualMachineInstanceMigrationSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<VirtualMachineInstanceMigrationStatus>,
+}
+kubevirt_resource!(
+    VirtualMachineInstanceMigration,
+    "kubevirt.io",
+    "v1",
+    "VirtualMachineInstanceMigration",
+    "virtualmachineinstancemigrations",
+    NamespaceResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineInstanceMigrationSpec {
+    pub vmi_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added_node_selector: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineInstanceMigrationStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration_state: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phase_transition_timestamps: Vec<Value>,
+}
+
+/// `kubevirt.io/v1` KubeVirt: the cluster-wide configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KubeVirt {
+    pub metadata: ObjectMeta,
+    pub spec: KubeVirtSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+kubevirt_resource!(
+    KubeVirt,
+    "kubevirt.io",
+    "v1",
+    "KubeVirt",
+    "kubevirts",
+    NamespaceResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KubeVirtSpec {
+    pub configuration: KubeVirtConfiguration,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KubeVirtConfiguration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eviction_strategy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub developer_configuration: Option<DeveloperConfiguration>,
+}
+
+/// The migration limits (`spec.configuration.migrations`, or HCO's `liveMigrationConfig`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MigrationConfiguration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_migrations_per_cluster: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_outbound_migrations_per_node: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_timeout_per_gi_b: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_per_migration: Option<Quantity>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DeveloperConfiguration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_allocation_ratio: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_overcommit: Option<u32>,
+}
+
+/// `hco.kubevirt.io/v1beta1` HyperConverged: HCO copies its settings into the KubeVirt CR.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HyperConverged {
+    pub metadata: ObjectMeta,
+    pub spec: HyperConvergedSpec,
+}
+kubevirt_resource!(
+    HyperConverged,
+    "hco.kubevirt.io",
+    "v1beta1",
+    "HyperConverged",
+    "hyperconvergeds",
+    NamespaceResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HyperConvergedSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eviction_strategy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_migration_config: Option<MigrationConfiguration>,
+}
+
+/// `instancetype.kubevirt.io/v1beta1` VirtualMachineInstancetype (namespaced).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineInstancetype {
+    pub metadata: ObjectMeta,
+    pub spec: InstancetypeSpec,
+}
+kubevirt_resource!(
+    VirtualMachineInstancetype,
+    "instancetype.kubevirt.io",
+    "v1beta1",
+    "VirtualMachineInstancetype",
+    "virtualmachineinstancetypes",
+    NamespaceResourceScope
+);
+
+/// `instancetype.kubevirt.io/v1beta1` VirtualMachineClusterInstancetype (cluster-scoped).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineClusterInstancetype {
+    pub metadata: ObjectMeta,
+    pub spec: InstancetypeSpec,
+}
+kubevirt_resource!(
+    VirtualMachineClusterInstancetype,
+    "instancetype.kubevirt.io",
+    "v1beta1",
+    "VirtualMachineClusterInstancetype",
+    "virtualmachineclusterinstancetypes",
+    ClusterResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InstancetypeSpec {
+    pub cpu: InstancetypeCpu,
+    pub memory: InstancetypeMemory,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InstancetypeCpu {
+    pub guest: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedicated_cpu_placement: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InstancetypeMemory {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest: Option<Quantity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overcommit_percent: Option<u32>,
+}

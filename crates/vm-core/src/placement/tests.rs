@@ -1,0 +1,148 @@
+use super::*;
+
+fn node(yaml: &str) -> NodeView {
+    let node: Node = serde_yaml::from_str(yaml).unwrap();
+    NodeView::new(&node, &[])
+}
+
+fn worker(name: &str, extra_labels: &str, cpu: &str, memory: &str) -> NodeView {
+    node(&format!(
+        "metadata: {{name: {name}, labels: {{kubevirt.io/schedulable: 'true'{extra_labels}}}}}\n\
+         status: {{allocatable: {{cpu: '{cpu}', memory: {memory}}}, conditions: [{{type: Ready, status: 'True'}}]}}"
+    ))
+}
+
+fn constraints(yaml: &str) -> Constraints {
+    Constraints::of(&serde_yaml::from_str(yaml).unwrap())
+}
+
+const GI: f64 = 1024.0 * 1024.0 * 1024.0;
+
+#[test]
+fn node_selector_must_match_every_label() {
+    let n = worker("n1", ", zone: a", "4", "8Gi");
+    assert!(constraints("nodeSelector: {zone: a}").admit(&n).is_ok());
+    let err = constraints("nodeSelector: {zone: b}").admit(&n).unwrap_err();
+    assert!(err.contains("zone=b"), "{err}");
+}
+
+#[test]
+fn required_affinity_terms_are_ored_and_expressions_anded() {
+    let n = worker("n1", ", zone: a, disk: ssd", "4", "8Gi");
+    let c = constraints(
+        "affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [\
+         {matchExpressions: [{key: zone, operator: In, values: [b]}]},\
+         {matchExpressions: [{key: zone, operator: In, values: [a]}, {key: disk, operator: Exists}]}]}}}",
+    );
+    assert!(c.admit(&n).is_ok());
+    let c = constraints(
+        "affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [\
+         {matchExpressions: [{key: disk, operator: NotIn, values: [ssd]}]}]}}}",
+    );
+    assert!(c.admit(&n).is_err());
+    let by_name = constraints(
+        "affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [\
+         {matchFields: [{key: metadata.name, operator: In, values: [n1]}]}]}}}",
+    );
+    assert!(by_name.admit(&n).is_ok());
+}
+
+#[test]
+fn taints_need_a_matching_toleration() {
+    let mut n = worker("n1", "", "4", "8Gi");
+    n.taints = vec![Taint {
+        key: "dedicated".into(),
+        value: Some("db".into()),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    }];
+    let err = constraints("{}").admit(&n).unwrap_err();
+    assert!(err.contains("dedicated=db:NoSchedule"), "{err}");
+    assert!(
+        constraints("tolerations: [{key: dedicated, operator: Equal, value: db}]")
+            .admit(&n)
+            .is_ok()
+    );
+    assert!(
+        constraints("tolerations: [{key: dedicated, operator: Exists}]")
+            .admit(&n)
+            .is_ok()
+    );
+    assert!(
+        constraints("tolerations: [{key: dedicated, value: web}]")
+            .admit(&n)
+            .is_err()
+    );
+    assert!(constraints("tolerations: [{operator: Exists}]").admit(&n).is_ok());
+    n.taints[0].effect = "PreferNoSchedule".into();
+    assert!(constraints("{}").admit(&n).is_ok(), "soft taints do not filter");
+}
+
+#[test]
+fn joint_placement_sees_room_taken_by_earlier_vms() {
+    let nodes = vec![worker("n2", "", "8", "6Gi"), worker("n3", "", "8", "6Gi")];
+    let demand = |id: &str| Demand {
+        id: id.into(),
+        requests: Requests {
+            cpu: 1.0,
+            memory: 4.0 * GI,
+        },
+        constraints: Constraints::default(),
+    };
+    // Each alone fits; three of them do not.
+    let result = place_jointly(&[demand("a"), demand("b"), demand("c")], &nodes);
+    assert!(matches!(result[0], Placement::Placed(_)));
+    assert!(matches!(result[1], Placement::Placed(_)));
+    assert_ne!(result[0], result[1], "spread across the two nodes");
+    let Placement::Unplaceable(reasons) = &result[2] else {
+        panic!("{result:?}")
+    };
+    assert!(reasons.iter().any(|r| r.contains("memory free")), "{reasons:?}");
+}
+
+#[test]
+fn cordoned_notready_and_non_kubevirt_nodes_take_nothing() {
+    let mut cordoned = worker("c", "", "8", "8Gi");
+    cordoned.cordoned = true;
+    let mut down = worker("d", "", "8", "8Gi");
+    down.ready = false;
+    let bare = node(
+        "metadata: {name: bare}\nstatus: {allocatable: {cpu: '8', memory: 8Gi}, conditions: [{type: Ready, status: 'True'}]}",
+    );
+    let d = Demand {
+        id: "x".into(),
+        requests: Requests { cpu: 0.1, memory: GI },
+        constraints: Constraints::default(),
+    };
+    let Placement::Unplaceable(reasons) = &place_jointly(&[d], &[cordoned, down, bare])[0] else {
+        panic!()
+    };
+    assert_eq!(reasons.len(), 3);
+    assert!(
+        reasons[0].contains("cordoned")
+            && reasons[1].contains("not Ready")
+            && reasons[2].contains(SCHEDULABLE_LABEL)
+    );
+}
+
+#[test]
+fn pod_requests_count_toward_node_usage() {
+    let node: Node =
+        serde_yaml::from_str("metadata: {name: n1}\nstatus: {allocatable: {cpu: '4', memory: 8Gi}}").unwrap();
+    let pod: Pod = serde_yaml::from_str(
+        "spec: {nodeName: n1, containers: [{name: a, resources: {requests: {cpu: 500m, memory: 1Gi}}}, \
+         {name: b, resources: {requests: {memory: 1Gi}}}]}\nstatus: {phase: Running}",
+    )
+    .unwrap();
+    let mut done = pod.clone();
+    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+    let view = NodeView::new(&node, &[pod, done]);
+    assert_eq!(
+        view.requested,
+        Requests {
+            cpu: 0.5,
+            memory: 2.0 * GI
+        }
+    );
+    assert_eq!(view.free().memory, 6.0 * GI);
+}

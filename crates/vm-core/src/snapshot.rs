@@ -1,0 +1,55 @@
+//! `ClusterSnapshot`: everything the audit and the planners read, in one value.
+//!
+//! The same type is filled from the live cluster (`vm-kube`) or from manifest files, so every
+//! verdict can be computed, printed and unit-tested without a cluster.
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+use crate::kubevirt::{
+    HyperConverged, KubeVirt, VirtualMachine, VirtualMachineClusterInstancetype, VirtualMachineInstance,
+    VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype,
+    VirtualMachinePool,
+};
+
+/// Where a snapshot came from; findings word themselves accordingly ("in the cluster" or "in
+/// the input").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotSource {
+    /// Listed from a live API server: nodes and pods are the real ones.
+    Live,
+    /// Read from manifests: only the objects given are known.
+    #[default]
+    Files,
+}
+
+/// Every object the plugins reason about, as lists.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)] // The fields are the object lists their names say.
+pub struct ClusterSnapshot {
+    pub source: SnapshotSource,
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+    pub vms: Vec<VirtualMachine>,
+    pub vmis: Vec<VirtualMachineInstance>,
+    pub replica_sets: Vec<VirtualMachineInstanceReplicaSet>,
+    pub pools: Vec<VirtualMachinePool>,
+    pub migrations: Vec<VirtualMachineInstanceMigration>,
+    pub kubevirts: Vec<KubeVirt>,
+    pub hyperconvergeds: Vec<HyperConverged>,
+    pub instancetypes: Vec<VirtualMachineInstancetype>,
+    pub cluster_instancetypes: Vec<VirtualMachineClusterInstancetype>,
+}
+
+impl ClusterSnapshot {
+    /// The words for where objects were looked up, for messages.
+    #[must_use]
+    pub fn where_looked(&self) -> &'static str {
+        match self.source {
+            SnapshotSource::Live => "in the cluster",
+            SnapshotSource::Files => "in the input",
+        }
+    }
+}
