@@ -5,8 +5,11 @@
 //! [`snapshot::ClusterSnapshot`] (or parts of one) and returns a value, so the verdicts are
 //! the same whether the objects came from a live cluster or from manifests.
 
+pub mod audit;
 pub mod effective;
 pub mod kubevirt;
+pub mod labels;
+pub mod manifest;
 pub mod migratability;
 pub mod placement;
 pub mod quantity;

@@ -1,0 +1,51 @@
+//! The audit: every VM-like object in a snapshot against every best-practice rule.
+//!
+//! Each rule has a stable id (kebab-case, never reused), a category, a severity, a one-line
+//! summary and a longer explanation (`--explain ID`). Checks live in `rules/`, one file per
+//! category; they read a [`Subject`] (a VM, standalone VMI, VMI ReplicaSet or VM pool, with the
+//! VMI that runs it) through an [`AuditContext`] that holds the snapshot and the resolved
+//! cluster configuration.
+
+mod context;
+mod finding;
+mod rule;
+mod rules;
+mod subject;
+mod suppression;
+
+pub use context::AuditContext;
+pub use finding::{AuditReport, Category, Finding, ObjectRef, Severity, Summary};
+pub use rule::Rule;
+pub use rules::RULES;
+pub use subject::Subject;
+pub use suppression::{SUPPRESS_ANNOTATION, SUPPRESS_REASON_ANNOTATION};
+
+use crate::snapshot::ClusterSnapshot;
+
+/// Looks a rule up by id.
+#[must_use]
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().copied().find(|r| r.id == id)
+}
+
+/// Audits every object in `snapshot`.
+#[must_use]
+pub fn audit(snapshot: &ClusterSnapshot) -> AuditReport {
+    let ctx = AuditContext::new(snapshot);
+    let mut report = AuditReport::default();
+    for subject in subject::subjects(snapshot) {
+        let mut found = Vec::new();
+        rules::check_subject(&ctx, &subject, &mut found);
+        suppression::apply(&subject.object, subject.annotations, found, &mut report);
+        report.objects += 1;
+    }
+    for (object, annotations, found) in rules::check_cluster(&ctx) {
+        suppression::apply(&object, annotations, found, &mut report);
+        report.objects += 1;
+    }
+    report.sort();
+    report
+}
+
+#[cfg(test)]
+mod tests;

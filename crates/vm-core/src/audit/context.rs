@@ -1,0 +1,125 @@
+//! What every rule needs besides the subject: the snapshot, the resolved cluster configuration,
+//! the nodes as the placement engine sees them, and lookups computed the same way for all rules.
+
+use super::subject::Subject;
+use crate::effective::{ClusterConfig, EffectiveEviction, eviction_strategy};
+use crate::kubevirt::{InstancetypeMatcher, InstancetypeSpec};
+use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
+use crate::placement::NodeView;
+use crate::resources::{Requests, launcher_requests};
+use crate::snapshot::ClusterSnapshot;
+
+/// Shared, read-only inputs of the rules.
+pub struct AuditContext<'a> {
+    /// Everything known.
+    pub snapshot: &'a ClusterSnapshot,
+    /// The KubeVirt/HCO configuration in force.
+    pub cluster: ClusterConfig,
+    /// Every node, with the requests of the pods bound to it.
+    pub nodes: Vec<NodeView>,
+}
+
+/// The outcome of looking up a VM's instancetype.
+pub enum InstancetypeLookup<'a> {
+    /// The VM uses none.
+    NotUsed,
+    /// Found; its spec sizes the guest.
+    Found(&'a InstancetypeSpec),
+    /// Referenced but not in the snapshot: `(kind, name)`.
+    Missing(&'static str, String),
+}
+
+impl<'a> AuditContext<'a> {
+    /// Resolves the cluster configuration and node views of `snapshot` once.
+    #[must_use]
+    pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
+        Self {
+            snapshot,
+            cluster: ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
+            nodes: snapshot
+                .nodes
+                .iter()
+                .map(|n| NodeView::new(n, &snapshot.pods))
+                .collect(),
+        }
+    }
+
+    /// Finds the instancetype a VM refers to. An empty kind means the cluster-scoped kind.
+    #[must_use]
+    pub fn instancetype(
+        &self,
+        namespace: &str,
+        matcher: Option<&InstancetypeMatcher>,
+    ) -> InstancetypeLookup<'a> {
+        let Some(m) = matcher else {
+            return InstancetypeLookup::NotUsed;
+        };
+        let namespaced = m.kind.as_deref() == Some("VirtualMachineInstancetype");
+        let found = if namespaced {
+            self.snapshot
+                .instancetypes
+                .iter()
+                .find(|t| {
+                    t.metadata.name.as_deref() == Some(m.name.as_str())
+                        && t.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                })
+                .map(|t| &t.spec)
+        } else {
+            self.snapshot
+                .cluster_instancetypes
+                .iter()
+                .find(|t| t.metadata.name.as_deref() == Some(m.name.as_str()))
+                .map(|t| &t.spec)
+        };
+        match found {
+            Some(spec) => InstancetypeLookup::Found(spec),
+            None if namespaced => InstancetypeLookup::Missing("VirtualMachineInstancetype", m.name.clone()),
+            None => InstancetypeLookup::Missing("VirtualMachineClusterInstancetype", m.name.clone()),
+        }
+    }
+
+    /// The instancetype spec of a subject, when it uses one that exists.
+    #[must_use]
+    pub fn instancetype_of(&self, subject: &Subject<'_>) -> Option<&'a InstancetypeSpec> {
+        match self.instancetype(
+            subject.namespace(),
+            subject.vm_spec.and_then(|s| s.instancetype.as_ref()),
+        ) {
+            InstancetypeLookup::Found(spec) => Some(spec),
+            _ => None,
+        }
+    }
+
+    /// The eviction strategy KubeVirt applies to the subject now.
+    #[must_use]
+    pub fn eviction(&self, subject: &Subject<'_>) -> EffectiveEviction {
+        let vmi_value = subject.vmi.and_then(|v| v.spec.eviction_strategy.as_deref());
+        let template_value = subject
+            .template
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|s| s.eviction_strategy.as_deref());
+        eviction_strategy(vmi_value, template_value, &self.cluster)
+    }
+
+    /// Whether the subject's VMI can be live-migrated.
+    #[must_use]
+    pub fn migratability(&self, subject: &Subject<'_>) -> Migratability {
+        live_migratability(&MigratabilityInput {
+            annotations: subject.vmi_annotations(),
+            spec: subject.running_spec(),
+            status: subject.vmi.and_then(|v| v.status.as_ref()),
+            namespace: subject.namespace(),
+            pvcs: &self.snapshot.pvcs,
+        })
+    }
+
+    /// What the subject's launcher pod requests, when its memory is sized at all.
+    #[must_use]
+    pub fn requests(&self, subject: &Subject<'_>) -> Option<Requests> {
+        launcher_requests(
+            subject.running_spec(),
+            self.instancetype_of(subject),
+            &self.cluster,
+        )
+    }
+}

@@ -1,0 +1,156 @@
+//! Capacity: a VM must fit on some node, and the rest of the cluster must be able to absorb the
+//! VMs of any one node (seed: "verify that VMs can be scheduled on other nodes ... and that
+//! sufficient resources are available").
+
+use std::collections::BTreeMap;
+
+use super::super::context::AuditContext;
+use super::super::finding::{Category, Finding, ObjectRef, Severity};
+use super::super::rule::Rule;
+use super::super::subject::Subject;
+use super::Out;
+use crate::placement::{Constraints, Demand, Placement, place_jointly, shortfall};
+use crate::quantity::{format_bytes, format_cpu};
+use crate::resources::launcher_requests;
+
+static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+
+pub(crate) static EXCEEDS_EVERY_NODE: Rule = Rule {
+    id: "capacity-exceeds-every-node",
+    category: Category::Capacity,
+    severity: Severity::Error,
+    summary: "the VM's launcher pod requests more than any matching node can allocate",
+    explanation: "The scheduler places the virt-launcher pod, whose requests are the guest's plus \
+KubeVirt's overhead (about 250Mi plus page tables, per-vCPU and device costs). When they exceed the \
+allocatable CPU or memory of every node the VM may run on, it can never start.\n\nFix: shrink the \
+VM, or add bigger nodes that match its selector.",
+};
+
+pub(crate) static NODE_EVACUATION: Rule = Rule {
+    id: "capacity-node-evacuation",
+    category: Category::Capacity,
+    severity: Severity::Warning,
+    summary: "the VMs of this node do not all fit on the other nodes",
+    explanation: "If this node is drained or fails, its VMs must be placed together on the other \
+Ready, uncordoned KubeVirt nodes, within their free allocatable CPU and memory and their own \
+selectors and tolerations. When they do not all fit, maintenance of this node blocks or a failure \
+leaves VMs down.\n\nFix: add capacity, or spread the VMs' constraints over more nodes.",
+};
+
+pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out<'_>) {
+    let Some(requests) = ctx.requests(subject) else {
+        return;
+    };
+    let constraints = Constraints::of(subject.running_spec());
+    let candidates: Vec<_> = ctx
+        .nodes
+        .iter()
+        .filter(|n| constraints.admit(n).is_ok())
+        .collect();
+    if candidates.is_empty() {
+        return; // node-placement-no-node says why.
+    }
+    let reasons: Vec<String> = candidates
+        .iter()
+        .filter_map(|n| shortfall(&requests, &n.allocatable, &n.name))
+        .collect();
+    if reasons.len() == candidates.len() {
+        let shown: Vec<String> = reasons
+            .iter()
+            .take(3)
+            .map(|r| r.replace(" free,", " allocatable,"))
+            .collect();
+        out.emit(
+            &EXCEEDS_EVERY_NODE,
+            format!(
+                "launcher pod requests {} memory and {} CPU (overhead included), more than any matching node: {}",
+                format_bytes(requests.memory),
+                format_cpu(requests.cpu),
+                shown.join("; ")
+            ),
+            "reduce the VM's size or add a bigger node that matches its selector",
+        );
+    }
+}
+
+/// For each node that runs VMIs: can the other nodes take them all at once?
+pub(crate) fn check_nodes<'a>(
+    ctx: &AuditContext<'a>,
+) -> Vec<(ObjectRef, &'a BTreeMap<String, String>, Vec<Finding>)> {
+    let mut audited = Vec::new();
+    for (index, node) in ctx.snapshot.nodes.iter().enumerate() {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        let demands: Vec<Demand> = ctx
+            .snapshot
+            .vmis
+            .iter()
+            .filter(|v| {
+                let status = v.status.as_ref();
+                status.and_then(|s| s.node_name.as_deref()) == Some(name)
+                    && matches!(
+                        status.and_then(|s| s.phase.as_deref()),
+                        Some("Running" | "Scheduled")
+                    )
+            })
+            .filter_map(|v| {
+                Some(Demand {
+                    id: format!(
+                        "{}/{}",
+                        v.metadata.namespace.as_deref().unwrap_or("default"),
+                        v.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                    requests: launcher_requests(&v.spec, None, &ctx.cluster)?,
+                    constraints: Constraints::of(&v.spec),
+                })
+            })
+            .collect();
+        if demands.is_empty() {
+            continue;
+        }
+        let object = ObjectRef {
+            kind: "Node".into(),
+            namespace: None,
+            name: name.to_string(),
+        };
+        let others: Vec<_> = ctx
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let mut findings = Vec::new();
+        let mut out = Out::new(&object, &mut findings);
+        let placements = place_jointly(&demands, &others);
+        let stuck: Vec<String> = demands
+            .iter()
+            .zip(&placements)
+            .filter_map(|(d, p)| match p {
+                Placement::Unplaceable(reasons) => Some(format!(
+                    "{} ({})",
+                    d.id,
+                    reasons.first().map_or("no other node", String::as_str)
+                )),
+                Placement::Placed(_) => None,
+            })
+            .collect();
+        if !stuck.is_empty() {
+            out.emit(
+                &NODE_EVACUATION,
+                format!(
+                    "{} of the {} VMs on node {name} have no room elsewhere: {}",
+                    stuck.len(),
+                    demands.len(),
+                    stuck.join("; ")
+                ),
+                "add capacity or widen these VMs' selectors before maintenance of this node",
+            );
+        }
+        audited.push((
+            object,
+            node.metadata.annotations.as_ref().unwrap_or(&EMPTY),
+            findings,
+        ));
+    }
+    audited
+}

@@ -1,0 +1,130 @@
+//! Node placement: selectors and affinity must leave somewhere to go (seed: "Common Practices",
+//! "Maintenance of Node Handling": "ensure there are no restrictions in the node selector").
+
+use k8s_openapi::api::core::v1::NodeSelectorTerm;
+
+use super::super::context::AuditContext;
+use super::super::finding::{Category, Severity};
+use super::super::rule::Rule;
+use super::super::subject::Subject;
+use super::Out;
+use crate::placement::Constraints;
+
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+pub(crate) static PINNED: Rule = Rule {
+    id: "node-placement-pinned",
+    category: Category::NodePlacement,
+    severity: Severity::Warning,
+    summary: "the VM is pinned to one named node",
+    explanation: "A nodeSelector on kubernetes.io/hostname, or a required node affinity naming a \
+single node, ties the VM to that node: it cannot live-migrate for maintenance and cannot be \
+restarted elsewhere when the node dies.\n\nFix: select nodes by a label that several nodes carry \
+(a rack, a zone, a hardware class).",
+};
+
+pub(crate) static SINGLE_NODE: Rule = Rule {
+    id: "node-placement-single-node",
+    category: Category::NodePlacement,
+    severity: Severity::Warning,
+    summary: "only one node matches the VM's nodeSelector, affinity and tolerations",
+    explanation: "The VM's constraints leave exactly one node. Draining that node has nowhere to \
+send the VM, and its failure leaves the VM down.\n\nFix: widen the selector, or label more nodes.",
+};
+
+pub(crate) static NO_NODE: Rule = Rule {
+    id: "node-placement-no-node",
+    category: Category::NodePlacement,
+    severity: Severity::Error,
+    summary: "no node matches the VM's nodeSelector, affinity and tolerations",
+    explanation: "No known node satisfies the VM's nodeSelector, required node affinity and \
+taints together, so its launcher pod stays Pending (ErrorUnschedulable).\n\nFix: correct the \
+selector, label a node, or add the toleration the nodes' taints need.",
+};
+
+/// The single node a term pins to, if it does.
+fn pinned_by_term(term: &NodeSelectorTerm) -> Option<String> {
+    let single = |key: &str, values: &Option<Vec<String>>, op: &str| {
+        (op == "In" && values.as_ref().is_some_and(|v| v.len() == 1)).then(|| {
+            (
+                key.to_string(),
+                values.as_ref().map(|v| v[0].clone()).unwrap_or_default(),
+            )
+        })
+    };
+    term.match_expressions
+        .iter()
+        .flatten()
+        .filter(|r| r.key == HOSTNAME_LABEL)
+        .find_map(|r| single(&r.key, &r.values, &r.operator))
+        .or_else(|| {
+            term.match_fields
+                .iter()
+                .flatten()
+                .filter(|r| r.key == "metadata.name")
+                .find_map(|r| single(&r.key, &r.values, &r.operator))
+        })
+        .map(|(key, value)| format!("required node affinity {key} In [{value}]"))
+}
+
+fn pinned(c: &Constraints) -> Option<String> {
+    if let Some(host) = c.node_selector.get(HOSTNAME_LABEL) {
+        return Some(format!("nodeSelector {HOSTNAME_LABEL}={host}"));
+    }
+    // Pinned only when every alternative term pins.
+    let pins: Vec<String> = c.required_terms.iter().filter_map(pinned_by_term).collect();
+    (!c.required_terms.is_empty() && pins.len() == c.required_terms.len() && c.required_terms.len() == 1)
+        .then(|| pins[0].clone())
+}
+
+pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out<'_>) {
+    let constraints = Constraints::of(subject.template_spec());
+    let pin = pinned(&constraints);
+    if let Some(how) = &pin {
+        out.emit(
+            &PINNED,
+            format!("{how} pins the VM to one node"),
+            "select by a label that several nodes carry",
+        );
+    }
+    if ctx.nodes.is_empty() {
+        return;
+    }
+    let mut matching = Vec::new();
+    let mut reasons = Vec::new();
+    for node in &ctx.nodes {
+        match constraints.admit(node) {
+            Ok(()) => matching.push(node.name.as_str()),
+            Err(reason) => reasons.push(reason),
+        }
+    }
+    match matching.as_slice() {
+        [] => {
+            let shown: Vec<&str> = reasons.iter().take(3).map(String::as_str).collect();
+            let more = reasons.len().saturating_sub(3);
+            let more = if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            };
+            out.emit(
+                &NO_NODE,
+                format!(
+                    "no node of {} matches: {}{more}",
+                    ctx.nodes.len(),
+                    shown.join("; ")
+                ),
+                "fix spec.template.spec.nodeSelector/affinity/tolerations or label a node",
+            );
+        }
+        [only] if pin.is_none() && ctx.nodes.len() > 1 => out.emit(
+            &SINGLE_NODE,
+            format!(
+                "only node {only} of {} matches the VM's nodeSelector, affinity and tolerations",
+                ctx.nodes.len()
+            ),
+            "widen the selector or label more nodes so the VM has somewhere to go",
+        ),
+        _ => {}
+    }
+}
