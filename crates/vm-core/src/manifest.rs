@@ -190,8 +190,15 @@ fn add_value(
         ("v1", "Node") => push!(snapshot.nodes),
         ("v1", "Pod") => push!(snapshot.pods),
         ("v1", "PersistentVolumeClaim") => push!(snapshot.pvcs),
-        // policy/v1beta1 has the same shape as policy/v1 for what the rules read.
-        ("policy", "PodDisruptionBudget") => push!(snapshot.pdbs),
+        ("policy", "PodDisruptionBudget") => {
+            // policy/v1beta1 (served by older clusters) has the shape of policy/v1 for every field
+            // the rules read; k8s-openapi only accepts its own apiVersion.
+            let mut value = value;
+            if let Value::Mapping(map) = &mut value {
+                map.insert("apiVersion".into(), "policy/v1".into());
+            }
+            snapshot.pdbs.push(typed(value, source_name, line, &kind, &name)?);
+        }
         _ => notes.push(Note {
             location: format!("{source_name}:{line}"),
             message: format!("skipped {kind} {name} ({api_version}): not a kind vm-audit reads"),

@@ -1,1 +1,554 @@
+//! Every rule fires on a real-shaped object that breaks it and stays silent on a near-miss
+//! that follows the practice. The baseline cluster follows every practice.
 
+use serde_json::{Value, json};
+
+use super::*;
+use crate::manifest::load_into;
+
+/// Three KubeVirt nodes, a KubeVirt CR, a shared PVC and a VM that follows every practice.
+const BASELINE: &str = r#"
+apiVersion: kubevirt.io/v1
+kind: KubeVirt
+metadata: {name: kubevirt, namespace: kubevirt}
+spec:
+  configuration:
+    evictionStrategy: LiveMigrate
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata: {name: node-1, labels: {kubernetes.io/hostname: node-1, kubevirt.io/schedulable: "true", rack: a}}
+  status:
+    allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
+    conditions: [{type: Ready, status: "True"}]
+- apiVersion: v1
+  kind: Node
+  metadata: {name: node-2, labels: {kubernetes.io/hostname: node-2, kubevirt.io/schedulable: "true", rack: a}}
+  status:
+    allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
+    conditions: [{type: Ready, status: "True"}]
+- apiVersion: v1
+  kind: Node
+  metadata: {name: node-3, labels: {kubernetes.io/hostname: node-3, kubevirt.io/schedulable: "true", rack: b}}
+  status:
+    allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
+    conditions: [{type: Ready, status: "True"}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: web-1-root, namespace: prod}
+spec:
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 20Gi}}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: web-1, namespace: prod}
+spec:
+  runStrategy: Always
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      evictionStrategy: LiveMigrate
+      domain:
+        cpu: {cores: 2}
+        resources:
+          requests: {cpu: "2", memory: 4Gi}
+          limits: {cpu: "2", memory: 4Gi}
+        devices:
+          disks: [{name: root, disk: {bus: virtio}}]
+          interfaces: [{name: default, masquerade: {}}]
+      networks: [{name: default, pod: {}}]
+      livenessProbe:
+        initialDelaySeconds: 120
+        periodSeconds: 20
+        timeoutSeconds: 10
+        tcpSocket: {port: 1500}
+      readinessProbe:
+        initialDelaySeconds: 120
+        periodSeconds: 20
+        timeoutSeconds: 10
+        httpGet: {port: 80}
+      volumes:
+      - {name: root, persistentVolumeClaim: {claimName: web-1-root}}
+"#;
+
+/// RFC 7386 merge patch: objects merge, `null` deletes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// The baseline with `vm_patch` (YAML merge patch) applied to the VM and `extra` documents added.
+fn cluster(vm_patch: &str, extra: &str) -> ClusterSnapshot {
+    let mut snapshot = ClusterSnapshot::default();
+    load_into(&mut snapshot, "baseline", BASELINE).unwrap();
+    let mut vm = serde_json::to_value(&snapshot.vms[0]).unwrap();
+    let patch: Value = serde_yaml::from_str(if vm_patch.is_empty() { "{}" } else { vm_patch }).unwrap();
+    merge(&mut vm, &patch);
+    snapshot.vms[0] = serde_json::from_value(vm).unwrap();
+    load_into(&mut snapshot, "extra", extra).unwrap();
+    snapshot
+}
+
+fn rules_fired(snapshot: &ClusterSnapshot) -> Vec<String> {
+    audit(snapshot).findings.iter().map(|f| f.rule.clone()).collect()
+}
+
+struct Case {
+    rule: &'static str,
+    /// Merge patch on the VM and extra documents that break the rule.
+    fire: (&'static str, &'static str),
+    /// A near miss that follows the practice.
+    silent: (&'static str, &'static str),
+}
+
+const RWO_PVC: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: db-data, namespace: prod}\nspec: {accessModes: [ReadWriteOnce]}\n";
+const RWO_VOLUME: &str =
+    "spec: {template: {spec: {volumes: [{name: root, persistentVolumeClaim: {claimName: db-data}}]}}}";
+
+fn vmi_on_node_1(name: &str, memory: &str, owner: bool) -> String {
+    let owner = if owner {
+        format!(
+            "ownerReferences: [{{apiVersion: kubevirt.io/v1, kind: VirtualMachine, name: {name}, uid: u-{name}, controller: true}}]"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: {name}, namespace: prod, {owner}}}\n\
+spec: {{evictionStrategy: LiveMigrate, domain: {{resources: {{requests: {{memory: {memory}}}}}}}}}\n\
+status: {{phase: Running, nodeName: node-1}}\n"
+    )
+}
+
+fn cases() -> Vec<Case> {
+    let big_vmis: &'static str = Box::leak(
+        (1..=3)
+            .map(|i| vmi_on_node_1(&format!("big-{i}"), "20Gi", true))
+            .collect::<String>()
+            .into_boxed_str(),
+    );
+    let small_vmis: &'static str = Box::leak(
+        (1..=3)
+            .map(|i| vmi_on_node_1(&format!("small-{i}"), "8Gi", true))
+            .collect::<String>()
+            .into_boxed_str(),
+    );
+    let standalone: &'static str = Box::leak(vmi_on_node_1("batch", "1Gi", false).into_boxed_str());
+    let owned: &'static str = Box::leak(vmi_on_node_1("batch", "1Gi", true).into_boxed_str());
+    vec![
+        Case {
+            rule: "run-strategy-not-restarting",
+            fire: ("spec: {runStrategy: Manual}", ""),
+            silent: ("spec: {runStrategy: RerunOnFailure}", ""),
+        },
+        Case {
+            rule: "run-strategy-missing",
+            fire: ("spec: {runStrategy: null}", ""),
+            silent: ("spec: {runStrategy: Always}", ""),
+        },
+        Case {
+            rule: "run-strategy-halted",
+            fire: ("spec: {runStrategy: Halted}", ""),
+            silent: ("spec: {runStrategy: Always}", ""),
+        },
+        Case {
+            rule: "run-strategy-deprecated-running",
+            fire: ("spec: {runStrategy: null, running: true}", ""),
+            silent: ("", ""),
+        },
+        Case {
+            rule: "run-strategy-conflict",
+            fire: ("spec: {running: true}", ""),
+            silent: ("spec: {running: null}", ""),
+        },
+        Case {
+            rule: "run-strategy-invalid",
+            fire: ("spec: {runStrategy: Sometimes}", ""),
+            silent: ("", ""),
+        },
+        Case {
+            rule: "run-strategy-rerun-on-failure-eviction",
+            fire: (
+                "spec: {runStrategy: RerunOnFailure, template: {spec: {evictionStrategy: None}}}",
+                "",
+            ),
+            silent: ("spec: {runStrategy: RerunOnFailure}", ""),
+        },
+        Case {
+            rule: "run-strategy-standalone-vmi",
+            fire: ("", standalone),
+            silent: ("", owned),
+        },
+        Case {
+            rule: "resources-memory-missing",
+            fire: ("spec: {template: {spec: {domain: {resources: null}}}}", ""),
+            silent: (
+                "spec: {template: {spec: {domain: {resources: null, memory: {guest: 4Gi}}}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "resources-cpu-missing",
+            fire: (
+                "spec: {template: {spec: {domain: {cpu: null, resources: {requests: {cpu: null}, limits: {cpu: null}}}}}}",
+                "",
+            ),
+            silent: (
+                "spec: {template: {spec: {domain: {resources: {requests: {cpu: null}, limits: {cpu: null}}}}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "resources-limits-missing",
+            fire: (
+                "spec: {template: {spec: {domain: {resources: {limits: null}}}}}",
+                "",
+            ),
+            silent: ("", ""),
+        },
+        Case {
+            rule: "resources-instancetype-not-found",
+            fire: (
+                "spec: {instancetype: {name: u1.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
+                "",
+            ),
+            silent: (
+                "spec: {instancetype: {name: u1.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
+                "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata: {name: u1.large}\nspec: {cpu: {guest: 2}, memory: {guest: 8Gi}}\n",
+            ),
+        },
+        Case {
+            rule: "resources-instancetype-conflict",
+            fire: (
+                "spec: {instancetype: {name: c1, kind: VirtualMachineInstancetype}}",
+                "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata: {name: c1, namespace: prod}\nspec: {cpu: {guest: 2}, memory: {guest: 4Gi}}\n",
+            ),
+            silent: (
+                "spec: {instancetype: {name: c1, kind: VirtualMachineInstancetype}, template: {spec: {domain: {cpu: null, resources: null}}}}",
+                "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineInstancetype\nmetadata: {name: c1, namespace: prod}\nspec: {cpu: {guest: 2}, memory: {guest: 4Gi}}\n",
+            ),
+        },
+        Case {
+            rule: "resources-memory-overcommitted",
+            fire: ("spec: {template: {spec: {domain: {memory: {guest: 8Gi}}}}}", ""),
+            silent: ("spec: {template: {spec: {domain: {memory: {guest: 4Gi}}}}}", ""),
+        },
+        Case {
+            rule: "eviction-strategy-not-live-migrate",
+            fire: ("spec: {template: {spec: {evictionStrategy: None}}}", ""),
+            silent: ("spec: {template: {spec: {evictionStrategy: null}}}", ""),
+        },
+        Case {
+            rule: "eviction-strategy-invalid",
+            fire: ("spec: {template: {spec: {evictionStrategy: Migrate}}}", ""),
+            silent: (
+                "spec: {template: {spec: {evictionStrategy: LiveMigrateIfPossible}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "eviction-strategy-stale",
+            fire: (
+                "",
+                "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: web-1, namespace: prod}\nspec: {evictionStrategy: None}\nstatus: {phase: Running, nodeName: node-1}\n",
+            ),
+            silent: (
+                "",
+                "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: web-1, namespace: prod}\nspec: {evictionStrategy: LiveMigrate}\nstatus: {phase: Running, nodeName: node-1}\n",
+            ),
+        },
+        Case {
+            rule: "live-migrate-not-migratable",
+            fire: (RWO_VOLUME, RWO_PVC),
+            silent: ("", RWO_PVC),
+        },
+        Case {
+            rule: "live-migration-not-migratable",
+            fire: (
+                "spec: {template: {spec: {evictionStrategy: None, domain: {devices: {hostDevices: [{name: nic, deviceName: intel.com/sriov}]}}}}}",
+                "",
+            ),
+            silent: ("spec: {template: {spec: {evictionStrategy: None}}}", ""),
+        },
+        Case {
+            rule: "live-migration-unknown",
+            fire: (
+                "spec: {template: {spec: {volumes: [{name: root, dataVolume: {name: not-listed}}]}}}",
+                "",
+            ),
+            silent: ("", ""),
+        },
+        Case {
+            rule: "node-placement-pinned",
+            fire: (
+                "spec: {template: {spec: {nodeSelector: {kubernetes.io/hostname: node-2}}}}",
+                "",
+            ),
+            silent: ("spec: {template: {spec: {nodeSelector: {rack: a}}}}", ""),
+        },
+        Case {
+            rule: "node-placement-single-node",
+            fire: ("spec: {template: {spec: {nodeSelector: {rack: b}}}}", ""),
+            silent: ("spec: {template: {spec: {nodeSelector: {rack: a}}}}", ""),
+        },
+        Case {
+            rule: "node-placement-no-node",
+            fire: (
+                "spec: {template: {spec: {affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: rack, operator: In, values: [c]}]}]}}}}}}",
+                "",
+            ),
+            silent: (
+                "spec: {template: {spec: {affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: rack, operator: In, values: [a, b]}]}]}}}}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "capacity-exceeds-every-node",
+            fire: (
+                "spec: {template: {spec: {domain: {resources: {requests: {memory: 40Gi}, limits: {memory: 40Gi}}}}}}",
+                "",
+            ),
+            silent: (
+                "spec: {template: {spec: {domain: {resources: {requests: {memory: 30Gi}, limits: {memory: 30Gi}}}}}}",
+                "",
+            ),
+        },
+        // Each of the three 20Gi VMs alone fits on node-2 or node-3, all three together do not.
+        Case {
+            rule: "capacity-node-evacuation",
+            fire: ("", big_vmis),
+            silent: ("", small_vmis),
+        },
+        Case {
+            rule: "probes-liveness-missing",
+            fire: ("spec: {template: {spec: {livenessProbe: null}}}", ""),
+            silent: (
+                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: 60, guestAgentPing: {}, tcpSocket: null}}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "probes-readiness-missing",
+            fire: ("spec: {template: {spec: {readinessProbe: null}}}", ""),
+            silent: ("", ""),
+        },
+        Case {
+            rule: "probes-invalid",
+            fire: (
+                "spec: {template: {spec: {readinessProbe: {tcpSocket: {port: 80}}}}}",
+                "",
+            ),
+            silent: (
+                "spec: {template: {spec: {readinessProbe: {httpGet: null, tcpSocket: {port: 80}}}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "probes-liveness-too-early",
+            fire: (
+                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: 5}}}}",
+                "",
+            ),
+            silent: (
+                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: 30}}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "probes-timeout-exceeds-period",
+            fire: (
+                "spec: {template: {spec: {readinessProbe: {timeoutSeconds: 30}}}}",
+                "",
+            ),
+            silent: (
+                "spec: {template: {spec: {readinessProbe: {timeoutSeconds: 20}}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "configuration-grace-period-zero",
+            fire: ("spec: {template: {spec: {terminationGracePeriodSeconds: 0}}}", ""),
+            silent: (
+                "spec: {template: {spec: {terminationGracePeriodSeconds: 180}}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "configuration-pdb-blocks-drain",
+            fire: (
+                "",
+                "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata: {name: web, namespace: prod}\nspec: {maxUnavailable: 1, selector: {matchLabels: {app: web}}}\n",
+            ),
+            silent: (
+                "",
+                "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web, namespace: prod}\nspec: {minAvailable: 1, selector: {matchLabels: {app: web}}}\n",
+            ),
+        },
+        Case {
+            rule: "configuration-suppression-missing-reason",
+            fire: (
+                "metadata: {annotations: {vm-audit/suppress: probes-readiness-missing}}",
+                "",
+            ),
+            silent: (
+                "metadata: {annotations: {vm-audit/suppress: probes-readiness-missing, vm-audit/suppress-reason: batch}}",
+                "",
+            ),
+        },
+        Case {
+            rule: "configuration-suppression-unknown-rule",
+            fire: (
+                "metadata: {annotations: {vm-audit/suppress: probe-readiness, vm-audit/suppress-reason: typo}}",
+                "",
+            ),
+            silent: (
+                "metadata: {annotations: {vm-audit/suppress: probes-readiness-missing, vm-audit/suppress-reason: batch}}",
+                "",
+            ),
+        },
+    ]
+}
+
+#[test]
+fn the_baseline_follows_every_practice() {
+    let report = audit(&cluster("", ""));
+    assert_eq!(report.findings, vec![], "baseline must be clean");
+    // The VM and the KubeVirt CR's nodes: only the VM is an audited object here (no VMIs run).
+    assert_eq!(report.objects, 1);
+}
+
+#[test]
+fn every_rule_has_a_case() {
+    let covered: Vec<&str> = cases().iter().map(|c| c.rule).collect();
+    for rule in RULES {
+        assert!(covered.contains(&rule.id), "rule {} has no test case", rule.id);
+    }
+    assert_eq!(
+        covered.len(),
+        RULES.len(),
+        "a case names a rule that does not exist"
+    );
+}
+
+#[test]
+fn each_rule_fires_on_a_breaking_object() {
+    for case in cases() {
+        let fired = rules_fired(&cluster(case.fire.0, case.fire.1));
+        assert!(
+            fired.iter().any(|r| r == case.rule),
+            "{} did not fire; fired: {fired:?}",
+            case.rule
+        );
+    }
+}
+
+#[test]
+fn each_rule_is_silent_on_a_near_miss() {
+    for case in cases() {
+        let fired = rules_fired(&cluster(case.silent.0, case.silent.1));
+        assert!(
+            !fired.iter().any(|r| r == case.rule),
+            "{} fired on its compliant twin: {fired:?}",
+            case.rule
+        );
+    }
+}
+
+#[test]
+fn findings_name_field_and_value_and_carry_category_and_hint() {
+    let report = audit(&cluster(
+        "spec: {runStrategy: Manual, template: {spec: {evictionStrategy: None}}}",
+        "",
+    ));
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "run-strategy-not-restarting")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.category, Category::RunStrategy);
+    assert!(f.message.contains("spec.runStrategy is Manual"), "{}", f.message);
+    assert!(!f.hint.is_empty());
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "eviction-strategy-not-live-migrate")
+        .unwrap();
+    assert!(
+        f.message.contains("None") && f.message.contains("spec.template.spec.evictionStrategy"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn eviction_falls_back_to_the_cluster_then_none() {
+    let mut snapshot = cluster("spec: {template: {spec: {evictionStrategy: null}}}", "");
+    assert!(!rules_fired(&snapshot).contains(&"eviction-strategy-not-live-migrate".to_string()));
+    snapshot.kubevirts.clear();
+    let report = audit(&snapshot);
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "eviction-strategy-not-live-migrate")
+        .unwrap();
+    assert!(f.message.contains("KubeVirt's default"), "{}", f.message);
+    let hco: crate::kubevirt::HyperConverged = serde_json::from_value(json!({
+        "metadata": {"name": "kubevirt-hyperconverged", "namespace": "kubevirt-hyperconverged"},
+        "spec": {"evictionStrategy": "LiveMigrate"}
+    }))
+    .unwrap();
+    snapshot.hyperconvergeds.push(hco);
+    assert!(!rules_fired(&snapshot).contains(&"eviction-strategy-not-live-migrate".to_string()));
+}
+
+#[test]
+fn suppression_with_reason_moves_findings_aside() {
+    let report = audit(&cluster(
+        "metadata: {annotations: {vm-audit/suppress: 'probes-readiness-missing', vm-audit/suppress-reason: batch job}}\n\
+spec: {template: {spec: {readinessProbe: null}}}",
+        "",
+    ));
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.suppressed.len(), 1);
+    assert_eq!(report.summary().suppressed, 1);
+}
+
+#[test]
+fn live_migrate_on_rwo_disk_is_an_error_naming_the_reason() {
+    let report = audit(&cluster(RWO_VOLUME, RWO_PVC));
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "live-migrate-not-migratable")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.message.contains("DisksNotLiveMigratable") && f.message.contains("db-data"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn fail_threshold_compares_severities() {
+    let report = audit(&cluster("spec: {runStrategy: Halted}", ""));
+    assert!(report.fails_at(Severity::Info));
+    assert!(!report.fails_at(Severity::Warning));
+}
