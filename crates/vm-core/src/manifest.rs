@@ -10,47 +10,19 @@ use serde_yaml::Value;
 
 use crate::snapshot::ClusterSnapshot;
 
-/// Why a manifest could not be read. Every variant names the source and the line.
+/// Why a manifest could not be read: not YAML/JSON, not a Kubernetes object, or a known kind
+/// whose fields have the wrong shape. Always names the source and the line.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    /// Not valid YAML or JSON.
-    #[error("{source_name}:{line}:{column}: {message}")]
-    Syntax {
-        /// File name, or `-` for stdin.
-        source_name: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// The parser's words.
-        message: String,
-    },
-    /// Valid YAML, but not a Kubernetes object.
-    #[error("{source_name}:{line}: {message}")]
-    NotAnObject {
-        /// File name.
-        source_name: String,
-        /// Line the document starts on.
-        line: usize,
-        /// What is missing.
-        message: String,
-    },
-    /// A known kind whose fields have the wrong shape.
-    #[error("{source_name}:{line}: {kind} {name}: field {path}: {message}")]
-    InvalidObject {
-        /// File name.
-        source_name: String,
-        /// Line the document starts on.
-        line: usize,
-        /// Kubernetes kind.
-        kind: String,
-        /// Object name.
-        name: String,
-        /// Field path, e.g. `spec.template.spec.domain.cpu.cores`.
-        path: String,
-        /// What is wrong with it.
-        message: String,
-    },
+#[error("{source_name}:{line}{}: {message}", column.map(|c| format!(":{c}")).unwrap_or_default())]
+pub struct ManifestError {
+    /// File name, or `-` for stdin.
+    pub source_name: String,
+    /// 1-based line (of the error, or of the document it is in).
+    pub line: usize,
+    /// 1-based column, for syntax errors.
+    pub column: Option<usize>,
+    /// What is wrong, e.g. `VirtualMachine vm1: field spec.running: invalid type`.
+    pub message: String,
 }
 
 /// Something worth telling the user that is not an error (an unknown kind, skipped).
@@ -106,10 +78,10 @@ pub fn load_into(
     for (line, doc) in split_documents(text) {
         let value: Value = serde_yaml::from_str(&doc).map_err(|e| {
             let loc = e.location();
-            ManifestError::Syntax {
+            ManifestError {
                 source_name: source_name.to_string(),
                 line: loc.as_ref().map_or(line, |l| line + l.line() - 1),
-                column: loc.as_ref().map_or(1, serde_yaml::Location::column),
+                column: Some(loc.as_ref().map_or(1, serde_yaml::Location::column)),
                 message: strip_location(&e.to_string()),
             }
         })?;
@@ -133,9 +105,10 @@ fn add_value(
     value: Value,
     notes: &mut Vec<Note>,
 ) -> Result<(), ManifestError> {
-    let not_object = |message: &str| ManifestError::NotAnObject {
+    let not_object = |message: &str| ManifestError {
         source_name: source_name.to_string(),
         line,
+        column: None,
         message: message.to_string(),
     };
     let Value::Mapping(map) = &value else {
@@ -214,13 +187,11 @@ fn typed<T: DeserializeOwned>(
     kind: &str,
     name: &str,
 ) -> Result<T, ManifestError> {
-    serde_path_to_error::deserialize(value).map_err(|e| ManifestError::InvalidObject {
+    serde_path_to_error::deserialize(value).map_err(|e| ManifestError {
         source_name: source_name.to_string(),
         line,
-        kind: kind.to_string(),
-        name: name.to_string(),
-        path: e.path().to_string(),
-        message: e.into_inner().to_string(),
+        column: None,
+        message: format!("{kind} {name}: field {}: {}", e.path(), e.inner()),
     })
 }
 
