@@ -1,1 +1,16 @@
-//! vm-kube
+//! All cluster and file I/O of the kubectl VM plugins.
+//!
+//! - [`client`]: a kube client from kubectl's flags (`--kubeconfig`, `--context`), never
+//!   accepting invalid certificates.
+//! - [`live`]: lists everything a [`vm_core::snapshot::ClusterSnapshot`] holds from the API.
+//! - [`files`]: reads manifests from files, directories (recursively) and stdin.
+//! - [`error`]: errors that name the API call and, for a 403, the missing permission.
+
+pub mod client;
+pub mod error;
+pub mod files;
+pub mod live;
+
+/// The KubeVirt types, re-exported: they live in the sans-IO core so that the planners can use
+/// them, and implement kube's `Resource` for `Api<T>`.
+pub use vm_core::kubevirt as types;

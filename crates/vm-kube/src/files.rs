@@ -1,0 +1,207 @@
+//! Manifests from files, directories (recursively) and stdin, into one snapshot.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use vm_core::manifest::{ManifestError, Note, load_into};
+use vm_core::snapshot::ClusterSnapshot;
+
+/// Files bigger than this are refused before they are read, to bound memory.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+/// Why the input could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file or directory could not be opened or read.
+    #[error("cannot read {path}: {message}")]
+    Unreadable {
+        /// The path given.
+        path: String,
+        /// The OS's words.
+        message: String,
+    },
+    /// A directory without a single manifest in it.
+    #[error("{path}: no .yaml, .yml or .json files in this directory (searched recursively)")]
+    EmptyDirectory {
+        /// The directory.
+        path: String,
+    },
+    /// Not text: a binary file, or text in another encoding than UTF-8.
+    #[error("{path}: not a YAML or JSON text file ({reason})")]
+    NotText {
+        /// The file.
+        path: String,
+        /// What gave it away.
+        reason: String,
+    },
+    /// Bigger than [`MAX_FILE_BYTES`].
+    #[error("{path}: {size} bytes is more than the {limit} bytes vm-audit reads from one file")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A manifest that does not parse.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// Reads every input (`-` is stdin) into one snapshot, returning notes about skipped objects.
+///
+/// # Errors
+/// The first input that cannot be read or parsed.
+pub fn load(inputs: &[PathBuf], stdin: &mut dyn Read) -> Result<(ClusterSnapshot, Vec<Note>), FileError> {
+    let mut snapshot = ClusterSnapshot::default();
+    let mut notes = Vec::new();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            stdin
+                .take(MAX_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| FileError::Unreadable {
+                    path: "-".into(),
+                    message: e.to_string(),
+                })?;
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(FileError::TooLarge {
+                    path: "-".into(),
+                    size: bytes.len() as u64,
+                    limit: MAX_FILE_BYTES,
+                });
+            }
+            notes.extend(load_bytes(&mut snapshot, "-", &bytes)?);
+            continue;
+        }
+        let meta = std::fs::metadata(input).map_err(|e| unreadable(input, &e))?;
+        if meta.is_dir() {
+            let files = manifests_under(input)?;
+            if files.is_empty() {
+                return Err(FileError::EmptyDirectory {
+                    path: input.display().to_string(),
+                });
+            }
+            for file in files {
+                notes.extend(load_file(&mut snapshot, &file)?);
+            }
+        } else {
+            notes.extend(load_file(&mut snapshot, input)?);
+        }
+    }
+    Ok((snapshot, notes))
+}
+
+fn unreadable(path: &Path, err: &std::io::Error) -> FileError {
+    FileError::Unreadable {
+        path: path.display().to_string(),
+        message: err.to_string(),
+    }
+}
+
+/// Every manifest file under `dir`, sorted so that output does not depend on the file system.
+fn manifests_under(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = std::fs::read_dir(&current).map_err(|e| unreadable(&current, &e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| unreadable(&current, &e))?;
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(|e| unreadable(&path, &e))?;
+            if file_type.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXTENSIONS.contains(&e))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn load_file(snapshot: &mut ClusterSnapshot, path: &Path) -> Result<Vec<Note>, FileError> {
+    let size = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge {
+            path: path.display().to_string(),
+            size,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, &e))?;
+    load_bytes(snapshot, &path.display().to_string(), &bytes)
+}
+
+fn load_bytes(snapshot: &mut ClusterSnapshot, name: &str, bytes: &[u8]) -> Result<Vec<Note>, FileError> {
+    if let Some(pos) = bytes.iter().position(|b| *b == 0) {
+        return Err(FileError::NotText {
+            path: name.into(),
+            reason: format!("NUL byte at offset {pos}"),
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| FileError::NotText {
+        path: name.into(),
+        reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+    })?;
+    Ok(load_into(snapshot, name, text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VM: &str = "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: a}\n";
+
+    #[test]
+    fn directories_are_read_recursively_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub/deeper")).unwrap();
+        std::fs::write(
+            dir.path().join("sub/deeper/b.yml"),
+            VM.replace("name: a", "name: b"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("a.yaml"), VM).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+        let (snap, _) = load(&[dir.path().to_path_buf()], &mut std::io::empty()).unwrap();
+        let names: Vec<_> = snap
+            .vms
+            .iter()
+            .map(|v| v.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn stdin_is_a_dash() {
+        let (snap, _) = load(&[PathBuf::from("-")], &mut VM.as_bytes()).unwrap();
+        assert_eq!(snap.vms.len(), 1);
+    }
+
+    #[test]
+    fn bad_inputs_have_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let err = load(&[empty], &mut std::io::empty()).unwrap_err();
+        assert!(matches!(err, FileError::EmptyDirectory { .. }), "{err}");
+        let err = load(&[dir.path().join("missing.yaml")], &mut std::io::empty()).unwrap_err();
+        assert!(
+            err.to_string().contains("missing.yaml") && err.to_string().contains("No such file"),
+            "{err}"
+        );
+        let bin = dir.path().join("disk.img.yaml");
+        std::fs::write(&bin, [0x7f, b'E', b'L', b'F', 0, 1, 2]).unwrap();
+        let err = load(&[bin], &mut std::io::empty()).unwrap_err();
+        assert!(err.to_string().contains("NUL byte"), "{err}");
+    }
+}
