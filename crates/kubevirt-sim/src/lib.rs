@@ -1,1 +1,30 @@
 //! The sandbox: a real Kubernetes control plane with KubeVirt and kubelets simulated.
+//!
+//! No cluster can be downloaded where this project is built and tested, but Debian ships
+//! etcd and the Kubernetes 1.20.2 sources, so `scripts/install-control-plane` builds a real
+//! kube-apiserver, kube-controller-manager and kube-scheduler once. This crate starts them
+//! on free loopback ports and plays the parts that need real machines: the kubelets of
+//! simulated nodes (like kwok) and, on top, KubeVirt's controllers.
+//!
+//! Two entry points share the same code:
+//! - the `vm-sandbox` binary (`up`, `down`, `status`, `node down|up`) for people and scripts;
+//! - [`Sandbox::start`], a test fixture that gives each test its own isolated sandbox and
+//!   stops it on drop.
+
+pub mod binaries;
+pub mod controlplane;
+pub mod crds;
+pub mod error;
+pub mod kubelet;
+pub mod nodes;
+pub mod pki;
+pub mod ports;
+pub mod process;
+pub mod sandbox;
+pub mod scenario;
+pub mod sim;
+pub mod state;
+
+pub use error::{Error, Result};
+pub use sandbox::{Sandbox, SandboxConfig};
+pub use sim::{SimConfig, Simulator};

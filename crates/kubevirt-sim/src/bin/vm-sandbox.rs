@@ -1,0 +1,390 @@
+//! `vm-sandbox`: start, inspect and stop the sandbox (a real Kubernetes 1.20 control plane
+//! with KubeVirt and kubelets simulated) from a shell or a script.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+
+use kubevirt_sim::binaries::Binaries;
+use kubevirt_sim::controlplane::{ControlPlane, ControlPlaneOptions, client_from_kubeconfig};
+use kubevirt_sim::nodes::NodeTemplate;
+use kubevirt_sim::process::{self, ManagedProcess};
+use kubevirt_sim::sandbox::{SandboxConfig, node_is_ready, provision, wait_nodes_ready};
+use kubevirt_sim::scenario::Scenario;
+use kubevirt_sim::state::{SandboxInfo, StateDir};
+use kubevirt_sim::{SimConfig, Simulator};
+
+/// The order `down` stops processes in: clients before the servers they talk to.
+const STOP_ORDER: &[&str] = &[
+    "simulator",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+];
+
+#[derive(Parser)]
+#[command(
+    name = "vm-sandbox",
+    version,
+    about = "A real Kubernetes control plane with KubeVirt and kubelets simulated"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct StateArg {
+    /// Directory holding the sandbox's state, logs and kubeconfig.
+    #[arg(long, default_value = ".sandbox", env = "VM_SANDBOX_STATE_DIR")]
+    state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the sandbox in the background; prints the KUBECONFIG to use.
+    Up {
+        #[command(flatten)]
+        state: StateArg,
+        /// Number of simulated worker nodes (node-1..node-N), besides the scenario's.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Number of sample VMs to create (namespace default, vm-1..vm-M).
+        #[arg(long, default_value_t = 0)]
+        vms: usize,
+        /// Multi-document Kubernetes YAML: Nodes become simulated nodes, the rest is applied.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// CPU capacity of each generated node.
+        #[arg(long, default_value = "32")]
+        node_cpu: String,
+        /// Memory capacity of each generated node.
+        #[arg(long, default_value = "128Gi")]
+        node_memory: String,
+        /// Pod capacity of each generated node.
+        #[arg(long, default_value = "110")]
+        node_pods: String,
+        /// Seconds without heartbeat before the controller manager marks a node NotReady.
+        #[arg(long, default_value_t = 10)]
+        node_grace_period: u64,
+        /// Milliseconds between node heartbeats (Lease renewals).
+        #[arg(long, default_value_t = 2000)]
+        heartbeat_ms: u64,
+        /// Seconds to wait for the sandbox to be ready.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Stop everything `up` started (and nothing else).
+    Down {
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Show the processes and nodes.
+    Status {
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Stop (`down`) or restart (`up`) a node's simulated kubelet.
+    Node {
+        /// `down` or `up`.
+        #[arg(value_parser = ["down", "up"])]
+        action: String,
+        /// Node name.
+        name: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Run the simulator in the foreground (what `up` starts in the background).
+    #[command(hide = true)]
+    Simulate {
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VM_SANDBOX_LOG")
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Up {
+            state,
+            nodes,
+            vms,
+            scenario,
+            node_cpu,
+            node_memory,
+            node_pods,
+            node_grace_period,
+            heartbeat_ms,
+            timeout,
+        } => {
+            let default_node = NodeTemplate::worker("", &node_cpu, &node_memory, &node_pods);
+            let scenario = match scenario {
+                Some(path) => Scenario::load(&path, &default_node)?,
+                None => Scenario::default(),
+            };
+            let config = SandboxConfig {
+                nodes: NodeTemplate::workers(nodes, &node_cpu, &node_memory, &node_pods),
+                scenario,
+                sim: SimConfig {
+                    heartbeat_interval_ms: heartbeat_ms,
+                    ..SimConfig::default()
+                },
+                control_plane: ControlPlaneOptions {
+                    node_monitor_grace_period: Duration::from_secs(node_grace_period),
+                    ..Default::default()
+                },
+                ready_timeout: Duration::from_secs(timeout),
+                ..Default::default()
+            };
+            rt.block_on(up(&StateDir::new(&state.state_dir)?, config, vms))
+        }
+        Command::Down { state } => down(&StateDir::new(&state.state_dir)?),
+        Command::Status { state } => rt.block_on(status(&StateDir::new(&state.state_dir)?)),
+        Command::Node { action, name, state } => {
+            rt.block_on(node(&StateDir::new(&state.state_dir)?, &action, &name))
+        }
+        Command::Simulate { state } => rt.block_on(simulate(&StateDir::new(&state.state_dir)?)),
+    }
+}
+
+fn marker(state: &StateDir) -> String {
+    state.root().display().to_string()
+}
+
+fn running(state: &StateDir) -> Vec<(String, u32)> {
+    let marker = marker(state);
+    process::read_pids(&state.pids())
+        .into_iter()
+        .filter(|(_, pid)| process::is_ours(*pid, &marker))
+        .collect()
+}
+
+async fn up(state: &StateDir, config: SandboxConfig, vms: usize) -> Result<()> {
+    let started = Instant::now();
+    let alive = running(state);
+    if !alive.is_empty() {
+        let names: Vec<&str> = alive.iter().map(|(n, _)| n.as_str()).collect();
+        bail!(
+            "a sandbox is already running in {} ({}); run `vm-sandbox down --state-dir {}` first",
+            state.root().display(),
+            names.join(", "),
+            state.root().display()
+        );
+    }
+    // A fresh cluster each time: old etcd data, keys and marks go.
+    for dir in [state.etcd_data(), state.pki(), state.pids(), state.nodes_down()] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+        }
+    }
+    let bins = Binaries::locate()?;
+    eprintln!("starting the control plane in {}", state.root().display());
+    let mut cp = ControlPlane::start(state, &bins, &config.control_plane)
+        .await
+        .context("starting the control plane")?;
+    eprintln!(
+        "API server ready at {} after {:.1} s",
+        cp.apiserver_url,
+        started.elapsed().as_secs_f64()
+    );
+    provision(&cp.client, &config)
+        .await
+        .context("installing the KubeVirt API, nodes and scenario")?;
+    if vms > 0 {
+        create_sample_vms(&cp.client, vms)
+            .await
+            .context("creating sample VMs")?;
+    }
+    state.write_info(&SandboxInfo {
+        apiserver_url: cp.apiserver_url.clone(),
+        etcd_port: cp.etcd_port,
+        sim: config.sim.clone(),
+    })?;
+    let exe = std::env::current_exe().context("locating the vm-sandbox executable")?;
+    let mut sim = process::spawn(
+        "simulator",
+        &exe,
+        &[
+            "simulate".into(),
+            "--state-dir".into(),
+            state.root().display().to_string(),
+        ],
+        &state.logs(),
+    )?;
+    let names: Vec<String> = config.all_nodes().into_iter().map(|n| n.name).collect();
+    eprintln!("waiting for {} node(s) to be Ready", names.len());
+    let ready = wait_nodes_ready(&cp.client, &names, config.ready_timeout).await;
+    if let Err(e) = sim.check_running() {
+        bail!("{e}");
+    }
+    ready.context("waiting for the nodes")?;
+    // Success: let the processes outlive this command and record them for `down`.
+    let procs: Vec<ManagedProcess> = std::mem::take(&mut cp.processes);
+    for p in procs.into_iter().chain([sim]) {
+        let name = p.name.clone();
+        let pid = p.detach();
+        process::write_pid(&state.pids(), &name, pid)?;
+    }
+    eprintln!(
+        "sandbox up in {:.1} s (logs in {})",
+        started.elapsed().as_secs_f64(),
+        state.logs().display()
+    );
+    println!("export KUBECONFIG={}", state.kubeconfig().display());
+    Ok(())
+}
+
+/// `count` VMs with runStrategy Always; they run once the VM controller is simulated.
+async fn create_sample_vms(client: &kube::Client, count: usize) -> Result<()> {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    let ar = kubevirt_sim::crds::kubevirt_resource("VirtualMachine");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    for i in 1..=count {
+        let name = format!("vm-{i}");
+        let vm = serde_json::json!({
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "sample"}},
+            "spec": {
+                "runStrategy": "Always",
+                "template": {
+                    "metadata": {"labels": {"kubevirt.io/vm": name}},
+                    "spec": {
+                        "domain": {"devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}}], "interfaces": [{"name": "default", "masquerade": {}}]}, "resources": {"requests": {"memory": "1Gi", "cpu": "1"}}},
+                        "networks": [{"name": "default", "pod": {}}],
+                        "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:latest"}}],
+                    },
+                },
+            },
+        });
+        api.patch(
+            &name,
+            &PatchParams::apply("vm-sandbox").force(),
+            &Patch::Apply(&vm),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn down(state: &StateDir) -> Result<()> {
+    let marker = marker(state);
+    let mut recorded = process::read_pids(&state.pids());
+    if recorded.is_empty() {
+        eprintln!("no sandbox recorded in {}", state.root().display());
+        return Ok(());
+    }
+    recorded.sort_by_key(|(name, _)| STOP_ORDER.iter().position(|n| n == name).unwrap_or(0));
+    for (name, pid) in recorded {
+        if process::stop_recorded(pid, &marker, Duration::from_secs(10)) {
+            eprintln!("stopped {name} (pid {pid})");
+        } else {
+            eprintln!("{name} (pid {pid}) was not running");
+        }
+        let _ = std::fs::remove_file(state.pids().join(format!("{name}.pid")));
+    }
+    Ok(())
+}
+
+async fn status(state: &StateDir) -> Result<()> {
+    let marker = marker(state);
+    let recorded = process::read_pids(&state.pids());
+    if recorded.is_empty() {
+        println!("no sandbox in {}", state.root().display());
+        return Ok(());
+    }
+    let info = state.read_info()?;
+    println!("state dir:  {}", state.root().display());
+    println!("API server: {}", info.apiserver_url);
+    println!("kubeconfig: {}", state.kubeconfig().display());
+    let mut all_up = true;
+    for name in STOP_ORDER.iter().rev() {
+        if let Some((_, pid)) = recorded.iter().find(|(n, _)| n == name) {
+            let up = process::is_ours(*pid, &marker);
+            all_up &= up;
+            println!(
+                "{name:<24} pid {pid:<8} {}",
+                if up { "running" } else { "NOT RUNNING" }
+            );
+        }
+    }
+    if !all_up {
+        bail!(
+            "some sandbox processes are not running (logs in {})",
+            state.logs().display()
+        );
+    }
+    let client = client_from_kubeconfig(&state.kubeconfig()).await?;
+    let nodes: Api<Node> = Api::all(client);
+    let list = tokio::time::timeout(Duration::from_secs(10), nodes.list(&Default::default()))
+        .await
+        .context("listing nodes timed out")??;
+    let down = kubevirt_sim::state::read_nodes_down(&state.nodes_down());
+    for n in &list.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let ready = if node_is_ready(n) { "Ready" } else { "NotReady" };
+        let kubelet = if down.contains(&name) {
+            "kubelet down"
+        } else {
+            "kubelet up"
+        };
+        println!("node {name:<20} {ready:<9} {kubelet}");
+    }
+    Ok(())
+}
+
+async fn node(state: &StateDir, action: &str, name: &str) -> Result<()> {
+    let client = client_from_kubeconfig(&state.kubeconfig()).await?;
+    let nodes: Api<Node> = Api::all(client);
+    if nodes
+        .get_opt(name)
+        .await
+        .with_context(|| format!("looking up node {name}"))?
+        .is_none()
+    {
+        bail!("no node named {name} in the sandbox");
+    }
+    state.set_node_down(name, action == "down")?;
+    eprintln!(
+        "node {name}: simulated kubelet {}",
+        if action == "down" {
+            "stopped (it goes NotReady after the grace period)"
+        } else {
+            "restarted"
+        }
+    );
+    Ok(())
+}
+
+async fn simulate(state: &StateDir) -> Result<()> {
+    let info = state.read_info()?;
+    let client = client_from_kubeconfig(&state.kubeconfig()).await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let sim = Simulator {
+        client,
+        config: info.sim,
+        nodes_down_dir: state.nodes_down(),
+    };
+    let task = tokio::spawn(sim.run(rx));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    let _ = tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    Ok(())
+}

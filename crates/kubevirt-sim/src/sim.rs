@@ -1,0 +1,75 @@
+//! The simulator: everything the sandbox plays instead of real machines. Today that is
+//! the kubelets of the simulated nodes ([`crate::kubelet`]); KubeVirt's controllers join
+//! it here. It runs either inside `vm-sandbox` (a background process) or on a thread of
+//! the test fixture.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::Result;
+
+/// Timings of the simulation. Real clusters count in minutes; the defaults are short so
+/// that a failure test takes seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimConfig {
+    /// How often each up node renews its Lease (kubelet: 10 s).
+    pub heartbeat_interval_ms: u64,
+    /// How often each up node re-posts its status even when nothing changed (kubelet: 5 min
+    /// when leases are used).
+    pub node_status_interval_ms: u64,
+    /// How many API calls the simulated kubelets make at once.
+    pub concurrency: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            heartbeat_interval_ms: 2_000,
+            node_status_interval_ms: 20_000,
+            concurrency: 16,
+        }
+    }
+}
+
+impl SimConfig {
+    /// [`SimConfig::heartbeat_interval_ms`] as a duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(100))
+    }
+    /// [`SimConfig::node_status_interval_ms`] as a duration.
+    pub fn node_status_interval(&self) -> Duration {
+        Duration::from_millis(self.node_status_interval_ms.max(100))
+    }
+}
+
+/// The simulator.
+#[derive(Clone)]
+pub struct Simulator {
+    /// Admin client.
+    pub client: kube::Client,
+    /// Timings.
+    pub config: SimConfig,
+    /// Directory of files naming the nodes that are down (see [`crate::state::StateDir::nodes_down`]).
+    pub nodes_down_dir: PathBuf,
+}
+
+impl Simulator {
+    /// Runs until `shutdown` turns true (or its sender is dropped).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let kubelets = tokio::spawn(crate::kubelet::run(self.clone()));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        kubelets.abort();
+        Ok(())
+    }
+}
