@@ -1,1 +1,8 @@
-//! vm-cli
+//! Shared command-line UX of the kubectl VM plugins: kubectl's flags, exit statuses, error
+//! output with hints, colour and logging set-up. Only data goes to stdout; everything for the
+//! person at the terminal goes to stderr.
+
+pub mod args;
+pub mod exit;
+pub mod report;
+pub mod style;

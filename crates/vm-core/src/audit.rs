@@ -37,11 +37,11 @@ pub fn audit(snapshot: &ClusterSnapshot) -> AuditReport {
         let mut found = Vec::new();
         rules::check_subject(&ctx, &subject, &mut found);
         suppression::apply(&subject.object, subject.annotations, found, &mut report);
-        report.objects += 1;
+        report.audited.push(subject.object);
     }
     for (object, annotations, found) in rules::check_cluster(&ctx) {
         suppression::apply(&object, annotations, found, &mut report);
-        report.objects += 1;
+        report.audited.push(object);
     }
     report.sort();
     report

@@ -8,7 +8,8 @@
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use crate::snapshot::ClusterSnapshot;
+use crate::audit::ObjectRef;
+use crate::snapshot::{ClusterSnapshot, Origin};
 
 /// Why a manifest could not be read: not YAML/JSON, not a Kubernetes object, or a known kind
 /// whose fields have the wrong shape. Always names the source and the line.
@@ -142,6 +143,20 @@ fn add_value(
         .and_then(Value::as_str)
         .unwrap_or("(unnamed)")
         .to_string();
+    let namespaced = !matches!(kind.as_str(), "Node" | "VirtualMachineClusterInstancetype");
+    let namespace = value
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str);
+    let object = ObjectRef {
+        kind: kind.clone(),
+        namespace: namespaced.then(|| namespace.unwrap_or("default").to_string()),
+        name: name.clone(),
+    };
+    snapshot.origins.entry(object).or_insert_with(|| Origin {
+        source: source_name.to_string(),
+        line,
+    });
     macro_rules! push {
         ($list:expr) => {
             $list.push(typed(value, source_name, line, &kind, &name)?)

@@ -3,9 +3,13 @@
 //! The same type is filled from the live cluster (`vm-kube`) or from manifest files, so every
 //! verdict can be computed, printed and unit-tested without a cluster.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::audit::ObjectRef;
 use crate::kubevirt::{
     HyperConverged, KubeVirt, VirtualMachine, VirtualMachineClusterInstancetype, VirtualMachineInstance,
     VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype,
@@ -41,9 +45,29 @@ pub struct ClusterSnapshot {
     pub hyperconvergeds: Vec<HyperConverged>,
     pub instancetypes: Vec<VirtualMachineInstancetype>,
     pub cluster_instancetypes: Vec<VirtualMachineClusterInstancetype>,
+    /// Where each object read from a manifest came from (empty for live snapshots).
+    pub origins: BTreeMap<ObjectRef, Origin>,
+}
+
+/// The file and line an object was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// File name, or `-` for stdin.
+    pub source: String,
+    /// 1-based line of the document.
+    pub line: usize,
 }
 
 impl ClusterSnapshot {
+    /// Keeps only the VMs, VMIs, replica sets and pools whose metadata passes `keep` (for
+    /// `-n` and `-l` in file mode); nodes, pods and configuration stay, as capacity needs them.
+    pub fn retain_workloads(&mut self, keep: impl Fn(&ObjectMeta) -> bool) {
+        self.vms.retain(|o| keep(&o.metadata));
+        self.vmis.retain(|o| keep(&o.metadata));
+        self.replica_sets.retain(|o| keep(&o.metadata));
+        self.pools.retain(|o| keep(&o.metadata));
+    }
+
     /// The words for where objects were looked up, for messages.
     #[must_use]
     pub fn where_looked(&self) -> &'static str {

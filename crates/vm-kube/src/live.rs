@@ -215,5 +215,6 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
         hyperconvergeds,
         instancetypes,
         cluster_instancetypes,
+        origins: Default::default(),
     })
 }

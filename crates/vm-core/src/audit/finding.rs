@@ -129,8 +129,8 @@ pub struct Summary {
 /// The result of an audit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditReport {
-    /// Number of objects audited.
-    pub objects: usize,
+    /// Every object audited, with or without findings.
+    pub audited: Vec<ObjectRef>,
     /// Findings, sorted by object then severity (worst first) then rule.
     pub findings: Vec<Finding>,
     /// Findings silenced by annotations, kept for `-o wide` and the summary.
@@ -143,7 +143,7 @@ impl AuditReport {
     pub fn summary(&self) -> Summary {
         let count = |s| self.findings.iter().filter(|f| f.severity == s).count();
         Summary {
-            objects: self.objects,
+            objects: self.audited.len(),
             info: count(Severity::Info),
             warning: count(Severity::Warning),
             error: count(Severity::Error),
@@ -161,5 +161,6 @@ impl AuditReport {
         let key = |f: &Finding| (f.object.clone(), std::cmp::Reverse(f.severity), f.rule.clone());
         self.findings.sort_by_key(key);
         self.suppressed.sort_by_key(key);
+        self.audited.sort();
     }
 }

@@ -430,7 +430,7 @@ fn the_baseline_follows_every_practice() {
     let report = audit(&cluster("", ""));
     assert_eq!(report.findings, vec![], "baseline must be clean");
     // The VM and the KubeVirt CR's nodes: only the VM is an audited object here (no VMIs run).
-    assert_eq!(report.objects, 1);
+    assert_eq!(report.audited.len(), 1);
 }
 
 #[test]

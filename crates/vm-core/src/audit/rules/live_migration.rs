@@ -52,25 +52,25 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
             reported,
         } => {
             let origin = if reported {
-                "KubeVirt reports"
+                "reported by KubeVirt"
             } else {
                 "computed from the spec"
             };
             let detail = if message.is_empty() {
-                reason.clone()
+                format!("{reason}, {origin}")
             } else {
-                format!("{reason}: {message}")
+                format!("{reason}, {origin}: {message}")
             };
             if eviction.strategy == Some(EvictionStrategy::LiveMigrate) {
                 out.emit(
                     &LIVE_MIGRATE_NOT_MIGRATABLE,
-                    format!("evictionStrategy LiveMigrate but not live-migratable ({origin} {detail}); every drain of its node is blocked"),
+                    format!("evictionStrategy LiveMigrate but not live-migratable ({detail}); every drain of its node is blocked"),
                     "make the VM migratable (ReadWriteMany storage, masquerade binding) or change its eviction strategy",
                 );
             } else {
                 out.emit(
                     &NOT_MIGRATABLE,
-                    format!("not live-migratable ({origin} {detail})"),
+                    format!("not live-migratable ({detail})"),
                     "make the VM migratable: ReadWriteMany storage, masquerade binding, no host devices",
                 );
             }

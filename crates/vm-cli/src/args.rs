@@ -1,0 +1,70 @@
+//! kubectl's flags, shared by every plugin.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Connection and scope flags, spelled as kubectl spells them.
+#[derive(Args, Clone, Debug, Default)]
+pub struct KubeArgs {
+    /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME", global = true)]
+    pub context: Option<String>,
+    /// Namespace to look in (default: the context's namespace).
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+    /// Look in every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+impl KubeArgs {
+    /// The namespace to read: `None` for all namespaces, else `-n` or the context's default.
+    #[must_use]
+    pub fn namespace_or(&self, context_default: &str) -> Option<String> {
+        if self.all_namespaces {
+            None
+        } else {
+            Some(
+                self.namespace
+                    .clone()
+                    .unwrap_or_else(|| context_default.to_string()),
+            )
+        }
+    }
+}
+
+/// `-v`, repeatable: warn, info, debug, trace.
+#[derive(Args, Clone, Debug, Default)]
+pub struct VerbosityArgs {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+impl VerbosityArgs {
+    /// Starts `tracing` on stderr at the chosen level (`RUST_LOG` overrides it).
+    pub fn init_logging(&self) {
+        let level = match self.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(crate::style::color_enabled_stderr())
+            .try_init();
+    }
+}

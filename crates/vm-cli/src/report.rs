@@ -1,0 +1,54 @@
+//! Printing errors: the whole cause chain once, then `hint:` lines saying what to do.
+
+use std::io::Write;
+
+/// An error for the user, with optional hints.
+#[derive(Debug)]
+pub struct UserError {
+    /// What failed, with its causes.
+    pub message: String,
+    /// What to try.
+    pub hints: Vec<String>,
+}
+
+impl UserError {
+    /// An error from a message.
+    #[must_use]
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+
+    /// Adds a hint.
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+
+    /// Writes `error: …` and each `hint: …` to stderr.
+    pub fn print(&self, program: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{program}: error: {}", self.message);
+        for hint in &self.hints {
+            let _ = writeln!(err, "hint: {hint}");
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for UserError {
+    fn from(err: E) -> Self {
+        let mut parts = vec![err.to_string()];
+        let mut source = err.source();
+        while let Some(e) = source {
+            let text = e.to_string();
+            if !parts.iter().any(|p| p.contains(&text)) {
+                parts.push(text);
+            }
+            source = e.source();
+        }
+        Self::new(parts.join(": "))
+    }
+}

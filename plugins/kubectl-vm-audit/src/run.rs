@@ -1,0 +1,150 @@
+//! The flow of one run: flags → snapshot → audit → output → exit status.
+
+use std::io::{ErrorKind, Write};
+
+use clap::Parser;
+use vm_cli::exit::ExitStatus;
+use vm_cli::report::UserError;
+use vm_core::audit::{Severity, audit};
+use vm_core::labels::LabelQuery;
+use vm_core::snapshot::ClusterSnapshot;
+use vm_kube::client::{ConnectOptions, connect};
+use vm_kube::live::{LiveScope, snapshot};
+
+use crate::cli::{Cli, Format};
+use crate::render::{self, RenderOptions};
+use crate::rules_cmd;
+
+const PROGRAM: &str = "kubectl vm-audit";
+
+/// Runs `kubectl vm-audit` with the process's arguments and returns its exit status.
+#[must_use]
+pub fn main() -> ExitStatus {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitStatus::Error
+            } else {
+                ExitStatus::Success
+            };
+        }
+    };
+    cli.verbosity.init_logging();
+    match run(&cli) {
+        Ok(status) => status,
+        Err(Failure::User(err)) => {
+            err.print(PROGRAM);
+            ExitStatus::Error
+        }
+        // `kubectl vm-audit | head` closes the pipe early; that is not an error.
+        Err(Failure::Io(err)) if err.kind() == ErrorKind::BrokenPipe => ExitStatus::Success,
+        Err(Failure::Io(err)) => {
+            UserError::new(format!("cannot write output: {err}")).print(PROGRAM);
+            ExitStatus::Error
+        }
+    }
+}
+
+enum Failure {
+    User(UserError),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Self::Io(err)
+    }
+}
+
+impl From<UserError> for Failure {
+    fn from(err: UserError) -> Self {
+        Self::User(err)
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitStatus, Failure> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if cli.list_rules {
+        rules_cmd::list(cli.output, &mut out)?;
+        return Ok(ExitStatus::Success);
+    }
+    if let Some(id) = &cli.explain {
+        rules_cmd::explain(id, &mut out).map_err(UserError::new)??;
+        return Ok(ExitStatus::Success);
+    }
+    let snapshot = if cli.files.is_empty() {
+        load_live(cli)?
+    } else {
+        load_files(cli)?
+    };
+    let report = audit(&snapshot);
+    let fail_on: Severity = cli.fail_on.into();
+    let options = RenderOptions {
+        format: cli.output,
+        fail_on,
+        color: cli.output == Format::Table && vm_cli::style::color_enabled_stdout()
+            || cli.output == Format::Wide && vm_cli::style::color_enabled_stdout(),
+    };
+    render::render(&report, &snapshot, &options, &mut out)?;
+    out.flush()?;
+    Ok(if report.fails_at(fail_on) {
+        ExitStatus::Findings
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn load_files(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
+    let (mut snapshot, notes) = vm_kube::files::load(&cli.files, &mut std::io::stdin().lock())?;
+    for note in notes {
+        eprintln!("note: {}: {}", note.location, note.message);
+    }
+    let query = match &cli.selector {
+        Some(sel) => Some(LabelQuery::parse(sel).map_err(|e| UserError::new(format!("-l {sel}: {e}")))?),
+        None => None,
+    };
+    let namespace = if cli.kube.all_namespaces {
+        None
+    } else {
+        cli.kube.namespace.as_deref()
+    };
+    snapshot.retain_workloads(|meta| {
+        let ns_ok = namespace.is_none_or(|ns| meta.namespace.as_deref().unwrap_or("default") == ns);
+        let labels = meta.labels.clone().unwrap_or_default();
+        ns_ok && query.as_ref().is_none_or(|q| q.matches(&labels))
+    });
+    Ok(snapshot)
+}
+
+fn load_live(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UserError::new(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let options = ConnectOptions {
+            kubeconfig: cli.kube.kubeconfig.clone(),
+            context: cli.kube.context.clone(),
+        };
+        let connection = connect(&options).await.map_err(|e| {
+            UserError::from(e).hint("check --kubeconfig and --context, or use -f FILE to audit manifests")
+        })?;
+        let scope = LiveScope {
+            namespace: cli.kube.namespace_or(&connection.default_namespace),
+            selector: cli.selector.clone(),
+        };
+        snapshot(&connection.client, &scope).await.map_err(|e| {
+            let hint = e.can_i_hint();
+            let mut err = UserError::from(e);
+            if let Some(hint) = hint {
+                err = err.hint(format!(
+                    "check the permission with `{hint}`; the read-only role vm-audit needs is in the README"
+                ));
+            }
+            err
+        })
+    })
+}
