@@ -23,6 +23,13 @@ pub struct SimConfig {
     pub node_status_interval_ms: u64,
     /// How many API calls the simulated kubelets make at once.
     pub concurrency: usize,
+    /// How often virt-handler stamps its node heartbeat (KubeVirt: 1 min).
+    pub handler_heartbeat_ms: u64,
+    /// After how long without heartbeat a node's virt-handler counts as unresponsive
+    /// (KubeVirt: 5 min).
+    pub handler_timeout_ms: u64,
+    /// Whether to run the simulated KubeVirt (off: kubelets only).
+    pub kubevirt: bool,
 }
 
 impl Default for SimConfig {
@@ -31,6 +38,9 @@ impl Default for SimConfig {
             heartbeat_interval_ms: 2_000,
             node_status_interval_ms: 20_000,
             concurrency: 16,
+            handler_heartbeat_ms: 5_000,
+            handler_timeout_ms: 15_000,
+            kubevirt: true,
         }
     }
 }
@@ -61,6 +71,10 @@ impl Simulator {
     /// Runs until `shutdown` turns true (or its sender is dropped).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let kubelets = tokio::spawn(crate::kubelet::run(self.clone()));
+        let kubevirt = self
+            .config
+            .kubevirt
+            .then(|| tokio::spawn(crate::kubevirt::run(self.clone())));
         loop {
             if *shutdown.borrow() {
                 break;
@@ -70,6 +84,9 @@ impl Simulator {
             }
         }
         kubelets.abort();
+        if let Some(k) = kubevirt {
+            k.abort();
+        }
         Ok(())
     }
 }

@@ -1,0 +1,159 @@
+//! The `LiveMigratable` condition virt-handler reports (`calculateLiveMigrationCondition`):
+//! True, or False with the first matching reason in KubeVirt's order. Tools decide whether
+//! a drain can migrate a VM from this condition, so the reasons and order matter.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+/// Access modes of the PVCs in the VMI's namespace, by claim name.
+pub type PvcAccessModes = HashMap<String, Vec<String>>;
+
+/// `(status, reason, message)` of the LiveMigratable condition.
+pub fn live_migratable(vmi: &Value, pvcs: &PvcAccessModes) -> (bool, &'static str, String) {
+    if let Some(msg) = interface_blocker(vmi) {
+        return (false, "InterfaceNotLiveMigratable", msg);
+    }
+    let devices = vmi
+        .pointer("/spec/domain/devices")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let count = |k: &str| devices.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+    if count("hostDevices") > 0 {
+        return (
+            false,
+            "HostDeviceNotLiveMigratable",
+            "VMI uses a PCI host devices".into(),
+        );
+    }
+    if count("gpus") > 0 {
+        return (
+            false,
+            "HostDeviceNotLiveMigratable",
+            "VMI uses a GPU that cannot be live migrated".into(),
+        );
+    }
+    for vol in vmi
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let claim = vol
+            .pointer("/persistentVolumeClaim/claimName")
+            .or_else(|| vol.pointer("/dataVolume/name"))
+            .and_then(Value::as_str);
+        if let Some(claim) = claim {
+            let shared = pvcs
+                .get(claim)
+                .is_some_and(|modes| modes.iter().any(|m| m == "ReadWriteMany"));
+            if !shared {
+                return (
+                    false,
+                    "DisksNotLiveMigratable",
+                    format!(
+                        "cannot migrate VMI: PVC {claim} is not shared, live migration requires that all PVCs must be shared (using ReadWriteMany access mode)"
+                    ),
+                );
+            }
+        }
+        if vol.get("hostDisk").is_some()
+            && vol.pointer("/hostDisk/shared").and_then(Value::as_bool) != Some(true)
+        {
+            return (
+                false,
+                "DisksNotLiveMigratable",
+                "cannot migrate VMI with non-shared HostDisk".into(),
+            );
+        }
+    }
+    (true, "", String::new())
+}
+
+/// The primary pod-network interface must use masquerade or passt (bridge only with the
+/// opt-in annotation).
+fn interface_blocker(vmi: &Value) -> Option<String> {
+    let networks = vmi.pointer("/spec/networks").and_then(Value::as_array)?;
+    let pod_net = networks
+        .iter()
+        .find(|n| n.get("pod").is_some())?
+        .get("name")
+        .and_then(Value::as_str)?;
+    let iface = vmi
+        .pointer("/spec/domain/devices/interfaces")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|i| i.get("name").and_then(Value::as_str) == Some(pod_net))?;
+    let allowed = iface.get("masquerade").is_some()
+        || iface.get("passt").is_some()
+        || iface.get("binding").is_some()
+        || (iface.get("bridge").is_some()
+            && vmi
+                .pointer("/metadata/annotations/kubevirt.io~1allow-pod-bridge-network-live-migration")
+                .is_some());
+    (!allowed).then(|| {
+        "cannot migrate VMI which does not use masquerade, bridge with kubevirt.io/allow-pod-bridge-network-live-migration VM annotation or a migratable plugin to connect to the pod network".to_string()
+    })
+}
+
+/// The condition as JSON, with `now` as the transition time.
+pub fn condition(vmi: &Value, pvcs: &PvcAccessModes, now: &str) -> Value {
+    let (ok, reason, message) = live_migratable(vmi, pvcs);
+    if ok {
+        json!({"type": "LiveMigratable", "status": "True", "lastProbeTime": null, "lastTransitionTime": now})
+    } else {
+        json!({"type": "LiveMigratable", "status": "False", "reason": reason, "message": message, "lastProbeTime": null, "lastTransitionTime": now})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmi(volumes: Value, devices: Value) -> Value {
+        json!({"metadata": {"name": "v"}, "spec": {
+            "domain": {"devices": devices},
+            "networks": [{"name": "default", "pod": {}}],
+            "volumes": volumes,
+        }})
+    }
+
+    #[test]
+    fn reasons_in_kubevirt_order() {
+        let mut pvcs = PvcAccessModes::new();
+        pvcs.insert("rwo".into(), vec!["ReadWriteOnce".into()]);
+        pvcs.insert("rwx".into(), vec!["ReadWriteMany".into()]);
+        let masq = json!({"interfaces": [{"name": "default", "masquerade": {}}]});
+        let ok = vmi(
+            json!([{"name": "d", "persistentVolumeClaim": {"claimName": "rwx"}}]),
+            masq.clone(),
+        );
+        assert!(live_migratable(&ok, &pvcs).0);
+        let rwo = vmi(
+            json!([{"name": "d", "persistentVolumeClaim": {"claimName": "rwo"}}]),
+            masq.clone(),
+        );
+        assert_eq!(live_migratable(&rwo, &pvcs).1, "DisksNotLiveMigratable");
+        let host_disk = vmi(
+            json!([{"name": "d", "hostDisk": {"path": "/x", "type": "Disk"}}]),
+            masq.clone(),
+        );
+        assert_eq!(live_migratable(&host_disk, &pvcs).1, "DisksNotLiveMigratable");
+        let mut dev = masq.clone();
+        dev["hostDevices"] = json!([{"name": "nic", "deviceName": "x/y"}]);
+        let hd = vmi(
+            json!([{"name": "d", "persistentVolumeClaim": {"claimName": "rwo"}}]),
+            dev,
+        );
+        assert_eq!(
+            live_migratable(&hd, &pvcs).1,
+            "HostDeviceNotLiveMigratable",
+            "host devices come before disks"
+        );
+        let bridge = vmi(
+            json!([]),
+            json!({"interfaces": [{"name": "default", "bridge": {}}]}),
+        );
+        assert_eq!(live_migratable(&bridge, &pvcs).1, "InterfaceNotLiveMigratable");
+    }
+}

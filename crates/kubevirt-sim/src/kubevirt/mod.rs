@@ -1,0 +1,515 @@
+//! Simulated KubeVirt: the controllers of virt-controller and the reports of virt-handler,
+//! over the real API server. Each pass takes a snapshot of the watched objects ([`World`]),
+//! decides per object what KubeVirt would do (pure functions in [`vm`] and [`vmi`]) and
+//! performs the resulting [`Action`]s. Passes run on every watch event and every second.
+
+pub mod config;
+pub mod launcher;
+pub mod migratable;
+pub mod vm;
+pub mod vmi;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::crds::kubevirt_resource;
+use crate::sim::Simulator;
+use crate::state::read_nodes_down;
+use config::ClusterConfig;
+use migratable::PvcAccessModes;
+
+const MANAGER: &str = "kubevirt-sim";
+
+/// A snapshot of what the controllers look at.
+pub struct World {
+    /// The cluster's KubeVirt configuration.
+    pub config: ClusterConfig,
+    /// PVC access modes by namespace, then claim name.
+    pub pvcs: HashMap<String, PvcAccessModes>,
+    /// Nodes whose kubelet and virt-handler are down.
+    pub nodes_down: HashSet<String>,
+    /// Now, RFC 3339.
+    pub now: String,
+    /// VMI UIDs with a launcher pod just created but not yet seen.
+    pub pods_expected: HashSet<String>,
+}
+
+impl World {
+    /// Whether a launcher pod for this VMI was just created.
+    pub fn expecting_pod(&self, vmi_uid: &str) -> bool {
+        self.pods_expected.contains(vmi_uid)
+    }
+}
+
+/// A write the simulated KubeVirt makes.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Merge patch on a VMI (main resource: the VMI has no status subresource).
+    PatchVmi {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// Merge patch.
+        patch: Value,
+    },
+    /// Create a launcher pod.
+    CreatePod {
+        /// UID of the VMI it is for.
+        vmi_uid: String,
+        /// The pod.
+        pod: Value,
+    },
+    /// Strategic merge patch on a pod's status.
+    PatchPodStatus {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// Patch.
+        patch: Value,
+    },
+    /// Graceful delete of a pod.
+    DeletePod {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// UID precondition.
+        uid: String,
+    },
+    /// Create a VMI.
+    CreateVmi {
+        /// Namespace.
+        ns: String,
+        /// The VMI.
+        vmi: Value,
+    },
+    /// Delete a VMI.
+    DeleteVmi {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// UID precondition.
+        uid: String,
+    },
+    /// Merge patch on a VM's spec.
+    PatchVm {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// Merge patch.
+        patch: Value,
+    },
+    /// Merge patch on a VM's status subresource.
+    PatchVmStatus {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// Merge patch.
+        patch: Value,
+    },
+}
+
+impl Action {
+    /// Graceful deletion of `pod`.
+    pub fn delete_pod(pod: &Value) -> Action {
+        Action::DeletePod {
+            ns: str_at(pod, "/metadata/namespace").unwrap_or_default().into(),
+            name: str_at(pod, "/metadata/name").unwrap_or_default().into(),
+            uid: str_at(pod, "/metadata/uid").unwrap_or_default().into(),
+        }
+    }
+
+    /// The object this action writes, to avoid repeating it while the watch lags.
+    fn key(&self) -> String {
+        match self {
+            Action::PatchVmi { ns, name, .. } => format!("patch-vmi/{ns}/{name}"),
+            Action::CreatePod { vmi_uid, .. } => format!("create-pod/{vmi_uid}"),
+            Action::PatchPodStatus { ns, name, .. } => format!("patch-pod-status/{ns}/{name}"),
+            Action::DeletePod { ns, name, .. } => format!("delete-pod/{ns}/{name}"),
+            Action::CreateVmi { ns, vmi } => format!(
+                "create-vmi/{ns}/{}",
+                str_at(vmi, "/metadata/name").unwrap_or_default()
+            ),
+            Action::DeleteVmi { ns, name, .. } => format!("delete-vmi/{ns}/{name}"),
+            Action::PatchVm { ns, name, .. } => format!("patch-vm/{ns}/{name}"),
+            Action::PatchVmStatus { ns, name, .. } => format!("patch-vm-status/{ns}/{name}"),
+        }
+    }
+}
+
+/// A string at a JSON pointer.
+pub fn str_at<'a>(v: &'a Value, p: &str) -> Option<&'a str> {
+    v.pointer(p).and_then(Value::as_str)
+}
+
+/// Whether a VMI or pod phase is final.
+pub fn is_final(phase: &str) -> bool {
+    phase == "Succeeded" || phase == "Failed"
+}
+
+/// A pod's phase ("Pending" when unset).
+pub fn pod_phase(pod: &Value) -> &str {
+    str_at(pod, "/status/phase").unwrap_or("Pending")
+}
+
+/// Whether a pod has a deletion timestamp.
+pub fn pod_is_terminating(pod: &Value) -> bool {
+    pod.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+fn dyn_store(client: &kube::Client, ar: &ApiResource, notify: Arc<Notify>) -> Store<DynamicObject> {
+    let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+    let store = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    tokio::spawn(
+        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .for_each(move |_| {
+                notify.notify_one();
+                async {}
+            }),
+    );
+    store
+}
+
+fn typed_store<K>(api: Api<K>, cfg: watcher::Config, notify: Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    tokio::spawn(
+        reflector::reflector(writer, watcher(api, cfg))
+            .default_backoff()
+            .for_each(move |_| {
+                notify.notify_one();
+                async {}
+            }),
+    );
+    store
+}
+
+/// Runs the simulated KubeVirt until aborted.
+pub async fn run(sim: Simulator) {
+    let notify = Arc::new(Notify::new());
+    let client = sim.client.clone();
+    let vms = dyn_store(&client, &kubevirt_resource("VirtualMachine"), notify.clone());
+    let vmis = dyn_store(
+        &client,
+        &kubevirt_resource("VirtualMachineInstance"),
+        notify.clone(),
+    );
+    let kubevirts = dyn_store(&client, &kubevirt_resource("KubeVirt"), notify.clone());
+    let pods = typed_store(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels("kubevirt.io=virt-launcher"),
+        notify.clone(),
+    );
+    let pvcs = typed_store(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+        notify.clone(),
+    );
+    for ready in [
+        vms.wait_until_ready(),
+        vmis.wait_until_ready(),
+        kubevirts.wait_until_ready(),
+    ] {
+        let _ = ready.await;
+    }
+    let _ = pods.wait_until_ready().await;
+    let _ = pvcs.wait_until_ready().await;
+    tokio::spawn(handler_heartbeats(sim.clone()));
+
+    // Writes already made for an object, keyed by Action::key, with the inputs they were
+    // decided on: repeated only when the inputs change or after a while (write failed).
+    let recent: Arc<Mutex<HashMap<String, (String, Instant)>>> = Arc::default();
+    let mut expected: HashMap<String, Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = notify.notified() => {},
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+        }
+        // Let a burst of events settle into one pass.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let to_json = |o: &DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
+        let kv = kubevirts.state().first().map(|o| to_json(o));
+        let pod_values: Vec<Value> = pods
+            .state()
+            .iter()
+            .map(|p| serde_json::to_value(p.as_ref()).unwrap_or(Value::Null))
+            .collect();
+        let mut pods_by_vmi: HashMap<String, Vec<&Value>> = HashMap::new();
+        for p in &pod_values {
+            if let Some(owner) = p
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|o| o.iter().find(|o| o["kind"] == "VirtualMachineInstance"))
+                .and_then(|o| o["uid"].as_str())
+            {
+                pods_by_vmi.entry(owner.to_string()).or_default().push(p);
+            }
+        }
+        expected.retain(|uid, t| t.elapsed() < Duration::from_secs(30) && !pods_by_vmi.contains_key(uid));
+        let mut pvc_modes: HashMap<String, PvcAccessModes> = HashMap::new();
+        for pvc in pvcs.state() {
+            let ns = pvc.metadata.namespace.clone().unwrap_or_default();
+            let modes = pvc
+                .status
+                .as_ref()
+                .and_then(|s| s.access_modes.clone())
+                .filter(|m| !m.is_empty())
+                .or_else(|| pvc.spec.as_ref().and_then(|s| s.access_modes.clone()))
+                .unwrap_or_default();
+            pvc_modes
+                .entry(ns)
+                .or_default()
+                .insert(pvc.metadata.name.clone().unwrap_or_default(), modes);
+        }
+        let world = World {
+            config: ClusterConfig::from_kubevirt(kv.as_ref()),
+            pvcs: pvc_modes,
+            nodes_down: read_nodes_down(&sim.nodes_down_dir),
+            now: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            pods_expected: expected.keys().cloned().collect(),
+        };
+        let vmi_values: Vec<Value> = vmis.state().iter().map(|o| to_json(o)).collect();
+        let mut work: Vec<(Action, String)> = Vec::new();
+        for v in &vmi_values {
+            let uid = str_at(v, "/metadata/uid").unwrap_or_default();
+            let pods = pods_by_vmi.get(uid).cloned().unwrap_or_default();
+            let mut inputs = format!(
+                "{}|{}",
+                str_at(v, "/metadata/resourceVersion").unwrap_or_default(),
+                world.nodes_down.len()
+            );
+            for p in &pods {
+                inputs.push('|');
+                inputs.push_str(str_at(p, "/metadata/resourceVersion").unwrap_or_default());
+            }
+            work.extend(
+                vmi::reconcile(v, &pods, &world)
+                    .into_iter()
+                    .map(|a| (a, inputs.clone())),
+            );
+        }
+        for vm_obj in vms.state() {
+            let v = to_json(&vm_obj);
+            let (ns, name) = (
+                str_at(&v, "/metadata/namespace").unwrap_or_default(),
+                str_at(&v, "/metadata/name").unwrap_or_default(),
+            );
+            let vm_uid = str_at(&v, "/metadata/uid").unwrap_or_default();
+            let vmi = vmi_values.iter().find(|i| {
+                str_at(i, "/metadata/namespace") == Some(ns)
+                    && str_at(i, "/metadata/name") == Some(name)
+                    && i.pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .is_some_and(|o| o.iter().any(|o| o["uid"] == vm_uid))
+            });
+            // Another VMI of that name (not ours) blocks creation, as in KubeVirt.
+            let foreign = vmi.is_none()
+                && vmi_values.iter().any(|i| {
+                    str_at(i, "/metadata/namespace") == Some(ns) && str_at(i, "/metadata/name") == Some(name)
+                });
+            if foreign {
+                continue;
+            }
+            let inputs = format!(
+                "{}|{}",
+                str_at(&v, "/metadata/resourceVersion").unwrap_or_default(),
+                vmi.and_then(|i| str_at(i, "/metadata/resourceVersion"))
+                    .unwrap_or("-")
+            );
+            work.extend(
+                vm::reconcile(&v, vmi, &world)
+                    .into_iter()
+                    .map(|a| (a, inputs.clone())),
+            );
+        }
+        let work: Vec<Action> = {
+            let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|_, (_, t)| t.elapsed() < Duration::from_secs(5));
+            let mut out = Vec::new();
+            for (action, inputs) in work {
+                let key = action.key();
+                if recent.get(&key).is_some_and(|(i, _)| *i == inputs) {
+                    continue;
+                }
+                recent.insert(key, (inputs, Instant::now()));
+                out.push(action);
+            }
+            out
+        };
+        for a in &work {
+            if let Action::CreatePod { vmi_uid, .. } = a {
+                expected.insert(vmi_uid.clone(), Instant::now());
+            }
+        }
+        stream::iter(work)
+            .for_each_concurrent(sim.config.concurrency, |action| {
+                let client = client.clone();
+                async move {
+                    if let Err(e) = perform(&client, &action).await {
+                        tracing::warn!("{}: {e}", action.key());
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Error> {
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let ignore = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        other => other,
+    };
+    let dyn_api = |kind: &str, ns: &str| -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), ns, &kubevirt_resource(kind))
+    };
+    match action {
+        Action::PatchVmi { ns, name, patch } => ignore(
+            dyn_api("VirtualMachineInstance", ns)
+                .patch(name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ()),
+        ),
+        Action::CreatePod { pod, .. } => {
+            let ns = str_at(pod, "/metadata/namespace").unwrap_or("default");
+            let pod: Pod = serde_json::from_value(pod.clone()).map_err(kube::Error::SerdeError)?;
+            Api::<Pod>::namespaced(client.clone(), ns)
+                .create(&PostParams::default(), &pod)
+                .await
+                .map(|_| ())
+        }
+        Action::PatchPodStatus { ns, name, patch } => ignore(
+            Api::<Pod>::namespaced(client.clone(), ns)
+                .patch_status(name, &pp, &Patch::Strategic(patch))
+                .await
+                .map(|_| ()),
+        ),
+        Action::DeletePod { ns, name, uid } => {
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            ignore(
+                Api::<Pod>::namespaced(client.clone(), ns)
+                    .delete(name, &dp)
+                    .await
+                    .map(|_| ()),
+            )
+        }
+        Action::CreateVmi { ns, vmi } => {
+            let obj: DynamicObject = serde_json::from_value(vmi.clone()).map_err(kube::Error::SerdeError)?;
+            ignore(
+                dyn_api("VirtualMachineInstance", ns)
+                    .create(&PostParams::default(), &obj)
+                    .await
+                    .map(|_| ()),
+            )
+        }
+        Action::DeleteVmi { ns, name, uid } => {
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            ignore(
+                dyn_api("VirtualMachineInstance", ns)
+                    .delete(name, &dp)
+                    .await
+                    .map(|_| ()),
+            )
+        }
+        Action::PatchVm { ns, name, patch } => ignore(
+            dyn_api("VirtualMachine", ns)
+                .patch(name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ()),
+        ),
+        Action::PatchVmStatus { ns, name, patch } => ignore(
+            dyn_api("VirtualMachine", ns)
+                .patch_status(name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ()),
+        ),
+    }
+}
+
+/// virt-handler's node heartbeat: `kubevirt.io/heartbeat` and `kubevirt.io/schedulable=true`
+/// on nodes that are up; virt-controller's node controller sets `schedulable=false` on a
+/// node whose heartbeat is older than the timeout.
+async fn handler_heartbeats(sim: Simulator) {
+    let nodes: Api<Node> = Api::all(sim.client.clone());
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    loop {
+        let down = read_nodes_down(&sim.nodes_down_dir);
+        let now = jiff::Timestamp::now();
+        if let Ok(list) = nodes.list(&ListParams::default()).await {
+            for n in list.items {
+                let name = n.metadata.name.clone().unwrap_or_default();
+                let labels = n.metadata.labels.clone().unwrap_or_default();
+                let schedulable = labels.get("kubevirt.io/schedulable").map(String::as_str);
+                let patch = if down.contains(&name) {
+                    let last = n
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("kubevirt.io/heartbeat"))
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                    let stale = last.is_none_or(|t| {
+                        now.duration_since(t).as_millis() as u64 > sim.config.handler_timeout_ms
+                    });
+                    (stale && schedulable != Some("false")).then(
+                        || serde_json::json!({"metadata": {"labels": {"kubevirt.io/schedulable": "false"}}}),
+                    )
+                } else {
+                    Some(serde_json::json!({"metadata": {
+                        "labels": {"kubevirt.io/schedulable": "true"},
+                        "annotations": {"kubevirt.io/heartbeat": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()},
+                    }}))
+                };
+                if let Some(p) = patch
+                    && let Err(e) = nodes.patch(&name, &pp, &Patch::Merge(&p)).await
+                {
+                    tracing::warn!("virt-handler heartbeat of {name}: {e}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(sim.config.handler_heartbeat_ms.max(200))).await;
+    }
+}

@@ -1,0 +1,454 @@
+//! Simulated KubeVirt on the real control plane: the VM controller per runStrategy, the
+//! launcher pod placed by the real scheduler, VMI phases and conditions, node failure.
+//! Needs the binaries from `scripts/install-control-plane` (fails without them).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kubevirt_sim::crds::kubevirt_resource;
+use kubevirt_sim::{Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+struct Apis {
+    vms: Api<DynamicObject>,
+    vmis: Api<DynamicObject>,
+    pods: Api<Pod>,
+}
+
+impl Apis {
+    fn new(sandbox: &Sandbox) -> Self {
+        let c = sandbox.client();
+        Apis {
+            vms: Api::namespaced_with(c.clone(), "default", &kubevirt_resource("VirtualMachine")),
+            vmis: Api::namespaced_with(c.clone(), "default", &kubevirt_resource("VirtualMachineInstance")),
+            pods: Api::namespaced(c, "default"),
+        }
+    }
+
+    async fn vmi(&self, name: &str) -> Option<Value> {
+        self.vmis
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    async fn vm(&self, name: &str) -> Value {
+        serde_json::to_value(self.vms.get(name).await.unwrap()).unwrap()
+    }
+
+    /// Waits for the VMI `name` to be Running and returns it.
+    async fn running_vmi(&self, name: &str, not_uid: Option<&str>) -> Value {
+        wait_for(
+            &format!("VMI {name} to be Running"),
+            Duration::from_secs(40),
+            || async {
+                let v = self.vmi(name).await?;
+                let fresh = not_uid.is_none_or(|u| v["metadata"]["uid"] != u);
+                (fresh && v["status"]["phase"] == "Running").then_some(v)
+            },
+        )
+        .await
+    }
+
+    async fn launcher_pod(&self, vmi: &Value) -> Pod {
+        let uid = vmi["metadata"]["uid"].as_str().unwrap();
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(&format!("kubevirt.io/created-by={uid}")))
+            .await
+            .unwrap();
+        pods.items.into_iter().next().expect("a launcher pod")
+    }
+
+    /// Force-deletes the launcher pod: the VMI then fails, as when its pod vanishes.
+    async fn kill_launcher(&self, vmi: &Value) {
+        let pod = self.launcher_pod(vmi).await;
+        self.pods
+            .delete(
+                pod.metadata.name.as_ref().unwrap(),
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn vm(name: &str, strategy: Option<&str>, running: Option<bool>, extra_spec: Value) -> DynamicObject {
+    let mut spec = json!({
+        "domain": {
+            "cpu": {"cores": 2},
+            "resources": {"requests": {"memory": "2Gi"}},
+            "devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}}], "interfaces": [{"name": "default", "masquerade": {}}]},
+        },
+        "networks": [{"name": "default", "pod": {}}],
+        "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}],
+    });
+    if let (Some(s), Value::Object(extra)) = (spec.as_object_mut(), extra_spec) {
+        s.extend(extra);
+    }
+    let mut vm_spec = json!({"template": {"metadata": {"labels": {"app": name}}, "spec": spec}});
+    if let Some(s) = strategy {
+        vm_spec["runStrategy"] = json!(s);
+    }
+    if let Some(r) = running {
+        vm_spec["running"] = json!(r);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": vm_spec,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_runs_through_its_launcher_pod_placed_by_the_real_scheduler() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(2))
+        .await
+        .expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    apis.vms
+        .create(
+            &PostParams::default(),
+            &vm(
+                "web",
+                Some("Always"),
+                None,
+                json!({"nodeSelector": {"kubernetes.io/hostname": "node-2"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let vmi = apis.running_vmi("web", None).await;
+    assert_eq!(vmi["status"]["nodeName"], "node-2");
+    assert_eq!(vmi["metadata"]["labels"]["kubevirt.io/nodeName"], "node-2");
+    assert_eq!(vmi["metadata"]["labels"]["app"], "web");
+    assert_eq!(
+        vmi["spec"]["evictionStrategy"], "None",
+        "cluster default stamped on the VMI"
+    );
+    assert_eq!(vmi["spec"]["domain"]["memory"]["guest"], "2Gi");
+    assert_eq!(vmi["metadata"]["ownerReferences"][0]["kind"], "VirtualMachine");
+    let phases: Vec<&str> = vmi["status"]["phaseTransitionTimestamps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["Pending", "Scheduling", "Scheduled", "Running"]);
+    let cond = |t: &str| {
+        vmi["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+    };
+    assert_eq!(cond("Ready").unwrap()["status"], "True");
+    assert_eq!(cond("LiveMigratable").unwrap()["status"], "True");
+
+    let pod = apis.launcher_pod(&vmi).await;
+    let meta = &pod.metadata;
+    assert!(meta.name.as_ref().unwrap().starts_with("virt-launcher-web-"));
+    let labels = meta.labels.clone().unwrap();
+    assert_eq!(labels["kubevirt.io"], "virt-launcher");
+    assert_eq!(labels["vm.kubevirt.io/name"], "web");
+    assert_eq!(meta.annotations.as_ref().unwrap()["kubevirt.io/domain"], "web");
+    let owner = &meta.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("VirtualMachineInstance", Some(true))
+    );
+    let spec = pod.spec.unwrap();
+    assert_eq!(
+        spec.node_name.as_deref(),
+        Some("node-2"),
+        "placed by kube-scheduler per the VMI's nodeSelector"
+    );
+    assert_eq!(spec.node_selector.unwrap()["kubevirt.io/schedulable"], "true");
+    let requests = spec.containers[0].resources.clone().unwrap().requests.unwrap();
+    assert_eq!(
+        requests["memory"].0, "2348Mi",
+        "guest memory plus KubeVirt's overhead"
+    );
+
+    let vm = wait_for("VM status Running", Duration::from_secs(10), || async {
+        let vm = apis.vm("web").await;
+        (vm["status"]["printableStatus"] == "Running" && vm["status"]["ready"] == true).then_some(vm)
+    })
+    .await;
+    assert_eq!(vm["status"]["runStrategy"], "Always");
+
+    // Stop: Halted deletes the VMI (and its pod), the VM shows Stopped.
+    apis.vms
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"runStrategy": "Halted"}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the VMI and its pod to be gone",
+        Duration::from_secs(30),
+        || async {
+            let gone = apis.vmi("web").await.is_none();
+            let pods = apis
+                .pods
+                .list(&ListParams::default().labels("kubevirt.io=virt-launcher"))
+                .await
+                .ok()?;
+            (gone && pods.items.is_empty()).then_some(())
+        },
+    )
+    .await;
+    wait_for("VM Stopped", Duration::from_secs(10), || async {
+        (apis.vm("web").await["status"]["printableStatus"] == "Stopped").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_strategies_react_to_a_failed_vmi_as_kubevirt_does() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(2))
+        .await
+        .expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    let cases = [
+        ("always", Some("Always"), None),
+        ("rerun", Some("RerunOnFailure"), None),
+        ("manual", Some("Manual"), None),
+        ("once", Some("Once"), None),
+        ("legacy", None, Some(true)),
+    ];
+    for (name, strategy, running) in cases {
+        apis.vms
+            .create(&PostParams::default(), &vm(name, strategy, running, json!({})))
+            .await
+            .unwrap();
+    }
+    apis.vms
+        .create(
+            &PostParams::default(),
+            &vm("halted", Some("Halted"), None, json!({})),
+        )
+        .await
+        .unwrap();
+    // Manual does not start by itself.
+    let mut first = std::collections::HashMap::new();
+    for name in ["always", "rerun", "once", "legacy"] {
+        first.insert(name, apis.running_vmi(name, None).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        apis.vmi("manual").await.is_none(),
+        "Manual creates no VMI without a start request"
+    );
+    assert!(apis.vmi("halted").await.is_none(), "Halted creates no VMI");
+    assert_eq!(
+        apis.vm("legacy").await["status"]["runStrategy"],
+        "Always",
+        "running: true means Always"
+    );
+
+    for name in ["always", "rerun", "once", "legacy"] {
+        apis.kill_launcher(&first[name]).await;
+    }
+    for name in ["always", "rerun", "legacy"] {
+        let old = first[name]["metadata"]["uid"].as_str().unwrap();
+        apis.running_vmi(name, Some(old)).await;
+    }
+    let once = wait_for("the Once VMI to fail", Duration::from_secs(20), || async {
+        let v = apis.vmi("once").await?;
+        (v["status"]["phase"] == "Failed").then_some(v)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = apis.vmi("once").await.expect("a Once VM keeps its final VMI");
+    assert_eq!(still["metadata"]["uid"], once["metadata"]["uid"]);
+    assert_eq!(still["status"]["phase"], "Failed");
+
+    // A Start request starts a Manual VM (what virt-api's start subresource writes).
+    let vms_status: Api<DynamicObject> = apis.vms.clone();
+    vms_status
+        .patch_status(
+            "manual",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"stateChangeRequests": [{"action": "Start"}]}})),
+        )
+        .await
+        .unwrap();
+    apis.running_vmi("manual", None).await;
+
+    // Guest shutdown (VMI Succeeded) under RerunOnFailure: deleted, not restarted.
+    let rerun = apis
+        .running_vmi("rerun", Some(first["rerun"]["metadata"]["uid"].as_str().unwrap()))
+        .await;
+    let pod = apis.launcher_pod(&rerun).await;
+    apis.pods
+        .patch_status(
+            pod.metadata.name.as_ref().unwrap(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the Succeeded RerunOnFailure VMI to be removed",
+        Duration::from_secs(30),
+        || async { apis.vmi("rerun").await.is_none().then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        apis.vmi("rerun").await.is_none(),
+        "RerunOnFailure does not restart after a guest shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unschedulable_vmi_stays_scheduling_and_migratability_follows_the_volumes() {
+    let mut config = SandboxConfig::with_nodes(2);
+    config.kubevirt_configuration = json!({"evictionStrategy": "LiveMigrate"});
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    apis.vms
+        .create(
+            &PostParams::default(),
+            &vm(
+                "nowhere",
+                Some("Always"),
+                None,
+                json!({"nodeSelector": {"zone": "mars"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let vmi = wait_for(
+        "the VMI to report Unschedulable",
+        Duration::from_secs(30),
+        || async {
+            let v = apis.vmi("nowhere").await?;
+            let unsched = v["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable");
+            unsched.then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(vmi["status"]["phase"], "Scheduling");
+    assert!(vmi["status"].get("nodeName").is_none());
+    assert_eq!(
+        vmi["spec"]["evictionStrategy"], "LiveMigrate",
+        "stamped from the KubeVirt CR"
+    );
+    wait_for("VM ErrorUnschedulable", Duration::from_secs(10), || async {
+        (apis.vm("nowhere").await["status"]["printableStatus"] == "ErrorUnschedulable").then_some(())
+    })
+    .await;
+
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(sandbox.client(), "default");
+    for (name, mode) in [("data-rwo", "ReadWriteOnce"), ("data-rwx", "ReadWriteMany")] {
+        let pvc = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"accessModes": [mode], "resources": {"requests": {"storage": "1Gi"}}}})).unwrap();
+        pvcs.create(&PostParams::default(), &pvc).await.unwrap();
+    }
+    for (name, claim) in [("rwo", "data-rwo"), ("rwx", "data-rwx")] {
+        let extra = json!({"volumes": [
+            {"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+        ]});
+        apis.vms
+            .create(&PostParams::default(), &vm(name, Some("Always"), None, extra))
+            .await
+            .unwrap();
+    }
+    let live_migratable = |v: &Value| {
+        v["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "LiveMigratable")
+            .cloned()
+            .unwrap()
+    };
+    let rwo = apis.running_vmi("rwo", None).await;
+    let c = live_migratable(&rwo);
+    assert_eq!(
+        (c["status"].as_str(), c["reason"].as_str()),
+        (Some("False"), Some("DisksNotLiveMigratable"))
+    );
+    assert!(c["message"].as_str().unwrap().contains("data-rwo"));
+    let rwx = apis.running_vmi("rwx", None).await;
+    assert_eq!(live_migratable(&rwx)["status"], "True");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_on_a_dead_node_restarts_elsewhere_only_once_its_pod_is_force_deleted() {
+    let mut config = SandboxConfig::with_nodes(2);
+    config.control_plane.node_monitor_grace_period = Duration::from_secs(6);
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    apis.vms
+        .create(&PostParams::default(), &vm("db", Some("Always"), None, json!({})))
+        .await
+        .unwrap();
+    let vmi = apis.running_vmi("db", None).await;
+    let node = vmi["status"]["nodeName"].as_str().unwrap().to_string();
+    sandbox.node_down(&node).unwrap();
+    // The real node lifecycle controller marks the pod not ready; the VMI stays Running.
+    let stuck = wait_for("the VMI to lose readiness", Duration::from_secs(40), || async {
+        let v = apis.vmi("db").await?;
+        let ready = v["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?
+            .clone();
+        (ready["status"] == "False").then_some(v)
+    })
+    .await;
+    assert_eq!(stuck["status"]["phase"], "Running");
+    assert_eq!(stuck["metadata"]["uid"], vmi["metadata"]["uid"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        apis.vmi("db").await.unwrap()["metadata"]["uid"],
+        vmi["metadata"]["uid"],
+        "nothing restarts while the pod exists"
+    );
+
+    // The documented recovery: force-delete the launcher pod.
+    apis.kill_launcher(&vmi).await;
+    let fresh = apis
+        .running_vmi("db", Some(vmi["metadata"]["uid"].as_str().unwrap()))
+        .await;
+    assert_ne!(
+        fresh["status"]["nodeName"].as_str().unwrap(),
+        node,
+        "restarted on the healthy node"
+    );
+}
