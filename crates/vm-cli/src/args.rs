@@ -53,8 +53,10 @@ pub struct VerbosityArgs {
 impl VerbosityArgs {
     /// Starts `tracing` on stderr at the chosen level (`RUST_LOG` overrides it).
     pub fn init_logging(&self) {
+        // kube-client logs every failed request at ERROR; at the default level the plugin's own
+        // error message says the same thing once, with context.
         let level = match self.verbose {
-            0 => "warn",
+            0 => "warn,kube_client=off",
             1 => "info",
             2 => "debug",
             _ => "trace",

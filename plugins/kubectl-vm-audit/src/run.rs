@@ -138,7 +138,11 @@ fn load_live(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
         };
         snapshot(&connection.client, &scope).await.map_err(|e| {
             let hint = e.can_i_hint();
+            let unreachable = matches!(e, vm_kube::error::ApiError::Unreachable { .. });
             let mut err = UserError::from(e);
+            if unreachable {
+                err = err.hint("check that the cluster is up and that --kubeconfig/--context select it");
+            }
             if let Some(hint) = hint {
                 err = err.hint(format!(
                     "check the permission with `{hint}`; the read-only role vm-audit needs is in the README"
