@@ -1,0 +1,20 @@
+complete -c kubectl-vm_audit -s f -l filename -d 'Read manifests instead of the cluster: a file, a directory (recursively), or - for stdin. Repeatable. YAML or JSON, multi-document, `kind: List`' -r -F
+complete -c kubectl-vm_audit -l kubeconfig -d 'Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c kubectl-vm_audit -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-vm_audit -s n -l namespace -d 'Namespace to look in (default: the context\'s namespace)' -r
+complete -c kubectl-vm_audit -s l -l selector -d 'Only audit VMs, VMIs, replica sets and pools with these labels (e.g. app=web,tier!=dev)' -r
+complete -c kubectl-vm_audit -s o -l output -d 'Output format' -r -f -a "table\t'Findings grouped by object, for people'
+wide\t'The table with category and fix hint columns, and suppressed findings'
+json\t'The `vm-audit/v1` AuditReport, for scripts'
+yaml\t'The same report as YAML'
+sarif\t'SARIF 2.1.0, for code-scanning tools'
+junit\t'JUnit XML, one test case per object, for CI dashboards'"
+complete -c kubectl-vm_audit -l fail-on -d 'Exit 1 when a finding is at least this severe' -r -f -a "info\t''
+warning\t''
+error\t''"
+complete -c kubectl-vm_audit -l explain -d 'Explain one rule: what it checks, why it matters, how to fix it' -r
+complete -c kubectl-vm_audit -s A -l all-namespaces -d 'Look in every namespace'
+complete -c kubectl-vm_audit -l list-rules -d 'List every rule with its id, severity and category'
+complete -c kubectl-vm_audit -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
+complete -c kubectl-vm_audit -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kubectl-vm_audit -s V -l version -d 'Print version'

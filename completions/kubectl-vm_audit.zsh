@@ -1,0 +1,62 @@
+#compdef kubectl-vm_audit
+
+autoload -U is-at-least
+
+_kubectl-vm_audit() {
+    typeset -A opt_args
+    typeset -a _arguments_options
+    local ret=1
+
+    if is-at-least 5.2; then
+        _arguments_options=(-s -S -C)
+    else
+        _arguments_options=(-s -C)
+    fi
+
+    local context curcontext="$curcontext" state line
+    _arguments "${_arguments_options[@]}" : \
+'*-f+[Read manifests instead of the cluster\: a file, a directory (recursively), or - for stdin. Repeatable. YAML or JSON, multi-document, \`kind\: List\`]:FILE|DIR|-:_files' \
+'*--filename=[Read manifests instead of the cluster\: a file, a directory (recursively), or - for stdin. Repeatable. YAML or JSON, multi-document, \`kind\: List\`]:FILE|DIR|-:_files' \
+'--kubeconfig=[Path to the kubeconfig file to use (default\: \$KUBECONFIG, then ~/.kube/config)]:FILE:_files' \
+'--context=[The kubeconfig context to use]:NAME:_default' \
+'(-A --all-namespaces)-n+[Namespace to look in (default\: the context'\''s namespace)]:NAMESPACE:_default' \
+'(-A --all-namespaces)--namespace=[Namespace to look in (default\: the context'\''s namespace)]:NAMESPACE:_default' \
+'-l+[Only audit VMs, VMIs, replica sets and pools with these labels (e.g. app=web,tier!=dev)]:SELECTOR:_default' \
+'--selector=[Only audit VMs, VMIs, replica sets and pools with these labels (e.g. app=web,tier!=dev)]:SELECTOR:_default' \
+'-o+[Output format]:OUTPUT:((table\:"Findings grouped by object, for people"
+wide\:"The table with category and fix hint columns, and suppressed findings"
+json\:"The \`vm-audit/v1\` AuditReport, for scripts"
+yaml\:"The same report as YAML"
+sarif\:"SARIF 2.1.0, for code-scanning tools"
+junit\:"JUnit XML, one test case per object, for CI dashboards"))' \
+'--output=[Output format]:OUTPUT:((table\:"Findings grouped by object, for people"
+wide\:"The table with category and fix hint columns, and suppressed findings"
+json\:"The \`vm-audit/v1\` AuditReport, for scripts"
+yaml\:"The same report as YAML"
+sarif\:"SARIF 2.1.0, for code-scanning tools"
+junit\:"JUnit XML, one test case per object, for CI dashboards"))' \
+'--fail-on=[Exit 1 when a finding is at least this severe]:SEVERITY:(info warning error)' \
+'--explain=[Explain one rule\: what it checks, why it matters, how to fix it]:RULE:_default' \
+'-A[Look in every namespace]' \
+'--all-namespaces[Look in every namespace]' \
+'(--explain)--list-rules[List every rule with its id, severity and category]' \
+'*-v[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
+'*--verbose[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+'-V[Print version]' \
+'--version[Print version]' \
+&& ret=0
+}
+
+(( $+functions[_kubectl-vm_audit_commands] )) ||
+_kubectl-vm_audit_commands() {
+    local commands; commands=()
+    _describe -t commands 'kubectl-vm_audit commands' commands "$@"
+}
+
+if [ "$funcstack[1]" = "_kubectl-vm_audit" ]; then
+    _kubectl-vm_audit "$@"
+else
+    compdef _kubectl-vm_audit kubectl-vm_audit
+fi
