@@ -1,0 +1,59 @@
+//! Helpers for end-to-end tests: the plugins' binaries and the real kubectl, pointed at a sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The path of a workspace binary, built next to the test executable.
+///
+/// # Panics
+/// When the binary has not been built; the message says how to build it.
+#[must_use]
+pub fn plugin_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run `cargo build --workspace` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs a plugin binary against `kubeconfig` with a clean environment.
+#[must_use]
+pub fn run_plugin(name: &str, kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(plugin_bin(name))
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("plugin runs")
+}
+
+/// Runs the real kubectl against `kubeconfig`; panics with its stderr when it fails.
+#[must_use]
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .env_remove("KUBECONFIG")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl is installed");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("kubectl prints UTF-8")
+}
+
+/// The repository's `examples/` directory.
+#[must_use]
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}

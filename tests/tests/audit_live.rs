@@ -1,0 +1,132 @@
+//! `kubectl vm-audit` against a live API server reaches the same findings as file mode on the
+//! same objects, and reports cluster errors with a defined exit status.
+
+use std::time::Duration;
+
+use kubevirt_sim::{Sandbox, SandboxConfig};
+use serde_json::Value;
+use vm_e2e::{examples, kubectl, run_plugin};
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_reaches_the_same_findings_as_file_mode_on_the_same_objects() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let kubeconfig = sandbox.kubeconfig();
+    let _ = kubectl(&kubeconfig, &["create", "namespace", "shop"]);
+    // The zones that examples/cluster/nodes.yaml describes.
+    let _ = kubectl(
+        &kubeconfig,
+        &[
+            "label",
+            "node",
+            "node-1",
+            "node-2",
+            "topology.kubernetes.io/zone=zone-a",
+        ],
+    );
+    let _ = kubectl(
+        &kubeconfig,
+        &["label", "node", "node-3", "topology.kubernetes.io/zone=zone-b"],
+    );
+    let good = examples().join("good");
+    let bad = examples().join("bad");
+    let _ = kubectl(
+        &kubeconfig,
+        &["apply", "-f", good.to_str().unwrap(), "-f", bad.to_str().unwrap()],
+    );
+
+    // The simulator starts VMIs for the VMs that should run; wait until two audits agree, so the
+    // comparison is made on objects that no longer change.
+    let mut previous = Value::Null;
+    let mut live = Value::Null;
+    for _ in 0..30 {
+        let out = run_plugin("kubectl-vm_audit", &kubeconfig, &["-A", "-o", "json"]);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        live = json(&out);
+        if live == previous {
+            break;
+        }
+        previous = live.clone();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(live, previous, "the cluster did not settle");
+    let kinds = "virtualmachines,virtualmachineinstances,virtualmachineinstancereplicasets,persistentvolumeclaims,\
+nodes,pods,kubevirts,virtualmachineclusterinstancetypes,virtualmachineinstancetypes,poddisruptionbudgets";
+    let dump = kubectl(&kubeconfig, &["get", kinds, "-A", "-o", "yaml"]);
+    let dir = tempfile_dir();
+    let file = dir.join("cluster.yaml");
+    std::fs::write(&file, dump).unwrap();
+    let out = run_plugin(
+        "kubectl-vm_audit",
+        &kubeconfig,
+        &["-f", file.to_str().unwrap(), "-o", "json"],
+    );
+    let from_files = json(&out);
+    assert_eq!(
+        live["findings"], from_files["findings"],
+        "live and file findings differ"
+    );
+    assert_eq!(live["summary"], from_files["summary"]);
+
+    let findings = live["findings"].as_array().unwrap();
+    let has = |name: &str, rule: &str| findings.iter().any(|f| f["name"] == name && f["rule"] == rule);
+    assert!(has("db", "live-migrate-not-migratable"), "{findings:#?}");
+    assert!(has("reports", "run-strategy-not-restarting"));
+    assert!(
+        has("nowhere", "node-placement-no-node"),
+        "the sandbox's nodes are not in zone-c"
+    );
+    assert!(
+        !findings.iter().any(|f| f["name"] == "web"),
+        "web follows every practice: {findings:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_scopes_by_namespace_and_selector() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(2))
+        .await
+        .expect("sandbox starts");
+    let kubeconfig = sandbox.kubeconfig();
+    let _ = kubectl(&kubeconfig, &["create", "namespace", "shop"]);
+    let _ = kubectl(&kubeconfig, &["create", "namespace", "empty"]);
+    let good = examples().join("good");
+    let _ = kubectl(&kubeconfig, &["apply", "-f", good.to_str().unwrap()]);
+
+    let out = run_plugin("kubectl-vm_audit", &kubeconfig, &["-n", "empty", "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a namespace with no VMs is not an error"
+    );
+    assert_eq!(json(&out)["summary"]["objects"], 0);
+
+    let out = run_plugin(
+        "kubectl-vm_audit",
+        &kubeconfig,
+        &["-n", "shop", "-l", "app=web", "-o", "json"],
+    );
+    let doc = json(&out);
+    assert_eq!(doc["summary"]["objects"], 1, "{doc:#}");
+
+    let out = run_plugin("kubectl-vm_audit", &kubeconfig, &["--context", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("context \"nope\" does not exist"));
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vm-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
