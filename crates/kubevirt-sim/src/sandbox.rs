@@ -115,6 +115,65 @@ pub async fn wait_nodes_ready(client: &kube::Client, names: &[String], timeout: 
     }
 }
 
+/// Waits until every VM whose runStrategy makes it run (Always, RerunOnFailure, Once, or
+/// `running: true`) has a Running VMI.
+pub async fn wait_vms_running(client: &kube::Client, timeout: Duration) -> Result<()> {
+    use kube::api::DynamicObject;
+    let vms: Api<DynamicObject> =
+        Api::all_with(client.clone(), &crate::crds::kubevirt_resource("VirtualMachine"));
+    let vmis: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &crate::crds::kubevirt_resource("VirtualMachineInstance"),
+    );
+    let deadline = Instant::now() + timeout;
+    loop {
+        let vm_list = vms
+            .list(&Default::default())
+            .await
+            .map_err(|e| Error::kube("listing VMs", e))?;
+        let vmi_list = vmis
+            .list(&Default::default())
+            .await
+            .map_err(|e| Error::kube("listing VMIs", e))?;
+        let running: std::collections::HashSet<(Option<String>, Option<String>)> = vmi_list
+            .items
+            .iter()
+            .filter(|v| v.data.pointer("/status/phase").and_then(Value::as_str) == Some("Running"))
+            .map(|v| (v.metadata.namespace.clone(), v.metadata.name.clone()))
+            .collect();
+        let pending: Vec<String> = vm_list
+            .items
+            .iter()
+            .filter(|vm| {
+                let v = serde_json::to_value(vm).unwrap_or(Value::Null);
+                matches!(
+                    crate::kubevirt::vm::run_strategy(&v).as_str(),
+                    "Always" | "RerunOnFailure" | "Once"
+                )
+            })
+            .filter(|vm| !running.contains(&(vm.metadata.namespace.clone(), vm.metadata.name.clone())))
+            .map(|vm| {
+                format!(
+                    "{}/{}",
+                    vm.metadata.namespace.clone().unwrap_or_default(),
+                    vm.metadata.name.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<&String> = pending.iter().take(10).collect();
+            return Err(Error::Timeout {
+                what: format!("{} VM(s) to be Running, e.g. {shown:?}", pending.len()),
+                seconds: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Ready=True and no `node.kubernetes.io/not-ready` / `unreachable` taint.
 pub fn node_is_ready(node: &Node) -> bool {
     let ready = node

@@ -112,7 +112,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VM_SANDBOX_LOG")
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+                .unwrap_or_else(|_| "info,kube_client=off,kube=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -231,6 +231,15 @@ async fn up(state: &StateDir, config: SandboxConfig, vms: usize) -> Result<()> {
         bail!("{e}");
     }
     ready.context("waiting for the nodes")?;
+    eprintln!(
+        "nodes Ready after {:.1} s; waiting for the VMs that should run",
+        started.elapsed().as_secs_f64()
+    );
+    let vms_ready = kubevirt_sim::sandbox::wait_vms_running(&cp.client, config.ready_timeout).await;
+    if let Err(e) = sim.check_running() {
+        bail!("{e}");
+    }
+    vms_ready.context("waiting for the VMs")?;
     // Success: let the processes outlive this command and record them for `down`.
     let procs: Vec<ManagedProcess> = std::mem::take(&mut cp.processes);
     for p in procs.into_iter().chain([sim]) {

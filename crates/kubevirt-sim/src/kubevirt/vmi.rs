@@ -143,11 +143,8 @@ pub fn reconcile(vmi: &Value, pods: &[&Value], world: &World) -> Vec<Action> {
         name: name.clone(),
         patch: p,
     };
-    let live_pods: Vec<&Value> = pods
-        .iter()
-        .copied()
-        .filter(|p| !pod_is_terminating(p) && !is_final(pod_phase(p)))
-        .collect();
+    // Pods not yet being deleted, completed ones included: a VMI that ends takes them all.
+    let undeleted: Vec<&Value> = pods.iter().copied().filter(|p| !pod_is_terminating(p)).collect();
 
     if vmi.pointer("/metadata/deletionTimestamp").is_some() {
         if pods.is_empty() {
@@ -157,7 +154,7 @@ pub fn reconcile(vmi: &Value, pods: &[&Value], world: &World) -> Vec<Action> {
             }
             return vec![patch(p)];
         }
-        return live_pods.iter().map(|p| Action::delete_pod(p)).collect();
+        return undeleted.iter().map(|p| Action::delete_pod(p)).collect();
     }
     if is_final(phase) {
         if pods.is_empty() {
@@ -167,9 +164,9 @@ pub fn reconcile(vmi: &Value, pods: &[&Value], world: &World) -> Vec<Action> {
                 vec![]
             };
         }
-        return live_pods.iter().map(|p| Action::delete_pod(p)).collect();
+        return undeleted.iter().map(|p| Action::delete_pod(p)).collect();
     }
-    if phase.is_empty() && !has_finalizer(vmi) {
+    if phase.is_empty() {
         let mut stamped = vmi.clone();
         apply_defaults(&mut stamped, world);
         let mut p = json!({
