@@ -130,3 +130,67 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A copy of the admin kubeconfig that impersonates `user` (the admin may impersonate anyone).
+fn impersonating(kubeconfig: &std::path::Path, user: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let patched: String = text
+        .lines()
+        .flat_map(|line| {
+            let mut out = vec![line.to_string()];
+            if line.trim_start().starts_with("token:") {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                out.push(format!("{indent}as: {user}"));
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = tempfile_dir().join(format!("kubeconfig-{user}"));
+    std::fs::write(&path, patched).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_only_role_is_enough_and_a_403_names_the_missing_permission() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(2))
+        .await
+        .expect("sandbox starts");
+    let admin = sandbox.kubeconfig();
+    let _ = kubectl(&admin, &["create", "namespace", "shop"]);
+    let good = examples().join("good");
+    let _ = kubectl(&admin, &["apply", "-f", good.to_str().unwrap()]);
+    let jane = impersonating(&admin, "jane");
+
+    let out = run_plugin("kubectl-vm_audit", &jane, &["-n", "shop"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("forbidden: cannot list") && stderr.contains("kubectl auth can-i list"),
+        "{stderr}"
+    );
+
+    let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac/vm-audit.yaml");
+    let _ = kubectl(&admin, &["apply", "-f", role.to_str().unwrap()]);
+    let _ = kubectl(
+        &admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            "vm-audit-jane",
+            "--clusterrole=vm-audit",
+            "--user=jane",
+        ],
+    );
+    let out = run_plugin("kubectl-vm_audit", &jane, &["-A", "-o", "json"]);
+    // 1 is fine: web's zone selector matches none of the sandbox's unlabelled nodes.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json(&out)["summary"]["objects"].as_u64().map(|n| n >= 2),
+        Some(true)
+    );
+}
