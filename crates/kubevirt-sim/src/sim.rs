@@ -30,6 +30,13 @@ pub struct SimConfig {
     pub handler_timeout_ms: u64,
     /// Whether to run the simulated KubeVirt (off: kubelets only).
     pub kubevirt: bool,
+    /// Fixed duration of every live migration, ms.
+    pub migration_base_ms: u64,
+    /// Extra migration time per GiB of guest memory, ms.
+    pub migration_ms_per_gib: u64,
+    /// How long a migration target pod may stay unschedulable before the migration fails
+    /// (KubeVirt: 5 min).
+    pub migration_unschedulable_timeout_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -41,6 +48,9 @@ impl Default for SimConfig {
             handler_heartbeat_ms: 5_000,
             handler_timeout_ms: 15_000,
             kubevirt: true,
+            migration_base_ms: 1_000,
+            migration_ms_per_gib: 1_000,
+            migration_unschedulable_timeout_ms: 20_000,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod launcher;
 pub mod migratable;
+pub mod migration;
 pub mod vm;
 pub mod vmi;
 
@@ -114,6 +115,24 @@ pub enum Action {
         /// Merge patch.
         patch: Value,
     },
+    /// Merge patch on a VMIM (metadata).
+    PatchVmim {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// Merge patch.
+        patch: Value,
+    },
+    /// Merge patch on a VMIM's status subresource.
+    PatchVmimStatus {
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// Merge patch.
+        patch: Value,
+    },
     /// Merge patch on a VM's status subresource.
     PatchVmStatus {
         /// Namespace.
@@ -149,6 +168,8 @@ impl Action {
             Action::DeleteVmi { ns, name, .. } => format!("delete-vmi/{ns}/{name}"),
             Action::PatchVm { ns, name, .. } => format!("patch-vm/{ns}/{name}"),
             Action::PatchVmStatus { ns, name, .. } => format!("patch-vm-status/{ns}/{name}"),
+            Action::PatchVmim { ns, name, .. } => format!("patch-vmim/{ns}/{name}"),
+            Action::PatchVmimStatus { ns, name, .. } => format!("patch-vmim-status/{ns}/{name}"),
         }
     }
 }
@@ -221,6 +242,11 @@ pub async fn run(sim: Simulator) {
         notify.clone(),
     );
     let kubevirts = dyn_store(&client, &kubevirt_resource("KubeVirt"), notify.clone());
+    let vmims = dyn_store(
+        &client,
+        &kubevirt_resource("VirtualMachineInstanceMigration"),
+        notify.clone(),
+    );
     let pods = typed_store(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels("kubevirt.io=virt-launcher"),
@@ -348,6 +374,49 @@ pub async fn run(sim: Simulator) {
                     .map(|a| (a, inputs.clone())),
             );
         }
+        let vmim_values: Vec<Value> = vmims.state().iter().map(|o| to_json(o)).collect();
+        if !vmim_values.is_empty() {
+            let inputs = migration::Inputs {
+                vmims: &vmim_values,
+                vmis: vmi_values
+                    .iter()
+                    .map(|v| {
+                        (
+                            (
+                                str_at(v, "/metadata/namespace").unwrap_or_default().to_string(),
+                                str_at(v, "/metadata/name").unwrap_or_default().to_string(),
+                            ),
+                            v,
+                        )
+                    })
+                    .collect(),
+                pods_by_vmi: &pods_by_vmi,
+            };
+            // Migrations depend on each other (the limits): decided together, keyed by
+            // the whole set's state.
+            let mut inputs_sig = String::new();
+            for v in vmim_values
+                .iter()
+                .chain(vmi_values.iter())
+                .chain(pod_values.iter())
+            {
+                inputs_sig.push_str(str_at(v, "/metadata/resourceVersion").unwrap_or_default());
+                inputs_sig.push(',');
+            }
+            let timings = migration::MigrationTimings {
+                base_ms: sim.config.migration_base_ms,
+                ms_per_gib: sim.config.migration_ms_per_gib,
+                unschedulable_timeout_ms: sim.config.migration_unschedulable_timeout_ms,
+            };
+            // Time-driven steps (copy finished, unschedulable timeout) must not be held
+            // back by unchanged inputs.
+            let tick = jiff::Timestamp::now().as_second();
+            work.extend(
+                migration::reconcile(&inputs, &world, timings)
+                    .into_iter()
+                    .map(|a| (a, format!("{inputs_sig}@{tick}"))),
+            );
+        }
         let work: Vec<Action> = {
             let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
             recent.retain(|_, (_, t)| t.elapsed() < Duration::from_secs(5));
@@ -455,6 +524,18 @@ async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Err
         Action::PatchVm { ns, name, patch } => ignore(
             dyn_api("VirtualMachine", ns)
                 .patch(name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ()),
+        ),
+        Action::PatchVmim { ns, name, patch } => ignore(
+            dyn_api("VirtualMachineInstanceMigration", ns)
+                .patch(name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ()),
+        ),
+        Action::PatchVmimStatus { ns, name, patch } => ignore(
+            dyn_api("VirtualMachineInstanceMigration", ns)
+                .patch_status(name, &pp, &Patch::Merge(patch))
                 .await
                 .map(|_| ()),
         ),
