@@ -257,7 +257,40 @@ async fn outbound_migrations_per_node_are_limited_and_extra_ones_wait_in_pending
         if ph.iter().all(|p| p == "Succeeded") {
             break;
         }
-        assert!(Instant::now() < deadline, "migrations did not finish: {ph:?}");
+        if Instant::now() > deadline {
+            let pods = env.pods.list(&ListParams::default()).await.unwrap();
+            let pods: Vec<_> = pods
+                .items
+                .iter()
+                .map(|p| {
+                    (
+                        p.metadata.name.clone(),
+                        p.spec.as_ref().unwrap().node_name.clone(),
+                        p.status.as_ref().unwrap().phase.clone(),
+                        p.status.as_ref().unwrap().conditions.clone(),
+                    )
+                })
+                .collect();
+            let vmis = env.vmis.list(&ListParams::default()).await.unwrap();
+            let vmis: Vec<_> = vmis
+                .items
+                .iter()
+                .map(|v| {
+                    (
+                        v.metadata.name.clone(),
+                        v.data["status"]["phase"].clone(),
+                        v.data["status"]["migrationState"].clone(),
+                    )
+                })
+                .collect();
+            panic!(
+                "migrations did not finish: {ph:?}\n{:#?}\npods {pods:#?}\nvmis {vmis:#?}",
+                list.items
+                    .iter()
+                    .map(|m| m.data["status"].clone())
+                    .collect::<Vec<_>>()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(max_active, 2, "parallelOutboundMigrationsPerNode defaults to 2");
