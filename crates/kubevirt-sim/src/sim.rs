@@ -37,6 +37,9 @@ pub struct SimConfig {
     /// How long a migration target pod may stay unschedulable before the migration fails
     /// (KubeVirt: 5 min).
     pub migration_unschedulable_timeout_ms: u64,
+    /// First retry delay of the evacuation controller after a failed evacuation migration
+    /// (KubeVirt: 20 s, doubling).
+    pub evacuation_backoff_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -51,6 +54,7 @@ impl Default for SimConfig {
             migration_base_ms: 1_000,
             migration_ms_per_gib: 1_000,
             migration_unschedulable_timeout_ms: 20_000,
+            evacuation_backoff_ms: 20_000,
         }
     }
 }

@@ -135,6 +135,23 @@ pub fn resources(vmi: &Value, cfg: &ClusterConfig) -> Value {
     r
 }
 
+/// The emptyDirs of a real launcher pod: `kubectl drain` needs `--delete-emptydir-data`.
+fn launcher_volumes() -> Vec<Value> {
+    [
+        "private",
+        "public",
+        "sockets",
+        "virt-bin-share-dir",
+        "libvirt-runtime",
+        "ephemeral-disks",
+        "container-disks",
+        "hotplug-disks",
+    ]
+    .iter()
+    .map(|v| json!({"name": v, "emptyDir": {}}))
+    .collect()
+}
+
 /// The launcher pod for `vmi`. `migration` is `(vmim name, vmim uid, source node)` for a
 /// migration target pod, which must land on another node.
 pub fn render(vmi: &Value, cfg: &ClusterConfig, migration: Option<(&str, &str, &str)>) -> Value {
@@ -217,6 +234,7 @@ pub fn render(vmi: &Value, cfg: &ClusterConfig, migration: Option<(&str, &str, &
         "nodeSelector": node_selector,
         "readinessGates": [{"conditionType": UNPAUSED_GATE}],
         "automountServiceAccountToken": false,
+        "volumes": launcher_volumes(),
         "containers": [{
             "name": "compute",
             "image": LAUNCHER_IMAGE,

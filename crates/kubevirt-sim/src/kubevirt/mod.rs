@@ -4,6 +4,8 @@
 //! performs the resulting [`Action`]s. Passes run on every watch event and every second.
 
 pub mod config;
+pub mod evacuation;
+pub mod eviction;
 pub mod launcher;
 pub mod migratable;
 pub mod migration;
@@ -115,6 +117,13 @@ pub enum Action {
         /// Merge patch.
         patch: Value,
     },
+    /// Create a migration (generateName) for a VMI.
+    CreateVmim {
+        /// UID of the VMI.
+        vmi_uid: String,
+        /// The migration.
+        vmim: Value,
+    },
     /// Merge patch on a VMIM (metadata).
     PatchVmim {
         /// Namespace.
@@ -169,6 +178,7 @@ impl Action {
             Action::PatchVm { ns, name, .. } => format!("patch-vm/{ns}/{name}"),
             Action::PatchVmStatus { ns, name, .. } => format!("patch-vm-status/{ns}/{name}"),
             Action::PatchVmim { ns, name, .. } => format!("patch-vmim/{ns}/{name}"),
+            Action::CreateVmim { vmi_uid, .. } => format!("create-vmim/{vmi_uid}"),
             Action::PatchVmimStatus { ns, name, .. } => format!("patch-vmim-status/{ns}/{name}"),
         }
     }
@@ -267,6 +277,14 @@ pub async fn run(sim: Simulator) {
     let _ = pods.wait_until_ready().await;
     let _ = pvcs.wait_until_ready().await;
     tokio::spawn(handler_heartbeats(sim.clone()));
+    let _webhook = match eviction::start(client.clone()).await {
+        Ok(task) => Some(AbortOnDrop(task)),
+        Err(e) => {
+            tracing::error!("virt-api eviction webhook not started: {e}");
+            None
+        }
+    };
+    let mut evacuations_expected: HashMap<String, Instant> = HashMap::new();
 
     // Writes already made for an object, keyed by Action::key, with the inputs they were
     // decided on: repeated only when the inputs change or after a while (write failed).
@@ -375,6 +393,20 @@ pub async fn run(sim: Simulator) {
             );
         }
         let vmim_values: Vec<Value> = vmims.state().iter().map(|o| to_json(o)).collect();
+        evacuations_expected.retain(|_, t| t.elapsed() < Duration::from_secs(10));
+        let expecting: HashSet<String> = evacuations_expected.keys().cloned().collect();
+        for a in evacuation::reconcile(
+            &vmi_values,
+            &vmim_values,
+            &world,
+            sim.config.evacuation_backoff_ms,
+            &expecting,
+        ) {
+            if let Action::CreateVmim { vmi_uid, .. } = &a {
+                evacuations_expected.insert(vmi_uid.clone(), Instant::now());
+            }
+            work.push((a, String::new()));
+        }
         if !vmim_values.is_empty() {
             let inputs = migration::Inputs {
                 vmims: &vmim_values,
@@ -527,6 +559,14 @@ async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Err
                 .await
                 .map(|_| ()),
         ),
+        Action::CreateVmim { vmim, .. } => {
+            let ns = str_at(vmim, "/metadata/namespace").unwrap_or("default");
+            let obj: DynamicObject = serde_json::from_value(vmim.clone()).map_err(kube::Error::SerdeError)?;
+            dyn_api("VirtualMachineInstanceMigration", ns)
+                .create(&PostParams::default(), &obj)
+                .await
+                .map(|_| ())
+        }
         Action::PatchVmim { ns, name, patch } => ignore(
             dyn_api("VirtualMachineInstanceMigration", ns)
                 .patch(name, &pp, &Patch::Merge(patch))
@@ -545,6 +585,15 @@ async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Err
                 .await
                 .map(|_| ()),
         ),
+    }
+}
+
+/// Aborts a task when dropped (the webhook server ends with the simulator).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -397,6 +397,18 @@ fn running_checks(
         )
     };
     let mut new = vec![ready];
+    let mut remove: Vec<&str> = Vec::new();
+    if str_at(vmi, "/status/evacuationNodeName").is_some_and(|n| !n.is_empty()) {
+        new.push(cond(
+            "EvictionRequested",
+            "True",
+            Some("EvictionRequested"),
+            Some("VMI is marked for eviction"),
+            now,
+        ));
+    } else {
+        remove.push("EvictionRequested");
+    }
     let node = str_at(vmi, "/status/nodeName").unwrap_or_default();
     if !world.nodes_down.contains(node) {
         let pvcs = world
@@ -406,7 +418,7 @@ fn running_checks(
             .unwrap_or_default();
         new.push(migratable::condition(vmi, &pvcs, now));
     }
-    match merge_conditions(vmi, &new, &[]) {
+    match merge_conditions(vmi, &new, &remove) {
         Some(conds) => vec![patch(json!({"status": {"conditions": conds}}))],
         None => vec![],
     }
