@@ -18,6 +18,7 @@ pub mod error;
 pub mod kubelet;
 pub mod kubevirt;
 pub mod nodes;
+pub mod outofservice;
 pub mod pki;
 pub mod ports;
 pub mod process;

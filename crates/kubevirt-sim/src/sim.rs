@@ -89,6 +89,7 @@ impl Simulator {
             .config
             .kubevirt
             .then(|| tokio::spawn(crate::kubevirt::run(self.clone())));
+        let out_of_service = tokio::spawn(crate::outofservice::run(self.client.clone()));
         loop {
             if *shutdown.borrow() {
                 break;
@@ -98,6 +99,7 @@ impl Simulator {
             }
         }
         kubelets.abort();
+        out_of_service.abort();
         if let Some(k) = kubevirt {
             k.abort();
         }

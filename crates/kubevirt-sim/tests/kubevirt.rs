@@ -452,3 +452,37 @@ async fn a_vm_on_a_dead_node_restarts_elsewhere_only_once_its_pod_is_force_delet
         "restarted on the healthy node"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_out_of_service_taint_releases_vms_of_a_dead_node() {
+    let mut config = SandboxConfig::with_nodes(2);
+    config.control_plane.node_monitor_grace_period = Duration::from_secs(6);
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    apis.vms
+        .create(
+            &PostParams::default(),
+            &vm("svc", Some("Always"), None, json!({})),
+        )
+        .await
+        .unwrap();
+    let vmi = apis.running_vmi("svc", None).await;
+    let node = vmi["status"]["nodeName"].as_str().unwrap().to_string();
+    sandbox.node_down(&node).unwrap();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(sandbox.client());
+    wait_for("the node to go NotReady", Duration::from_secs(40), || async {
+        let n = nodes.get(&node).await.ok()?;
+        let ready = n.status?.conditions?.into_iter().find(|c| c.type_ == "Ready")?;
+        (ready.status != "True").then_some(())
+    })
+    .await;
+    let taint = json!({"spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}]}});
+    nodes
+        .patch(&node, &PatchParams::default(), &Patch::Merge(taint))
+        .await
+        .unwrap();
+    let fresh = apis
+        .running_vmi("svc", Some(vmi["metadata"]["uid"].as_str().unwrap()))
+        .await;
+    assert_ne!(fresh["status"]["nodeName"].as_str().unwrap(), node);
+}
