@@ -105,6 +105,7 @@ impl ControlPlane {
             ],
             &state.logs(),
         )?;
+        record(state, &etcd)?;
         wait_for_port(&mut etcd, etcd_port, Duration::from_secs(30))?;
         processes.push(etcd);
 
@@ -133,6 +134,7 @@ impl ControlPlane {
             ],
             &state.logs(),
         )?;
+        record(state, &apiserver)?;
         // The certificate appears a moment after start; the kubeconfig needs it.
         let cert = state.apiserver_cert();
         let deadline = Instant::now() + opts.startup_timeout;
@@ -177,6 +179,7 @@ impl ControlPlane {
             ],
             &state.logs(),
         )?;
+        record(state, &kcm)?;
         processes.push(kcm);
         let scheduler = spawn(
             "kube-scheduler",
@@ -196,6 +199,7 @@ impl ControlPlane {
             ],
             &state.logs(),
         )?;
+        record(state, &scheduler)?;
         processes.push(scheduler);
         // A bad flag makes them exit at once; catch that here rather than as a hang later.
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -222,6 +226,11 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Records the PID at once, so `vm-sandbox down` can clean up even after an interrupted `up`.
+fn record(state: &StateDir, p: &ManagedProcess) -> Result<()> {
+    crate::process::write_pid(&state.pids(), &p.name, p.pid)
 }
 
 fn wait_for_port(process: &mut ManagedProcess, port: u16, timeout: Duration) -> Result<()> {

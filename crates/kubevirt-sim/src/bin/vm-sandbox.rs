@@ -75,6 +75,22 @@ enum Command {
         /// Milliseconds between node heartbeats (Lease renewals).
         #[arg(long, default_value_t = 2000)]
         heartbeat_ms: u64,
+        /// Milliseconds without virt-handler heartbeat before a node counts as unresponsive
+        /// (KubeVirt: 5 min).
+        #[arg(long, default_value_t = 15_000)]
+        handler_timeout_ms: u64,
+        /// Fixed duration of each live migration, in milliseconds.
+        #[arg(long, default_value_t = 1_000)]
+        migration_base_ms: u64,
+        /// Extra live-migration time per GiB of guest memory, in milliseconds.
+        #[arg(long, default_value_t = 1_000)]
+        migration_ms_per_gib: u64,
+        /// Milliseconds a migration target pod may stay unschedulable (KubeVirt: 5 min).
+        #[arg(long, default_value_t = 20_000)]
+        migration_unschedulable_timeout_ms: u64,
+        /// First retry delay after a failed evacuation migration, in ms (KubeVirt: 20 s).
+        #[arg(long, default_value_t = 20_000)]
+        evacuation_backoff_ms: u64,
         /// Seconds to wait for the sandbox to be ready.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
@@ -128,6 +144,11 @@ fn main() -> Result<()> {
             node_pods,
             node_grace_period,
             heartbeat_ms,
+            handler_timeout_ms,
+            migration_base_ms,
+            migration_ms_per_gib,
+            migration_unschedulable_timeout_ms,
+            evacuation_backoff_ms,
             timeout,
         } => {
             let default_node = NodeTemplate::worker("", &node_cpu, &node_memory, &node_pods);
@@ -140,6 +161,11 @@ fn main() -> Result<()> {
                 scenario,
                 sim: SimConfig {
                     heartbeat_interval_ms: heartbeat_ms,
+                    handler_timeout_ms,
+                    migration_base_ms,
+                    migration_ms_per_gib,
+                    migration_unschedulable_timeout_ms,
+                    evacuation_backoff_ms,
                     ..SimConfig::default()
                 },
                 control_plane: ControlPlaneOptions {
@@ -224,6 +250,7 @@ async fn up(state: &StateDir, config: SandboxConfig, vms: usize) -> Result<()> {
         ],
         &state.logs(),
     )?;
+    process::write_pid(&state.pids(), "simulator", sim.pid)?;
     let names: Vec<String> = config.all_nodes().into_iter().map(|n| n.name).collect();
     eprintln!("waiting for {} node(s) to be Ready", names.len());
     let ready = wait_nodes_ready(&cp.client, &names, config.ready_timeout).await;
@@ -240,12 +267,10 @@ async fn up(state: &StateDir, config: SandboxConfig, vms: usize) -> Result<()> {
         bail!("{e}");
     }
     vms_ready.context("waiting for the VMs")?;
-    // Success: let the processes outlive this command and record them for `down`.
+    // Success: let the processes outlive this command (their PIDs are recorded for `down`).
     let procs: Vec<ManagedProcess> = std::mem::take(&mut cp.processes);
     for p in procs.into_iter().chain([sim]) {
-        let name = p.name.clone();
-        let pid = p.detach();
-        process::write_pid(&state.pids(), &name, pid)?;
+        p.detach();
     }
     eprintln!(
         "sandbox up in {:.1} s (logs in {})",

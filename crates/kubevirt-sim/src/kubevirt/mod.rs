@@ -33,6 +33,8 @@ use config::ClusterConfig;
 use migratable::PvcAccessModes;
 
 const MANAGER: &str = "kubevirt-sim";
+/// Most writes made in one pass.
+const MAX_PER_PASS: usize = 200;
 
 /// A snapshot of what the controllers look at.
 pub struct World {
@@ -449,11 +451,17 @@ pub async fn run(sim: Simulator) {
                     .map(|a| (a, format!("{inputs_sig}@{tick}"))),
             );
         }
+        // Skip writes already made on the same inputs (the watch lags our own writes); at
+        // most MAX_PER_PASS writes per pass, so a big cluster is worked on with fresh
+        // snapshots rather than in one long stale pass.
         let work: Vec<Action> = {
             let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
-            recent.retain(|_, (_, t)| t.elapsed() < Duration::from_secs(5));
+            recent.retain(|_, (_, t)| t.elapsed() < Duration::from_secs(15));
             let mut out = Vec::new();
             for (action, inputs) in work {
+                if out.len() >= MAX_PER_PASS {
+                    break;
+                }
                 let key = action.key();
                 if recent.get(&key).is_some_and(|(i, _)| *i == inputs) {
                     continue;
@@ -471,9 +479,22 @@ pub async fn run(sim: Simulator) {
         stream::iter(work)
             .for_each_concurrent(sim.config.concurrency, |action| {
                 let client = client.clone();
+                let recent = recent.clone();
                 async move {
-                    if let Err(e) = perform(&client, &action).await {
-                        tracing::warn!("{}: {e}", action.key());
+                    let result = perform(&client, &action).await;
+                    let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                    match result {
+                        // Count the quiet time from the write's completion.
+                        Ok(()) => {
+                            if let Some(entry) = recent.get_mut(&action.key()) {
+                                entry.1 = Instant::now();
+                            }
+                        }
+                        // Retry on the next pass.
+                        Err(e) => {
+                            recent.remove(&action.key());
+                            tracing::warn!("{}: {e}", action.key());
+                        }
                     }
                 }
             })
