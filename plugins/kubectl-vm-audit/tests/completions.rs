@@ -20,7 +20,12 @@ fn completions_are_up_to_date() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../completions");
     let update = std::env::var_os("UPDATE_COMPLETIONS").is_some();
     let mut stale = Vec::new();
-    for (shell, ext) in [(Shell::Bash, "bash"), (Shell::Zsh, "zsh"), (Shell::Fish, "fish"), (Shell::PowerShell, "ps1")] {
+    for (shell, ext) in [
+        (Shell::Bash, "bash"),
+        (Shell::Zsh, "zsh"),
+        (Shell::Fish, "fish"),
+        (Shell::PowerShell, "ps1"),
+    ] {
         let file = dir.join(format!("{BIN}.{ext}"));
         let fresh = generate(shell);
         if update {
@@ -29,13 +34,23 @@ fn completions_are_up_to_date() {
             stale.push(file.display().to_string());
         }
     }
-    assert!(stale.is_empty(), "stale completions {stale:?}: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-audit --test completions");
+    assert!(
+        stale.is_empty(),
+        "stale completions {stale:?}: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-audit --test completions"
+    );
 }
 
 #[test]
 fn bash_completion_offers_the_flags() {
     let script = generate(Shell::Bash);
-    for flag in ["--filename", "--fail-on", "--explain", "--list-rules", "--kubeconfig", "--context"] {
+    for flag in [
+        "--filename",
+        "--fail-on",
+        "--explain",
+        "--list-rules",
+        "--kubeconfig",
+        "--context",
+    ] {
         assert!(script.contains(flag), "{flag} missing");
     }
 }

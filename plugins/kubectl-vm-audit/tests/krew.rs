@@ -1,0 +1,136 @@
+//! `krew-manifest.yaml` follows krew's validation rules, and every `bin` is a binary that this
+//! workspace builds under the name kubectl derives from the plugin name.
+
+use std::path::Path;
+
+use serde_yaml::Value;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// `[[bin]] name`s of every plugin crate.
+fn workspace_binaries() -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root().join("plugins")).unwrap() {
+        let manifest = std::fs::read_to_string(entry.unwrap().path().join("Cargo.toml")).unwrap();
+        let mut in_bin = false;
+        for line in manifest.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                in_bin = line == "[[bin]]";
+            } else if in_bin && let Some(name) = line.strip_prefix("name = ") {
+                names.push(name.trim_matches('"').to_string());
+            }
+        }
+    }
+    names
+}
+
+fn is_semver_with_v(version: &str) -> bool {
+    let Some(rest) = version.strip_prefix('v') else {
+        return false;
+    };
+    let core = rest.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for key in path {
+        cur = &cur[*key];
+    }
+    cur.as_str()
+        .unwrap_or_else(|| panic!("{} is not a string", path.join(".")))
+}
+
+#[test]
+fn every_plugin_document_is_valid_for_krew() {
+    let text = std::fs::read_to_string(root().join("krew-manifest.yaml")).unwrap();
+    let binaries = workspace_binaries();
+    let mut names = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
+        assert_eq!(
+            str_at(&doc, &["apiVersion"]),
+            "krew.googlecontainertools.github.com/v1alpha2"
+        );
+        assert_eq!(str_at(&doc, &["kind"]), "Plugin");
+        let name = str_at(&doc, &["metadata", "name"]);
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{name}"
+        );
+        names.push(name.to_string());
+        let spec = &doc["spec"];
+        assert!(is_semver_with_v(str_at(spec, &["version"])), "version of {name}");
+        let short = str_at(spec, &["shortDescription"]);
+        assert!(
+            !short.is_empty() && !short.contains('\n'),
+            "shortDescription of {name} is one line"
+        );
+        assert!(!str_at(spec, &["description"]).trim().is_empty());
+        let caveats = str_at(spec, &["caveats"]);
+        assert!(
+            caveats.contains("get and list") || caveats.contains("RBAC") || caveats.contains("ClusterRole"),
+            "caveats state the RBAC"
+        );
+        assert!(str_at(spec, &["homepage"]).starts_with("https://"));
+        let platforms = spec["platforms"].as_sequence().expect("platforms");
+        assert!(!platforms.is_empty());
+        let expected_bin = format!("kubectl-{}", name.replace('-', "_"));
+        for p in platforms {
+            let uri = str_at(p, &["uri"]);
+            assert!(uri.ends_with(".tar.gz") || uri.ends_with(".zip"), "{uri}");
+            let sha = str_at(p, &["sha256"]);
+            assert!(
+                sha.len() == 64
+                    && sha
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+                "{sha}"
+            );
+            let labels = p["selector"]["matchLabels"]
+                .as_mapping()
+                .expect("selector.matchLabels");
+            assert!(!labels.is_empty());
+            for (k, v) in labels {
+                let k = k.as_str().unwrap();
+                assert!(k == "os" || k == "arch", "selector key {k}");
+                let v = v.as_str().unwrap();
+                assert!(
+                    ["linux", "darwin", "windows", "amd64", "arm64"].contains(&v),
+                    "{v}"
+                );
+            }
+            let bin = str_at(p, &["bin"]);
+            assert_eq!(
+                bin, expected_bin,
+                "kubectl finds `kubectl {name}` as {expected_bin}"
+            );
+            assert!(
+                binaries.contains(&bin.to_string()),
+                "{bin} is not built by the workspace ({binaries:?})"
+            );
+            if let Some(files) = p.get("files") {
+                let files = files.as_sequence().unwrap();
+                assert!(!files.is_empty());
+                for f in files {
+                    assert!(!str_at(f, &["from"]).is_empty() && !str_at(f, &["to"]).is_empty());
+                }
+                assert!(
+                    files.iter().any(|f| str_at(f, &["from"]) == "LICENSE"),
+                    "LICENSE is extracted"
+                );
+            }
+        }
+    }
+    assert!(names.contains(&"vm-audit".to_string()), "{names:?}");
+}
