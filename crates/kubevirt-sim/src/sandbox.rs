@@ -46,7 +46,7 @@ impl Default for SandboxConfig {
             kubevirt_configuration: Value::Object(Default::default()),
             sim: SimConfig::default(),
             control_plane: ControlPlaneOptions::default(),
-            ready_timeout: Duration::from_secs(60),
+            ready_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -46,9 +46,9 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             heartbeat_interval_ms: 2_000,
-            node_status_interval_ms: 20_000,
+            node_status_interval_ms: 60_000,
             concurrency: 16,
-            handler_heartbeat_ms: 5_000,
+            handler_heartbeat_ms: 30_000,
             handler_timeout_ms: 15_000,
             kubevirt: true,
             migration_base_ms: 1_000,

@@ -151,7 +151,7 @@ spec:
 
     let (ok, _, _) = vm_sandbox(&["node", "down", "node-1", "--state-dir", &state]);
     assert!(ok);
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(80);
     loop {
         let ready = kubectl(
             &kubeconfig,

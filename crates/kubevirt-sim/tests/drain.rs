@@ -75,7 +75,7 @@ async fn vms_on_node_1(sandbox: &Sandbox, vms: Vec<DynamicObject>) {
     for n in &names {
         wait_for(
             &format!("{n} running on node-1"),
-            Duration::from_secs(40),
+            Duration::from_secs(80),
             || async {
                 let v = vmis.get_opt(n).await.ok()??;
                 (v.data["status"]["phase"] == "Running" && v.data["status"]["nodeName"] == "node-1")

@@ -61,7 +61,7 @@ impl Apis {
     async fn running_vmi(&self, name: &str, not_uid: Option<&str>) -> Value {
         wait_for(
             &format!("VMI {name} to be Running"),
-            Duration::from_secs(40),
+            Duration::from_secs(80),
             || async {
                 let v = self.vmi(name).await?;
                 let fresh = not_uid.is_none_or(|u| v["metadata"]["uid"] != u);
@@ -197,7 +197,7 @@ async fn a_vm_runs_through_its_launcher_pod_placed_by_the_real_scheduler() {
         "guest memory plus KubeVirt's overhead"
     );
 
-    let vm = wait_for("VM status Running", Duration::from_secs(10), || async {
+    let vm = wait_for("VM status Running", Duration::from_secs(20), || async {
         let vm = apis.vm("web").await;
         (vm["status"]["printableStatus"] == "Running" && vm["status"]["ready"] == true).then_some(vm)
     })
@@ -215,7 +215,7 @@ async fn a_vm_runs_through_its_launcher_pod_placed_by_the_real_scheduler() {
         .unwrap();
     wait_for(
         "the VMI and its pod to be gone",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
             let gone = apis.vmi("web").await.is_none();
             let pods = apis
@@ -227,7 +227,7 @@ async fn a_vm_runs_through_its_launcher_pod_placed_by_the_real_scheduler() {
         },
     )
     .await;
-    wait_for("VM Stopped", Duration::from_secs(10), || async {
+    wait_for("VM Stopped", Duration::from_secs(20), || async {
         (apis.vm("web").await["status"]["printableStatus"] == "Stopped").then_some(())
     })
     .await;
@@ -283,7 +283,7 @@ async fn run_strategies_react_to_a_failed_vmi_as_kubevirt_does() {
         let old = first[name]["metadata"]["uid"].as_str().unwrap();
         apis.running_vmi(name, Some(old)).await;
     }
-    let once = wait_for("the Once VMI to fail", Duration::from_secs(20), || async {
+    let once = wait_for("the Once VMI to fail", Duration::from_secs(40), || async {
         let v = apis.vmi("once").await?;
         (v["status"]["phase"] == "Failed").then_some(v)
     })
@@ -320,7 +320,7 @@ async fn run_strategies_react_to_a_failed_vmi_as_kubevirt_does() {
         .unwrap();
     wait_for(
         "the Succeeded RerunOnFailure VMI to be removed",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async { apis.vmi("rerun").await.is_none().then_some(()) },
     )
     .await;
@@ -351,7 +351,7 @@ async fn an_unschedulable_vmi_stays_scheduling_and_migratability_follows_the_vol
         .unwrap();
     let vmi = wait_for(
         "the VMI to report Unschedulable",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
             let v = apis.vmi("nowhere").await?;
             let unsched = v["status"]["conditions"]
@@ -368,7 +368,7 @@ async fn an_unschedulable_vmi_stays_scheduling_and_migratability_follows_the_vol
         vmi["spec"]["evictionStrategy"], "LiveMigrate",
         "stamped from the KubeVirt CR"
     );
-    wait_for("VM ErrorUnschedulable", Duration::from_secs(10), || async {
+    wait_for("VM ErrorUnschedulable", Duration::from_secs(20), || async {
         (apis.vm("nowhere").await["status"]["printableStatus"] == "ErrorUnschedulable").then_some(())
     })
     .await;
@@ -422,7 +422,7 @@ async fn a_vm_on_a_dead_node_restarts_elsewhere_only_once_its_pod_is_force_delet
     let node = vmi["status"]["nodeName"].as_str().unwrap().to_string();
     sandbox.node_down(&node).unwrap();
     // The real node lifecycle controller marks the pod not ready; the VMI stays Running.
-    let stuck = wait_for("the VMI to lose readiness", Duration::from_secs(40), || async {
+    let stuck = wait_for("the VMI to lose readiness", Duration::from_secs(80), || async {
         let v = apis.vmi("db").await?;
         let ready = v["status"]["conditions"]
             .as_array()?
@@ -470,7 +470,7 @@ async fn the_out_of_service_taint_releases_vms_of_a_dead_node() {
     let node = vmi["status"]["nodeName"].as_str().unwrap().to_string();
     sandbox.node_down(&node).unwrap();
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(sandbox.client());
-    wait_for("the node to go NotReady", Duration::from_secs(40), || async {
+    wait_for("the node to go NotReady", Duration::from_secs(80), || async {
         let n = nodes.get(&node).await.ok()?;
         let ready = n.status?.conditions?.into_iter().find(|c| c.type_ == "Ready")?;
         (ready.status != "True").then_some(())

@@ -91,7 +91,7 @@ impl Env {
     async fn running(&self, name: &str) -> Value {
         wait_for(
             &format!("VMI {name} Running"),
-            Duration::from_secs(40),
+            Duration::from_secs(80),
             || async {
                 let v = serde_json::to_value(self.vmis.get_opt(name).await.ok()??).ok()?;
                 (v["status"]["phase"] == "Running").then_some(v)
@@ -146,7 +146,7 @@ async fn a_migration_walks_its_phases_and_moves_the_vmi() {
         .items[0]
         .clone();
     env.migrate("move-app", "app").await;
-    let m = env.final_vmim("move-app", Duration::from_secs(60)).await;
+    let m = env.final_vmim("move-app", Duration::from_secs(120)).await;
     assert_eq!(m["status"]["phase"], "Succeeded", "{m:#}");
     assert_eq!(
         phases(&m),
@@ -183,7 +183,7 @@ async fn a_migration_walks_its_phases_and_moves_the_vmi() {
         (Some(true), Some(source.as_str()), Some(target))
     );
     assert_eq!(after["status"]["phase"], "Running");
-    let old = wait_for("the source pod to complete", Duration::from_secs(10), || async {
+    let old = wait_for("the source pod to complete", Duration::from_secs(20), || async {
         let p = env
             .pods
             .get(source_pod.metadata.name.as_ref().unwrap())
@@ -234,7 +234,7 @@ async fn outbound_migrations_per_node_are_limited_and_extra_ones_wait_in_pending
     }
     let mut max_active = 0;
     let mut saw_waiting = false;
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let list = env.vmims.list(&ListParams::default()).await.unwrap();
         let ph: Vec<String> = list
@@ -317,7 +317,7 @@ async fn migrations_fail_when_the_target_cannot_be_scheduled_or_the_vmi_is_not_m
     env.running("pinned").await;
     let free = env.running("free").await;
     env.migrate("mig-pinned", "pinned").await;
-    let m = env.final_vmim("mig-pinned", Duration::from_secs(20)).await;
+    let m = env.final_vmim("mig-pinned", Duration::from_secs(40)).await;
     assert_eq!(m["status"]["phase"], "Failed");
     let reason = m["status"]["conditions"][0]["reason"].as_str().unwrap();
     assert!(
@@ -330,7 +330,7 @@ async fn migrations_fail_when_the_target_cannot_be_scheduled_or_the_vmi_is_not_m
     let other = if source == "node-1" { "node-2" } else { "node-1" };
     env.cordon(other, true).await;
     env.migrate("mig-free", "free").await;
-    let m = env.final_vmim("mig-free", Duration::from_secs(40)).await;
+    let m = env.final_vmim("mig-free", Duration::from_secs(80)).await;
     assert_eq!(m["status"]["phase"], "Failed", "{m:#}");
     let after = env.vmi("free").await;
     assert_eq!(after["status"]["phase"], "Running");

@@ -109,7 +109,7 @@ async fn nodes_become_ready_with_leases_and_the_kubevirt_api() {
         .unwrap()
         .renew_time
         .unwrap();
-    wait_for("the node-1 lease to be renewed", Duration::from_secs(10), || {
+    wait_for("the node-1 lease to be renewed", Duration::from_secs(20), || {
         let leases = leases.clone();
         let first = first.clone();
         async move {
@@ -147,7 +147,7 @@ async fn a_scheduled_pod_runs_and_its_deletion_completes() {
         .unwrap();
     let pod = wait_for(
         "the pod to be scheduled and Running",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
             let pods = pods.clone();
             async move {
@@ -181,7 +181,7 @@ async fn a_scheduled_pod_runs_and_its_deletion_completes() {
 
     // A graceful delete (30 s grace) is completed by the node's kubelet at once.
     pods.delete("web", &DeleteParams::default()).await.unwrap();
-    wait_for("the deleted pod to be gone", Duration::from_secs(15), || {
+    wait_for("the deleted pod to be gone", Duration::from_secs(30), || {
         let pods = pods.clone();
         async move { matches!(pods.get_opt("web").await, Ok(None)).then_some(()) }
     })
@@ -199,7 +199,7 @@ async fn node_down_makes_the_real_controller_manager_mark_it_not_ready() {
     let mut pod = test_pod("pinned");
     pod.spec.as_mut().unwrap().node_name = Some("node-1".into());
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait_for("the pinned pod to run", Duration::from_secs(20), || {
+    wait_for("the pinned pod to run", Duration::from_secs(40), || {
         let pods = pods.clone();
         async move { (pods.get("pinned").await.ok()?.status?.phase.as_deref() == Some("Running")).then_some(()) }
     })
@@ -207,7 +207,7 @@ async fn node_down_makes_the_real_controller_manager_mark_it_not_ready() {
 
     sandbox.node_down("node-1").unwrap();
     let started = Instant::now();
-    let node = wait_for("node-1 to go NotReady", Duration::from_secs(40), || {
+    let node = wait_for("node-1 to go NotReady", Duration::from_secs(80), || {
         let nodes = nodes.clone();
         async move {
             let n = nodes.get("node-1").await.ok()?;
@@ -246,7 +246,7 @@ async fn node_down_makes_the_real_controller_manager_mark_it_not_ready() {
 
     // Back up: Ready again, taint lifted, and the kubelet finishes the deletion.
     sandbox.node_up("node-1").unwrap();
-    wait_for("node-1 to be Ready again", Duration::from_secs(30), || {
+    wait_for("node-1 to be Ready again", Duration::from_secs(60), || {
         let nodes = nodes.clone();
         async move {
             let n = nodes.get("node-1").await.ok()?;
@@ -256,7 +256,7 @@ async fn node_down_makes_the_real_controller_manager_mark_it_not_ready() {
         }
     })
     .await;
-    wait_for("the pod's deletion to complete", Duration::from_secs(15), || {
+    wait_for("the pod's deletion to complete", Duration::from_secs(30), || {
         let pods = pods.clone();
         async move { matches!(pods.get_opt("pinned").await, Ok(None)).then_some(()) }
     })
