@@ -486,3 +486,83 @@ async fn the_out_of_service_taint_releases_vms_of_a_dead_node() {
         .await;
     assert_ne!(fresh["status"]["nodeName"].as_str().unwrap(), node);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_set_keeps_its_vmis_running() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(2))
+        .await
+        .expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    let sets: Api<DynamicObject> = Api::namespaced_with(
+        sandbox.client(),
+        "default",
+        &kubevirt_resource("VirtualMachineInstanceReplicaSet"),
+    );
+    let rs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceReplicaSet",
+        "metadata": {"name": "pool", "namespace": "default"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "pool"}}, "template": {
+            "metadata": {"labels": {"app": "pool"}},
+            "spec": {"domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": {}}},
+        }},
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &rs).await.unwrap();
+    let running = || async {
+        let list = apis
+            .vmis
+            .list(&ListParams::default().labels("app=pool"))
+            .await
+            .ok()?;
+        let vals: Vec<Value> = list
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect();
+        Some(vals)
+    };
+    let three = wait_for("3 replicas Running", Duration::from_secs(90), || async {
+        let v = running().await?;
+        (v.len() == 3 && v.iter().all(|v| v["status"]["phase"] == "Running")).then_some(v)
+    })
+    .await;
+    for v in &three {
+        assert!(v["metadata"]["name"].as_str().unwrap().starts_with("pool"));
+        assert_eq!(
+            v["metadata"]["ownerReferences"][0]["kind"],
+            "VirtualMachineInstanceReplicaSet"
+        );
+    }
+    wait_for("readyReplicas 3", Duration::from_secs(30), || async {
+        let s = sets.get("pool").await.ok()?;
+        (s.data["status"]["readyReplicas"] == 3).then_some(())
+    })
+    .await;
+    // A failed replica is replaced.
+    apis.kill_launcher(&three[0]).await;
+    let gone = three[0]["metadata"]["uid"].clone();
+    wait_for(
+        "the failed replica to be replaced",
+        Duration::from_secs(90),
+        || async {
+            let v = running().await?;
+            (v.len() == 3
+                && v.iter()
+                    .all(|v| v["status"]["phase"] == "Running" && v["metadata"]["uid"] != gone))
+            .then_some(())
+        },
+    )
+    .await;
+    // Scaled down to 1.
+    sets.patch(
+        "pool",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    wait_for("1 replica left", Duration::from_secs(60), || async {
+        (running().await?.len() == 1).then_some(())
+    })
+    .await;
+}

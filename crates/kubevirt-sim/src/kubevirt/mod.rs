@@ -9,6 +9,7 @@ pub mod eviction;
 pub mod launcher;
 pub mod migratable;
 pub mod migration;
+pub mod replicaset;
 pub mod vm;
 pub mod vmi;
 
@@ -119,6 +120,26 @@ pub enum Action {
         /// Merge patch.
         patch: Value,
     },
+    /// Create a VMI (generateName) for an owner such as a replica set.
+    CreateOwnedVmi {
+        /// UID of the owner.
+        owner_uid: String,
+        /// Which of the missing replicas this is.
+        index: usize,
+        /// The VMI.
+        vmi: Value,
+    },
+    /// Merge patch on the status subresource of a KubeVirt kind.
+    PatchStatus {
+        /// The kind.
+        kind: &'static str,
+        /// Namespace.
+        ns: String,
+        /// Name.
+        name: String,
+        /// Merge patch.
+        patch: Value,
+    },
     /// Create a migration (generateName) for a VMI.
     CreateVmim {
         /// UID of the VMI.
@@ -181,6 +202,10 @@ impl Action {
             Action::PatchVmStatus { ns, name, .. } => format!("patch-vm-status/{ns}/{name}"),
             Action::PatchVmim { ns, name, .. } => format!("patch-vmim/{ns}/{name}"),
             Action::CreateVmim { vmi_uid, .. } => format!("create-vmim/{vmi_uid}"),
+            Action::CreateOwnedVmi { owner_uid, index, .. } => {
+                format!("create-owned-vmi/{owner_uid}/{index}")
+            }
+            Action::PatchStatus { kind, ns, name, .. } => format!("patch-status/{kind}/{ns}/{name}"),
             Action::PatchVmimStatus { ns, name, .. } => format!("patch-vmim-status/{ns}/{name}"),
         }
     }
@@ -259,6 +284,11 @@ pub async fn run(sim: Simulator) {
         &kubevirt_resource("VirtualMachineInstanceMigration"),
         notify.clone(),
     );
+    let replica_sets = dyn_store(
+        &client,
+        &kubevirt_resource("VirtualMachineInstanceReplicaSet"),
+        notify.clone(),
+    );
     let pods = typed_store(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels("kubevirt.io=virt-launcher"),
@@ -287,6 +317,7 @@ pub async fn run(sim: Simulator) {
         }
     };
     let mut evacuations_expected: HashMap<String, Instant> = HashMap::new();
+    let mut replica_sets_expected: HashMap<String, Instant> = HashMap::new();
 
     // Writes already made for an object, keyed by Action::key, with the inputs they were
     // decided on: repeated only when the inputs change or after a while (write failed).
@@ -396,6 +427,17 @@ pub async fn run(sim: Simulator) {
         }
         let vmim_values: Vec<Value> = vmims.state().iter().map(|o| to_json(o)).collect();
         evacuations_expected.retain(|_, t| t.elapsed() < Duration::from_secs(10));
+        replica_sets_expected.retain(|_, t| t.elapsed() < Duration::from_secs(5));
+        let rs_values: Vec<Value> = replica_sets.state().iter().map(|o| to_json(o)).collect();
+        let rs_expecting: HashSet<String> = replica_sets_expected.keys().cloned().collect();
+        for a in replicaset::reconcile(&rs_values, &vmi_values, &world, &rs_expecting) {
+            if let Action::CreateOwnedVmi { owner_uid, .. } = &a {
+                replica_sets_expected.insert(owner_uid.clone(), Instant::now());
+            }
+            // Replica-set writes are guarded by the expectations above; the tick only
+            // stops the same write twice within a second.
+            work.push((a, jiff::Timestamp::now().as_second().to_string()));
+        }
         let expecting: HashSet<String> = evacuations_expected.keys().cloned().collect();
         for a in evacuation::reconcile(
             &vmi_values,
@@ -577,6 +619,25 @@ async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Err
         Action::PatchVm { ns, name, patch } => ignore(
             dyn_api("VirtualMachine", ns)
                 .patch(name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ()),
+        ),
+        Action::CreateOwnedVmi { vmi, .. } => {
+            let ns = str_at(vmi, "/metadata/namespace").unwrap_or("default");
+            let obj: DynamicObject = serde_json::from_value(vmi.clone()).map_err(kube::Error::SerdeError)?;
+            dyn_api("VirtualMachineInstance", ns)
+                .create(&PostParams::default(), &obj)
+                .await
+                .map(|_| ())
+        }
+        Action::PatchStatus {
+            kind,
+            ns,
+            name,
+            patch,
+        } => ignore(
+            dyn_api(kind, ns)
+                .patch_status(name, &pp, &Patch::Merge(patch))
                 .await
                 .map(|_| ()),
         ),
