@@ -1,0 +1,369 @@
+//! The drain pre-flight: what would happen to every VM and pod of a node, computed before
+//! anything changes.
+//!
+//! Every VMI on the node gets an action: `migrate` (live-migratable, and the joint placement
+//! of all the node's VMs onto the other nodes has room for it), `shutdown` (not migratable,
+//! and the operator allowed it), or `blocked` with the reasons. The other pods follow
+//! `kubectl drain`'s rules: DaemonSet and mirror pods stay, unmanaged pods need `--force`,
+//! pods with emptyDir data need `--delete-emptydir-data`, and a PodDisruptionBudget that allows
+//! no disruption now blocks.
+//!
+//! Unlike a plain drain, a migratable VM is migrated whatever its eviction strategy: the plugin
+//! creates the migration itself, so `None` or `External` do not shut it down.
+
+mod pods;
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+use crate::effective::{ClusterConfig, RunStrategy, eviction_strategy, run_strategy};
+use crate::kubevirt::VirtualMachineInstance;
+use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
+use crate::placement::{Constraints, Demand, NodeView, Placement, place_jointly};
+use crate::resources::launcher_requests;
+use crate::snapshot::ClusterSnapshot;
+
+pub use pods::{PodAction, PodPlan};
+
+/// Choices the operator makes with flags.
+#[derive(Clone, Debug, Default)]
+pub struct DrainPolicy {
+    /// `--shutdown-non-migratable`: stop VMs that cannot migrate instead of blocking.
+    pub shutdown_non_migratable: bool,
+    /// `--force`: evict pods that no controller manages (they are not recreated).
+    pub force: bool,
+    /// `--delete-emptydir-data`: evict pods whose emptyDir data is lost with them.
+    pub delete_emptydir_data: bool,
+    /// Assumed migration throughput in bytes per second, for the time estimate.
+    pub migration_bytes_per_second: f64,
+}
+
+impl DrainPolicy {
+    /// 1 GiB/s: a 10 GbE migration network, most of it used by one migration.
+    pub const DEFAULT_MIGRATION_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0 * 1024.0;
+}
+
+/// What happens to one VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmAction {
+    /// Live-migrated to another node.
+    Migrate,
+    /// Stopped (only with `--shutdown-non-migratable`).
+    Shutdown,
+    /// Cannot leave the node: the drain is not feasible.
+    Blocked,
+}
+
+/// The plan for one VMI of the node.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VmPlan {
+    /// `VirtualMachineInstance`.
+    pub kind: &'static str,
+    /// Namespace.
+    pub namespace: String,
+    /// VMI name (the VM's name when a VM owns it).
+    pub name: String,
+    /// The action.
+    pub action: VmAction,
+    /// A node with room for it in the joint placement (advisory: the scheduler picks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why, in an operator's words.
+    pub reasons: Vec<String>,
+    /// The effective eviction strategy.
+    #[serde(rename = "evictionStrategy")]
+    pub eviction_strategy: String,
+    /// Whether KubeVirt can live-migrate it.
+    #[serde(rename = "liveMigratable")]
+    pub live_migratable: bool,
+    /// The owning VM's run strategy, if a VM owns it.
+    #[serde(rename = "runStrategy", skip_serializing_if = "Option::is_none")]
+    pub run_strategy: Option<String>,
+    /// Guest memory to copy, in bytes, for the estimate.
+    #[serde(skip)]
+    pub memory_bytes: f64,
+}
+
+/// The migration limits in force (KubeVirt CR or HCO, else KubeVirt's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationLimits {
+    /// `parallelMigrationsPerCluster`.
+    pub parallel_migrations_per_cluster: u32,
+    /// `parallelOutboundMigrationsPerNode`.
+    pub parallel_outbound_migrations_per_node: u32,
+}
+
+/// The whole pre-flight.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DrainPlan {
+    /// `vm-drain-safe/v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// `DrainPlan`.
+    pub kind: &'static str,
+    /// The node to drain.
+    pub node: String,
+    /// True when nothing blocks.
+    pub feasible: bool,
+    /// One entry per VMI on the node.
+    pub vms: Vec<VmPlan>,
+    /// The node's other pods.
+    pub pods: Vec<PodPlan>,
+    /// Everything that blocks, one sentence each.
+    pub blockers: Vec<String>,
+    /// Migration limits used.
+    pub limits: MigrationLimits,
+    /// Estimated wall time of the migrations, in seconds.
+    #[serde(rename = "estimatedSeconds")]
+    pub estimated_seconds: u64,
+}
+
+/// Why no plan could be made at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The node is not in the snapshot.
+    #[error("node {0} does not exist")]
+    NoSuchNode(String),
+}
+
+/// Whether a VMI is still active (not Succeeded or Failed).
+#[must_use]
+pub fn vmi_is_active(vmi: &VirtualMachineInstance) -> bool {
+    !matches!(
+        vmi.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The active VMIs whose `status.nodeName` is `node`.
+#[must_use]
+pub fn vmis_on<'a>(snapshot: &'a ClusterSnapshot, node: &str) -> Vec<&'a VirtualMachineInstance> {
+    snapshot
+        .vmis
+        .iter()
+        .filter(|v| v.status.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node) && vmi_is_active(v))
+        .collect()
+}
+
+fn ns_name(vmi: &VirtualMachineInstance) -> (String, String) {
+    (
+        vmi.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        vmi.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The run strategy of the VM that owns `vmi` (same name and namespace), if any.
+fn owner_run_strategy(snapshot: &ClusterSnapshot, vmi: &VirtualMachineInstance) -> Option<RunStrategy> {
+    snapshot
+        .vms
+        .iter()
+        .find(|vm| vm.metadata.name == vmi.metadata.name && vm.metadata.namespace == vmi.metadata.namespace)
+        .and_then(|vm| run_strategy(&vm.spec).strategy())
+}
+
+/// Computes the drain plan of `node`.
+///
+/// # Errors
+/// [`PlanError::NoSuchNode`] when the node is not in the snapshot.
+pub fn plan_drain(
+    snapshot: &ClusterSnapshot,
+    node: &str,
+    policy: &DrainPolicy,
+) -> Result<DrainPlan, PlanError> {
+    if !snapshot
+        .nodes
+        .iter()
+        .any(|n| n.metadata.name.as_deref() == Some(node))
+    {
+        return Err(PlanError::NoSuchNode(node.to_string()));
+    }
+    let cluster = ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds);
+    let others: Vec<NodeView> = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(node))
+        .map(|n| NodeView::new(n, &snapshot.pods))
+        .collect();
+    let vmis = vmis_on(snapshot, node);
+
+    let mut plans = Vec::new();
+    let mut demands = Vec::new();
+    let mut demand_index = Vec::new();
+    for vmi in &vmis {
+        let (namespace, name) = ns_name(vmi);
+        let eviction = eviction_strategy(vmi.spec.eviction_strategy.as_deref(), None, &cluster);
+        let migratability = live_migratability(&MigratabilityInput {
+            annotations: vmi
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&std::collections::BTreeMap::new()),
+            spec: &vmi.spec,
+            status: vmi.status.as_ref(),
+            namespace: &namespace,
+            pvcs: &snapshot.pvcs,
+        });
+        let strategy = owner_run_strategy(snapshot, vmi);
+        let requests = launcher_requests(&vmi.spec, None, &cluster).unwrap_or_default();
+        let mut plan = VmPlan {
+            kind: "VirtualMachineInstance",
+            namespace,
+            name,
+            action: VmAction::Migrate,
+            target: None,
+            reasons: Vec::new(),
+            eviction_strategy: eviction.raw.clone(),
+            live_migratable: migratability == Migratability::Migratable,
+            run_strategy: strategy.map(|s| s.to_string()),
+            memory_bytes: crate::resources::guest_size(&vmi.spec, None)
+                .memory
+                .unwrap_or(0.0),
+        };
+        match &migratability {
+            Migratability::Migratable => {
+                if eviction.raw != "LiveMigrate" && eviction.raw != "LiveMigrateIfPossible" {
+                    plan.reasons.push(format!(
+                        "evictionStrategy {}: a plain kubectl drain would {}; vm-drain-safe migrates it instead",
+                        eviction.raw,
+                        if eviction.raw == "External" { "leave it to an external controller" } else { "shut it down" }
+                    ));
+                }
+                demand_index.push(plans.len());
+                demands.push(Demand {
+                    id: format!("{}/{}", plan.namespace, plan.name),
+                    requests,
+                    constraints: Constraints::of(&vmi.spec),
+                });
+            }
+            other => {
+                let why = match other {
+                    Migratability::NotMigratable { reason, message, .. } if message.is_empty() => {
+                        format!("not live-migratable ({reason})")
+                    }
+                    Migratability::NotMigratable { reason, message, .. } => {
+                        format!("not live-migratable ({reason}: {message})")
+                    }
+                    Migratability::Unknown(why) => format!("live-migratability unknown: {why}"),
+                    Migratability::Migratable => unreachable!("handled above"),
+                };
+                plan.reasons.push(why);
+                if policy.shutdown_non_migratable {
+                    plan.action = VmAction::Shutdown;
+                    plan.reasons.push(shutdown_consequence(strategy));
+                } else {
+                    plan.action = VmAction::Blocked;
+                    plan.reasons
+                        .push("blocks the drain (--shutdown-non-migratable stops it instead)".into());
+                }
+            }
+        }
+        plans.push(plan);
+    }
+
+    for (placement, &i) in place_jointly(&demands, &others).into_iter().zip(&demand_index) {
+        match placement {
+            Placement::Placed(target) => plans[i].target = Some(target),
+            Placement::Unplaceable(reasons) => {
+                plans[i].action = VmAction::Blocked;
+                plans[i]
+                    .reasons
+                    .push(format!("no other node has room for it: {}", summarise(&reasons)));
+            }
+        }
+    }
+
+    let pods = pods::plan_pods(snapshot, node, &vmis, policy);
+    let mut blockers: Vec<String> = plans
+        .iter()
+        .filter(|p| p.action == VmAction::Blocked)
+        .map(|p| format!("VM {}/{}: {}", p.namespace, p.name, p.reasons.join("; ")))
+        .collect();
+    blockers.extend(
+        pods.iter()
+            .filter(|p| p.action == PodAction::Blocked)
+            .map(|p| format!("pod {}/{}: {}", p.namespace, p.name, p.reasons.join("; "))),
+    );
+    let limits = MigrationLimits {
+        parallel_migrations_per_cluster: cluster.parallel_migrations_per_cluster,
+        parallel_outbound_migrations_per_node: cluster.parallel_outbound_migrations_per_node,
+    };
+    let estimated_seconds = estimate_seconds(&plans, &limits, policy);
+    Ok(DrainPlan {
+        api_version: "vm-drain-safe/v1",
+        kind: "DrainPlan",
+        node: node.to_string(),
+        feasible: blockers.is_empty(),
+        vms: plans,
+        pods,
+        blockers,
+        limits,
+        estimated_seconds,
+    })
+}
+
+/// What stopping a VM means for it, by its run strategy.
+fn shutdown_consequence(strategy: Option<RunStrategy>) -> String {
+    match strategy {
+        Some(RunStrategy::Always) => {
+            "will be stopped; runStrategy Always restarts it on another node at once".into()
+        }
+        Some(s) => format!(
+            "will be stopped and stays stopped (runStrategy {s}) until `kubectl vm-drain-safe NODE --uncordon` restarts it"
+        ),
+        None => "a standalone VMI: will be stopped and is not recreated".into(),
+    }
+}
+
+/// At most three distinct reasons, for one line.
+fn summarise(reasons: &[String]) -> String {
+    let mut unique: Vec<&str> = Vec::new();
+    for r in reasons {
+        if !unique.contains(&r.as_str()) {
+            unique.push(r);
+        }
+    }
+    let more = unique.len().saturating_sub(3);
+    let mut text = unique.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        text.push_str(&format!("; and {more} more"));
+    }
+    if text.is_empty() {
+        "no other node".into()
+    } else {
+        text
+    }
+}
+
+/// Migrations run `min(per-cluster, per-node outbound)` at a time from one node; each takes a
+/// fixed set-up time plus its memory over the assumed throughput. Greedy list scheduling,
+/// biggest first.
+fn estimate_seconds(plans: &[VmPlan], limits: &MigrationLimits, policy: &DrainPolicy) -> u64 {
+    const SETUP_SECONDS: f64 = 10.0;
+    let rate = if policy.migration_bytes_per_second > 0.0 {
+        policy.migration_bytes_per_second
+    } else {
+        DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND
+    };
+    let slots = limits
+        .parallel_migrations_per_cluster
+        .min(limits.parallel_outbound_migrations_per_node)
+        .max(1);
+    let mut durations: Vec<f64> = plans
+        .iter()
+        .filter(|p| p.action == VmAction::Migrate)
+        .map(|p| SETUP_SECONDS + p.memory_bytes / rate)
+        .collect();
+    durations.sort_by(|a, b| b.total_cmp(a));
+    let mut lanes = vec![0.0_f64; slots as usize];
+    for d in durations {
+        let lane = lanes
+            .iter_mut()
+            .min_by(|a, b| a.total_cmp(b))
+            .expect("at least one lane");
+        *lane += d;
+    }
+    lanes.into_iter().fold(0.0, f64::max).ceil() as u64
+}
