@@ -272,12 +272,13 @@ fn pod_action(pod: &Pod, host_ip: &str, ip_index: u32) -> Option<PodAction> {
     if pod.metadata.deletion_timestamp.is_some() {
         return Some(PodAction::Delete);
     }
-    let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     if phase == "Succeeded" || phase == "Failed" {
         return None;
     }
-    let conditions = status.conditions.clone().unwrap_or_default();
+    let conditions: &[k8s_openapi::api::core::v1::PodCondition] =
+        status.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
     let gates_ok = pod
         .spec
         .as_ref()
@@ -299,7 +300,9 @@ fn pod_action(pod: &Pod, host_ip: &str, ip_index: u32) -> Option<PodAction> {
         return None;
     }
     let ts = Time(now());
-    let started = status.start_time.clone().unwrap_or_else(|| ts.clone());
+    let started = status
+        .and_then(|s| s.start_time.clone())
+        .unwrap_or_else(|| ts.clone());
     let cond = |type_: &str, value: &str| {
         let previous = conditions.iter().find(|c| c.type_ == type_);
         let transition = match previous {

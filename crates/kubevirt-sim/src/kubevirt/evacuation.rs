@@ -15,15 +15,15 @@ pub const EVACUATION_ANNOTATION: &str = "kubevirt.io/evacuationMigration";
 
 /// What to do; `vmims` are all migrations, `backoff_ms` the first retry delay.
 pub fn reconcile(
-    vmis: &[Value],
-    vmims: &[Value],
+    vmis: &[&Value],
+    vmims: &[&Value],
     world: &World,
     backoff_ms: u64,
     expecting: &HashSet<String>,
 ) -> Vec<Action> {
     let now = jiff::Timestamp::now();
     let mut actions = Vec::new();
-    for vmi in vmis {
+    for vmi in vmis.iter().copied() {
         let ns = str_at(vmi, "/metadata/namespace").unwrap_or_default();
         let name = str_at(vmi, "/metadata/name").unwrap_or_default();
         let uid = str_at(vmi, "/metadata/uid").unwrap_or_default();
@@ -55,6 +55,7 @@ pub fn reconcile(
         }
         let mut mine: Vec<&Value> = vmims
             .iter()
+            .copied()
             .filter(|m| {
                 str_at(m, "/metadata/namespace") == Some(ns) && str_at(m, "/spec/vmiName") == Some(name)
             })

@@ -34,7 +34,7 @@ pub struct MigrationTimings {
 /// The inputs: VMIMs, VMIs and launcher pods of the cluster.
 pub struct Inputs<'a> {
     /// All VMIMs.
-    pub vmims: &'a [Value],
+    pub vmims: &'a [&'a Value],
     /// VMIs by (namespace, name).
     pub vmis: HashMap<(String, String), &'a Value>,
     /// Launcher pods by the VMI UID that owns them.
@@ -75,7 +75,7 @@ fn holds_slot(vmim: &Value, target: Option<&Value>) -> bool {
 pub fn reconcile(inputs: &Inputs, world: &World, timings: MigrationTimings) -> Vec<Action> {
     let now = world.now.as_str();
     let mut actions = Vec::new();
-    let mut order: Vec<&Value> = inputs.vmims.iter().collect();
+    let mut order: Vec<&Value> = inputs.vmims.to_vec();
     order.sort_by_key(|m| {
         str_at(m, "/metadata/creationTimestamp")
             .unwrap_or_default()

@@ -35,7 +35,7 @@ use migratable::PvcAccessModes;
 
 const MANAGER: &str = "kubevirt-sim";
 /// Most writes made in one pass.
-const MAX_PER_PASS: usize = 200;
+const MAX_PER_PASS: usize = 400;
 
 /// A snapshot of what the controllers look at.
 pub struct World {
@@ -49,6 +49,8 @@ pub struct World {
     pub now: String,
     /// VMI UIDs with a launcher pod just created but not yet seen.
     pub pods_expected: HashSet<String>,
+    /// An empty PVC map, for namespaces without PVCs.
+    pub no_pvcs: PvcAccessModes,
 }
 
 impl World {
@@ -323,6 +325,7 @@ pub async fn run(sim: Simulator) {
     // decided on: repeated only when the inputs change or after a while (write failed).
     let recent: Arc<Mutex<HashMap<String, (String, Instant)>>> = Arc::default();
     let mut expected: HashMap<String, Instant> = HashMap::new();
+    let mut cache = JsonCache::default();
     loop {
         tokio::select! {
             _ = notify.notified() => {},
@@ -330,15 +333,18 @@ pub async fn run(sim: Simulator) {
         }
         // Let a burst of events settle into one pass.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let to_json = |o: &DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
-        let kv = kubevirts.state().first().map(|o| to_json(o));
-        let pod_values: Vec<Value> = pods
+        cache.start_pass();
+        let kv = kubevirts
+            .state()
+            .first()
+            .map(|o| cache.view("kubevirt", o.as_ref()));
+        let pod_values: Vec<Arc<Value>> = pods
             .state()
             .iter()
-            .map(|p| serde_json::to_value(p.as_ref()).unwrap_or(Value::Null))
+            .map(|p| cache.view("pod", p.as_ref()))
             .collect();
         let mut pods_by_vmi: HashMap<String, Vec<&Value>> = HashMap::new();
-        for p in &pod_values {
+        for p in pod_values.iter().map(|p| p.as_ref()) {
             if let Some(owner) = p
                 .pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
@@ -365,15 +371,33 @@ pub async fn run(sim: Simulator) {
                 .insert(pvc.metadata.name.clone().unwrap_or_default(), modes);
         }
         let world = World {
-            config: ClusterConfig::from_kubevirt(kv.as_ref()),
+            config: ClusterConfig::from_kubevirt(kv.as_deref()),
             pvcs: pvc_modes,
             nodes_down: read_nodes_down(&sim.nodes_down_dir),
             now: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             pods_expected: expected.keys().cloned().collect(),
+            no_pvcs: PvcAccessModes::new(),
         };
-        let vmi_values: Vec<Value> = vmis.state().iter().map(|o| to_json(o)).collect();
+        let vmi_arcs: Vec<Arc<Value>> = vmis
+            .state()
+            .iter()
+            .map(|o| cache.view("vmi", o.as_ref()))
+            .collect();
+        let vmi_values: Vec<&Value> = vmi_arcs.iter().map(|v| v.as_ref()).collect();
+        let vmi_by_name: HashMap<(&str, &str), &Value> = vmi_values
+            .iter()
+            .map(|v| {
+                (
+                    (
+                        str_at(v, "/metadata/namespace").unwrap_or_default(),
+                        str_at(v, "/metadata/name").unwrap_or_default(),
+                    ),
+                    *v,
+                )
+            })
+            .collect();
         let mut work: Vec<(Action, String)> = Vec::new();
-        for v in &vmi_values {
+        for v in vmi_values.iter().copied() {
             let uid = str_at(v, "/metadata/uid").unwrap_or_default();
             let pods = pods_by_vmi.get(uid).cloned().unwrap_or_default();
             let mut inputs = format!(
@@ -392,24 +416,20 @@ pub async fn run(sim: Simulator) {
             );
         }
         for vm_obj in vms.state() {
-            let v = to_json(&vm_obj);
+            let v = cache.view("vm", vm_obj.as_ref());
             let (ns, name) = (
                 str_at(&v, "/metadata/namespace").unwrap_or_default(),
                 str_at(&v, "/metadata/name").unwrap_or_default(),
             );
             let vm_uid = str_at(&v, "/metadata/uid").unwrap_or_default();
-            let vmi = vmi_values.iter().find(|i| {
-                str_at(i, "/metadata/namespace") == Some(ns)
-                    && str_at(i, "/metadata/name") == Some(name)
-                    && i.pointer("/metadata/ownerReferences")
-                        .and_then(Value::as_array)
-                        .is_some_and(|o| o.iter().any(|o| o["uid"] == vm_uid))
+            let same_name = vmi_by_name.get(&(ns, name)).copied();
+            let vmi = same_name.filter(|i| {
+                i.pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|o| o.iter().any(|o| o["uid"] == vm_uid))
             });
             // Another VMI of that name (not ours) blocks creation, as in KubeVirt.
-            let foreign = vmi.is_none()
-                && vmi_values.iter().any(|i| {
-                    str_at(i, "/metadata/namespace") == Some(ns) && str_at(i, "/metadata/name") == Some(name)
-                });
+            let foreign = vmi.is_none() && same_name.is_some();
             if foreign {
                 continue;
             }
@@ -425,10 +445,20 @@ pub async fn run(sim: Simulator) {
                     .map(|a| (a, inputs.clone())),
             );
         }
-        let vmim_values: Vec<Value> = vmims.state().iter().map(|o| to_json(o)).collect();
+        let vmim_arcs: Vec<Arc<Value>> = vmims
+            .state()
+            .iter()
+            .map(|o| cache.view("vmim", o.as_ref()))
+            .collect();
+        let vmim_values: Vec<&Value> = vmim_arcs.iter().map(|v| v.as_ref()).collect();
         evacuations_expected.retain(|_, t| t.elapsed() < Duration::from_secs(10));
         replica_sets_expected.retain(|_, t| t.elapsed() < Duration::from_secs(5));
-        let rs_values: Vec<Value> = replica_sets.state().iter().map(|o| to_json(o)).collect();
+        let rs_arcs: Vec<Arc<Value>> = replica_sets
+            .state()
+            .iter()
+            .map(|o| cache.view("vmirs", o.as_ref()))
+            .collect();
+        let rs_values: Vec<&Value> = rs_arcs.iter().map(|v| v.as_ref()).collect();
         let rs_expecting: HashSet<String> = replica_sets_expected.keys().cloned().collect();
         for a in replicaset::reconcile(&rs_values, &vmi_values, &world, &rs_expecting) {
             if let Action::CreateOwnedVmi { owner_uid, .. } = &a {
@@ -462,7 +492,7 @@ pub async fn run(sim: Simulator) {
                                 str_at(v, "/metadata/namespace").unwrap_or_default().to_string(),
                                 str_at(v, "/metadata/name").unwrap_or_default().to_string(),
                             ),
-                            v,
+                            *v,
                         )
                     })
                     .collect(),
@@ -473,8 +503,9 @@ pub async fn run(sim: Simulator) {
             let mut inputs_sig = String::new();
             for v in vmim_values
                 .iter()
-                .chain(vmi_values.iter())
-                .chain(pod_values.iter())
+                .copied()
+                .chain(vmi_values.iter().copied())
+                .chain(pod_values.iter().map(|p| p.as_ref()))
             {
                 inputs_sig.push_str(str_at(v, "/metadata/resourceVersion").unwrap_or_default());
                 inputs_sig.push(',');
@@ -667,6 +698,39 @@ async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Err
                 .await
                 .map(|_| ()),
         ),
+    }
+}
+
+/// JSON views of watched objects, converted once per resourceVersion: a pass over
+/// thousands of objects must not serialise them all again.
+#[derive(Default)]
+struct JsonCache {
+    views: HashMap<String, (String, Arc<Value>)>,
+    seen: HashSet<String>,
+}
+
+impl JsonCache {
+    /// Starts a pass: views not asked for since the previous start are dropped.
+    fn start_pass(&mut self) {
+        let seen = std::mem::take(&mut self.seen);
+        if !seen.is_empty() {
+            self.views.retain(|k, _| seen.contains(k));
+        }
+    }
+
+    fn view<K: kube::Resource + serde::Serialize>(&mut self, kind: &str, obj: &K) -> Arc<Value> {
+        let meta = obj.meta();
+        let key = format!("{kind}/{}", meta.uid.as_deref().unwrap_or_default());
+        let rv = meta.resource_version.clone().unwrap_or_default();
+        self.seen.insert(key.clone());
+        if let Some((r, v)) = self.views.get(&key)
+            && *r == rv
+        {
+            return v.clone();
+        }
+        let v = Arc::new(serde_json::to_value(obj).unwrap_or(Value::Null));
+        self.views.insert(key, (rv, v.clone()));
+        v
     }
 }
 

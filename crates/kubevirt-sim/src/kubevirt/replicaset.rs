@@ -39,9 +39,14 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
 
 /// What to do for all replica sets. `expecting` holds replica sets whose creations are not
 /// visible yet.
-pub fn reconcile(sets: &[Value], vmis: &[Value], world: &World, expecting: &HashSet<String>) -> Vec<Action> {
+pub fn reconcile(
+    sets: &[&Value],
+    vmis: &[&Value],
+    world: &World,
+    expecting: &HashSet<String>,
+) -> Vec<Action> {
     let mut actions = Vec::new();
-    for rs in sets {
+    for rs in sets.iter().copied() {
         let ns = str_at(rs, "/metadata/namespace").unwrap_or_default();
         let name = str_at(rs, "/metadata/name").unwrap_or_default();
         let uid = str_at(rs, "/metadata/uid").unwrap_or_default();
@@ -51,6 +56,7 @@ pub fn reconcile(sets: &[Value], vmis: &[Value], world: &World, expecting: &Hash
         let selector = rs.pointer("/spec/selector").cloned().unwrap_or(json!({}));
         let owned: Vec<&Value> = vmis
             .iter()
+            .copied()
             .filter(|v| str_at(v, "/metadata/namespace") == Some(ns))
             .filter(|v| {
                 v.pointer("/metadata/ownerReferences")

@@ -296,8 +296,7 @@ fn running(vmi: &Value, pod: &Value, world: &World) -> Value {
     let pvcs = world
         .pvcs
         .get(str_at(vmi, "/metadata/namespace").unwrap_or_default())
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or(&world.no_pvcs);
     let ready = condition(pod, "Ready").is_some_and(|c| c["status"] == "True");
     let conditions = merge_conditions(
         vmi,
@@ -307,7 +306,7 @@ fn running(vmi: &Value, pod: &Value, world: &World) -> Value {
             } else {
                 cond("Ready", "False", Some("PodNotReady"), None, now)
             },
-            migratable::condition(vmi, &pvcs, now),
+            migratable::condition(vmi, pvcs, now),
         ],
         &["PodScheduled"],
     )
@@ -414,9 +413,8 @@ fn running_checks(
         let pvcs = world
             .pvcs
             .get(str_at(vmi, "/metadata/namespace").unwrap_or_default())
-            .cloned()
-            .unwrap_or_default();
-        new.push(migratable::condition(vmi, &pvcs, now));
+            .unwrap_or(&world.no_pvcs);
+        new.push(migratable::condition(vmi, pvcs, now));
     }
     match merge_conditions(vmi, &new, &remove) {
         Some(conds) => vec![patch(json!({"status": {"conditions": conds}}))],
