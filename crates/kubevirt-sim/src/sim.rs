@@ -40,6 +40,8 @@ pub struct SimConfig {
     /// First retry delay of the evacuation controller after a failed evacuation migration
     /// (KubeVirt: 20 s, doubling).
     pub evacuation_backoff_ms: u64,
+    /// Base of the VM start-failure backoff (KubeVirt: 10 s × failures²).
+    pub start_backoff_base_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -55,6 +57,7 @@ impl Default for SimConfig {
             migration_ms_per_gib: 1_000,
             migration_unschedulable_timeout_ms: 20_000,
             evacuation_backoff_ms: 20_000,
+            start_backoff_base_ms: 10_000,
         }
     }
 }

@@ -566,3 +566,55 @@ async fn a_replica_set_keeps_its_vmis_running() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_whose_vmi_fails_before_running_backs_off() {
+    let mut config = SandboxConfig::with_nodes(2);
+    config.sim.start_backoff_base_ms = 8_000;
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    apis.vms
+        .create(
+            &PostParams::default(),
+            &vm(
+                "crashy",
+                Some("Always"),
+                None,
+                json!({"nodeSelector": {"zone": "mars"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let first = wait_for(
+        "a Scheduling VMI with its pod",
+        Duration::from_secs(60),
+        || async {
+            let v = apis.vmi("crashy").await?;
+            (v["status"]["phase"] == "Scheduling").then_some(v)
+        },
+    )
+    .await;
+    // The launcher pod goes away before the VMI ever ran: a failed start.
+    apis.kill_launcher(&first).await;
+    let vm = wait_for("CrashLoopBackOff", Duration::from_secs(30), || async {
+        let vm = apis.vm("crashy").await;
+        (vm["status"]["printableStatus"] == "CrashLoopBackOff").then_some(vm)
+    })
+    .await;
+    assert_eq!(vm["status"]["startFailure"]["consecutiveFailCount"], 1);
+    assert_eq!(
+        vm["status"]["startFailure"]["lastFailedVMIUID"],
+        first["metadata"]["uid"]
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        apis.vmi("crashy").await.is_none(),
+        "no new VMI during the backoff"
+    );
+    // After the backoff a new VMI is created.
+    wait_for("a new VMI after the backoff", Duration::from_secs(30), || async {
+        let v = apis.vmi("crashy").await?;
+        (v["metadata"]["uid"] != first["metadata"]["uid"]).then_some(())
+    })
+    .await;
+}

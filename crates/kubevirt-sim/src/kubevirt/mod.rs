@@ -51,6 +51,8 @@ pub struct World {
     pub pods_expected: HashSet<String>,
     /// An empty PVC map, for namespaces without PVCs.
     pub no_pvcs: PvcAccessModes,
+    /// Base of the VM start-failure backoff, ms (KubeVirt: 10 s).
+    pub start_backoff_base_ms: u64,
 }
 
 impl World {
@@ -377,6 +379,7 @@ pub async fn run(sim: Simulator) {
             now: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             pods_expected: expected.keys().cloned().collect(),
             no_pvcs: PvcAccessModes::new(),
+            start_backoff_base_ms: sim.config.start_backoff_base_ms,
         };
         let vmi_arcs: Vec<Arc<Value>> = vmis
             .state()

@@ -82,6 +82,7 @@ pub fn reconcile(vm: &Value, vmi: Option<&Value>, world: &World) -> Vec<Action> 
         name: name.clone(),
         uid: str_at(v, "/metadata/uid").unwrap_or_default().to_string(),
     };
+    let mut start_failure = vm.pointer("/status/startFailure").cloned().unwrap_or(Value::Null);
     let create = |actions: &mut Vec<Action>| {
         actions.push(Action::CreateVmi {
             ns: ns.clone(),
@@ -103,6 +104,7 @@ pub fn reconcile(vm: &Value, vmi: Option<&Value>, world: &World) -> Vec<Action> 
                 actions.push(delete_vmi(v));
                 reqs.remove(i);
             } else {
+                start_failure = track_start_failure(start_failure, v, &strategy, world);
                 match (strategy.as_str(), phase) {
                     ("Always", "Failed" | "Succeeded") => actions.push(delete_vmi(v)),
                     ("RerunOnFailure", "Failed") => {
@@ -123,7 +125,10 @@ pub fn reconcile(vm: &Value, vmi: Option<&Value>, world: &World) -> Vec<Action> 
             // A Stop request for a VMI that is gone has been served.
             reqs.retain(|r| r["action"] != "Stop");
             let first_sync = str_at(vm, "/status/runStrategy") != Some(strategy.as_str());
+            let backing_off = matches!(strategy.as_str(), "Always" | "RerunOnFailure")
+                && retry_after(&start_failure).is_some_and(|t| t > jiff::Timestamp::now());
             match strategy.as_str() {
+                _ if backing_off => {}
                 "Always" | "Once" => create(&mut actions),
                 "RerunOnFailure" if start.is_some() || first_sync => create(&mut actions),
                 "Manual" if start.is_some() => create(&mut actions),
@@ -147,13 +152,19 @@ pub fn reconcile(vm: &Value, vmi: Option<&Value>, world: &World) -> Vec<Action> 
         }
     }
 
-    let status = vm_status(vm, vmi, &strategy, &reqs);
+    let mut status = vm_status(vm, vmi, &strategy, &reqs);
+    status["startFailure"] = start_failure.clone();
+    let waiting = vmi.is_none_or(|v| is_final(str_at(v, "/status/phase").unwrap_or_default()));
+    if waiting && retry_after(&start_failure).is_some_and(|t| t > jiff::Timestamp::now()) {
+        status["printableStatus"] = json!("CrashLoopBackOff");
+    }
     let changed = [
         "printableStatus",
         "ready",
         "created",
         "runStrategy",
         "stateChangeRequests",
+        "startFailure",
     ]
     .iter()
     .any(|k| {
@@ -167,6 +178,48 @@ pub fn reconcile(vm: &Value, vmi: Option<&Value>, world: &World) -> Vec<Action> 
         });
     }
     actions
+}
+
+fn retry_after(start_failure: &Value) -> Option<jiff::Timestamp> {
+    str_at(start_failure, "/retryAfterTimestamp").and_then(|t| t.parse().ok())
+}
+
+/// KubeVirt's start-failure backoff (`vm.go` `syncStartFailureStatus`): a VMI that went
+/// final without ever running counts as a failed start; the next one waits
+/// `base × n²` (KubeVirt: 10 s × n², plus up to 50% jitter, not simulated), capped at
+/// 300 s. A VMI that reaches Running resets the count.
+fn track_start_failure(current: Value, vmi: &Value, strategy: &str, world: &World) -> Value {
+    if !matches!(strategy, "Always" | "RerunOnFailure" | "Once") {
+        return current;
+    }
+    let ran = vmi
+        .pointer("/status/phaseTransitionTimestamps")
+        .and_then(Value::as_array)
+        .is_some_and(|t| t.iter().any(|p| p["phase"] == "Running"));
+    if ran {
+        return Value::Null;
+    }
+    let uid = str_at(vmi, "/metadata/uid").unwrap_or_default();
+    if !is_final(str_at(vmi, "/status/phase").unwrap_or_default())
+        || str_at(&current, "/lastFailedVMIUID") == Some(uid)
+    {
+        return current;
+    }
+    let count = current
+        .get("consecutiveFailCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        + 1;
+    let wait_ms = world
+        .start_backoff_base_ms
+        .saturating_mul(count * count)
+        .min(300_000);
+    let retry = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(wait_ms as i64);
+    json!({
+        "consecutiveFailCount": count,
+        "lastFailedVMIUID": uid,
+        "retryAfterTimestamp": retry.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    })
 }
 
 fn vm_status(vm: &Value, vmi: Option<&Value>, strategy: &str, reqs: &[Value]) -> Value {
