@@ -162,9 +162,14 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
         "{text}"
     );
 
-    // Without --dry-run nothing is executed yet: refused, unchanged.
-    let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1"]);
-    assert_eq!(out.status.code(), Some(2));
+    // Without --dry-run a blocked plan is not executed: exit 1, nothing changed.
+    let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(resource_versions(&kc), before);
 
     let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-9", "--dry-run"]);

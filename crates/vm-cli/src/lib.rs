@@ -4,5 +4,6 @@
 
 pub mod args;
 pub mod exit;
+pub mod progress;
 pub mod report;
 pub mod style;

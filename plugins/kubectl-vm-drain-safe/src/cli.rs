@@ -14,10 +14,18 @@ Examples:
   # Plan with non-migratable VMs stopped instead of blocking
   kubectl vm-drain-safe node-1 --dry-run --shutdown-non-migratable
 
+  # Drain: lock, cordon, migrate every VM, evict the other pods
+  kubectl vm-drain-safe node-1 --yes --timeout 30m
+
+  # After maintenance: uncordon, restart the VMs the drain stopped
+  kubectl vm-drain-safe node-1 --uncordon
+
 Exit status:
-  0  the plan is feasible
-  1  the plan is blocked (the blockers are listed); nothing changed
-  2  usage error or cluster error";
+  0  done (or a feasible --dry-run)
+  1  blocked at pre-flight (the blockers are listed); nothing changed
+  2  usage or cluster error
+  3  stopped part-way (timeout, Ctrl-C, a migration that kept failing); the node stays
+     cordoned, the state is reported, and the same command resumes";
 
 /// Drain a node that runs KubeVirt VMs, safely: a pre-flight plan first.
 ///
@@ -34,6 +42,27 @@ pub struct Cli {
     /// Print the plan and stop; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock.
+    #[arg(long, conflicts_with_all = ["dry_run", "shutdown_non_migratable", "force", "delete_emptydir_data"])]
+    pub uncordon: bool,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and
+    /// the node stays cordoned.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Tries per VM before a failing migration stops the drain.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub migration_attempts: u32,
+
+    /// Namespace of the per-node lock (a Lease named vm-drain-safe-NODE).
+    #[arg(long, value_name = "NAMESPACE", default_value = "kube-system")]
+    pub lock_namespace: String,
 
     /// Stop VMs that cannot live-migrate instead of blocking on them.
     #[arg(long)]
@@ -58,6 +87,21 @@ pub struct Cli {
     /// Log verbosity.
     #[command(flatten)]
     pub verbosity: VerbosityArgs,
+}
+
+/// Parses `90`, `90s`, `15m`, `1h`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 15m or 1h"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Output formats.

@@ -1,12 +1,14 @@
-//! The flow of one run: flags → live snapshot → plan → output → exit status.
+//! The flow of one run: flags → live snapshot → plan → (dry run: stop) → confirm → execute.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 
 use clap::Parser;
+use kube::Client;
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
-use vm_core::drain::{DrainPolicy, PlanError, plan_drain};
+use vm_core::drain::{DrainPlan, DrainPolicy, PlanError, VmAction, plan_drain};
 use vm_kube::client::{ConnectOptions, connect};
+use vm_kube::drain::{DrainError, ExecOptions, Outcome, Stopped, execute, uncordon};
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::Cli;
@@ -29,7 +31,18 @@ pub fn main() -> ExitStatus {
         }
     };
     cli.verbosity.init_logging();
-    match run(&cli) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            UserError::new(format!("cannot start the async runtime: {e}")).print(PROGRAM);
+            return ExitStatus::Error;
+        }
+    };
+    match runtime.block_on(run(&cli)) {
         Ok(status) => status,
         Err(err) => {
             err.print(PROGRAM);
@@ -38,41 +51,61 @@ pub fn main() -> ExitStatus {
     }
 }
 
-fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
-    if !cli.dry_run {
-        return Err(
-            UserError::new("executing a drain is not implemented yet; nothing was changed").hint(format!(
-                "run `kubectl vm-drain-safe {} --dry-run` for the pre-flight plan",
-                cli.node
-            )),
-        );
+async fn client(cli: &Cli) -> Result<Client, UserError> {
+    let options = ConnectOptions {
+        kubeconfig: cli.kube.kubeconfig.clone(),
+        context: cli.kube.context.clone(),
+    };
+    let connection = connect(&options)
+        .await
+        .map_err(|e| UserError::from(e).hint("check --kubeconfig and --context"))?;
+    Ok(connection.client)
+}
+
+fn api_error(e: vm_kube::error::ApiError) -> UserError {
+    let hint = e.can_i_hint();
+    let mut err = UserError::from(e);
+    if let Some(hint) = hint {
+        err = err.hint(format!("check the permission with `{hint}`"));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| UserError::new(format!("cannot start the async runtime: {e}")))?;
-    let snap = runtime.block_on(async {
-        let options = ConnectOptions {
-            kubeconfig: cli.kube.kubeconfig.clone(),
-            context: cli.kube.context.clone(),
-        };
-        let connection = connect(&options)
+    err
+}
+
+fn drain_error(e: DrainError) -> UserError {
+    match e {
+        DrainError::Api(api) => api_error(api),
+        other => UserError::from(other),
+    }
+}
+
+async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
+    let client = client(cli).await?;
+    if cli.uncordon {
+        let report = uncordon(&client, &cli.node, &cli.lock_namespace)
             .await
-            .map_err(|e| UserError::from(e).hint("check --kubeconfig and --context"))?;
-        // The plan needs every VMI, pod and node: the whole cluster, whatever -n says.
-        let scope = LiveScope {
+            .map_err(drain_error)?;
+        println!("node {} uncordoned", cli.node);
+        for vm in &report.restarted {
+            println!("restarted {vm} (its runStrategy is restored)");
+        }
+        for vm in &report.already_running {
+            println!("{vm}: runStrategy Always already restarted it elsewhere");
+        }
+        for vm in &report.lost {
+            println!("{vm}: a standalone VMI the drain deleted; nothing can recreate it");
+        }
+        return Ok(ExitStatus::Success);
+    }
+    // The plan needs every VMI, pod and node: the whole cluster, whatever -n says.
+    let snap = snapshot(
+        &client,
+        &LiveScope {
             namespace: None,
             selector: None,
-        };
-        snapshot(&connection.client, &scope).await.map_err(|e| {
-            let hint = e.can_i_hint();
-            let mut err = UserError::from(e);
-            if let Some(hint) = hint {
-                err = err.hint(format!("check the permission with `{hint}`"));
-            }
-            err
-        })
-    })?;
+        },
+    )
+    .await
+    .map_err(api_error)?;
     let policy = DrainPolicy {
         shutdown_non_migratable: cli.shutdown_non_migratable,
         force: cli.force,
@@ -82,16 +115,119 @@ fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
     let plan = plan_drain(&snap, &cli.node, &policy).map_err(|e| match e {
         PlanError::NoSuchNode(_) => UserError::from(e).hint("list the nodes with `kubectl get nodes`"),
     })?;
+    print_plan(&plan, cli)?;
+    if !plan.feasible {
+        eprintln!("{PROGRAM}: the drain is blocked; nothing was changed");
+        return Ok(ExitStatus::Findings);
+    }
+    if cli.dry_run {
+        return Ok(ExitStatus::Success);
+    }
+    confirm(cli)?;
+    let opts = ExecOptions {
+        lock_namespace: cli.lock_namespace.clone(),
+        holder: holder(),
+        max_attempts: cli.migration_attempts.max(1),
+        eviction_retry: std::time::Duration::from_secs(5),
+    };
+    let moving = plan.vms.iter().filter(|v| v.action != VmAction::Blocked).count() as u64;
+    let reporter = vm_cli::progress::reporter(moving);
+    let timeout = cli.timeout;
+    let stop = async move {
+        tokio::select! {
+            () = tokio::time::sleep(timeout) => Stopped::Timeout,
+            _ = tokio::signal::ctrl_c() => Stopped::Interrupted,
+        }
+    };
+    let outcome = execute(&client, &plan, &opts, reporter.as_ref(), stop)
+        .await
+        .map_err(drain_error)?;
+    drop(reporter);
+    Ok(match outcome {
+        Outcome::Done(summary) => {
+            println!(
+                "node {} drained: {} VM(s) migrated, {} stopped, {} pod(s) evicted; it stays cordoned until `{PROGRAM} {} --uncordon`",
+                cli.node,
+                summary.migrated.len(),
+                summary.stopped.len(),
+                summary.evicted.len(),
+                cli.node
+            );
+            ExitStatus::Success
+        }
+        Outcome::Stopped(why, summary) => {
+            let why = match why {
+                Stopped::Timeout => format!("the timeout ({} s) elapsed", cli.timeout.as_secs()),
+                Stopped::Interrupted => "interrupted".to_string(),
+                Stopped::MigrationKeptFailing { vm, reason } => {
+                    format!(
+                        "the migration of {vm} failed {} times (last: {reason})",
+                        cli.migration_attempts
+                    )
+                }
+            };
+            println!("drain of node {} stopped: {why}", cli.node);
+            println!("  migrated: {}", list(&summary.migrated));
+            println!("  stopped:  {}", list(&summary.stopped));
+            println!("  evicted:  {}", list(&summary.evicted));
+            println!(
+                "the node stays cordoned; migrations that had not started were cancelled. Run the same command to resume, or `{PROGRAM} {} --uncordon`.",
+                cli.node
+            );
+            ExitStatus::Partial
+        }
+    })
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn print_plan(plan: &DrainPlan, cli: &Cli) -> Result<(), UserError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match render(&plan, cli.output, &mut out).and_then(|()| out.flush()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(UserError::new(format!("cannot write output: {e}"))),
+    match render(plan, cli.output, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(UserError::new(format!("cannot write output: {e}"))),
     }
-    Ok(if plan.feasible {
-        ExitStatus::Success
+}
+
+/// Asks on a terminal; elsewhere `--yes` is required, so that a pipe never drains by accident.
+fn confirm(cli: &Cli) -> Result<(), UserError> {
+    if cli.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(
+            UserError::new("not draining without confirmation; nothing was changed")
+                .hint("review the plan (--dry-run), then pass --yes"),
+        );
+    }
+    eprint!(
+        "Drain node {} as planned above? Type the node name to confirm: ",
+        cli.node
+    );
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| UserError::new(format!("reading the answer: {e}")))?;
+    if answer.trim() == cli.node {
+        Ok(())
     } else {
-        ExitStatus::Findings
-    })
+        Err(UserError::new("not confirmed; nothing was changed"))
+    }
+}
+
+/// Who holds the lock: user, host and process, so that a refused run can say who drains.
+fn holder() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{}:{}", host.trim(), std::process::id())
 }

@@ -153,10 +153,14 @@ pub struct VirtualMachineTemplateSpec {
     pub spec: VirtualMachineSpec,
 }
 
-/// `kubevirt.io/v1` VirtualMachineInstanceMigration.
+/// `kubevirt.io/v1` VirtualMachineInstanceMigration. The plugins create these, so the type
+/// carries `apiVersion` and `kind` (the API server rejects a body without them);
+/// [`VirtualMachineInstanceMigration::new`] fills them in.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct VirtualMachineInstanceMigration {
+    pub api_version: String,
+    pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: VirtualMachineInstanceMigrationSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,6 +174,23 @@ kubevirt_resource!(
     "virtualmachineinstancemigrations",
     NamespaceResourceScope
 );
+
+impl VirtualMachineInstanceMigration {
+    /// A migration of `spec.vmiName` with `metadata`, ready to create.
+    #[must_use]
+    pub fn new(metadata: ObjectMeta, vmi_name: &str) -> Self {
+        Self {
+            api_version: "kubevirt.io/v1".into(),
+            kind: "VirtualMachineInstanceMigration".into(),
+            metadata,
+            spec: VirtualMachineInstanceMigrationSpec {
+                vmi_name: vmi_name.to_string(),
+                added_node_selector: None,
+            },
+            status: None,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]

@@ -1,0 +1,163 @@
+//! Executes a drain plan: lock, cordon, stop what may be stopped, migrate the rest within the
+//! cluster's limits (followed by watch), evict the other pods with PDB retries, and wait until
+//! only DaemonSet pods are left.
+//!
+//! # Guarantees
+//! - Idempotent: a second run adopts the migrations the first one created (label
+//!   `vm-drain-safe.kubevirt.io/node`) and skips VMIs that already left the node; it never
+//!   creates a second migration for a VMI that has one in flight.
+//! - Cancellation (timeout, Ctrl-C) deletes only the migrations it created that have not been
+//!   handed off yet (`Pending`, `Scheduling`); the node stays cordoned.
+//!
+//! # Caveats
+//! A VM is stopped only when the plan says `shutdown`, and it is recorded on the node first.
+
+mod exec;
+pub mod lease;
+pub mod node;
+
+use std::time::Duration;
+
+pub use exec::{Outcome, UncordonReport, execute, uncordon};
+
+use crate::error::ApiError;
+
+/// Label on the migrations a drain creates: the node they empty.
+pub const NODE_LABEL: &str = "vm-drain-safe.kubevirt.io/node";
+
+/// What the executor tells the user about, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The lock is held.
+    Locked {
+        /// Lease namespace/name.
+        lease: String,
+    },
+    /// The node is cordoned.
+    Cordoned,
+    /// A VM is being stopped.
+    Stopping {
+        /// `ns/name`.
+        vm: String,
+        /// What stopping means for it.
+        how: String,
+    },
+    /// A migration was created or adopted.
+    MigrationStarted {
+        /// `ns/name` of the VMI.
+        vm: String,
+        /// The VMIM name.
+        migration: String,
+        /// 1 for the first try.
+        attempt: u32,
+    },
+    /// A migration moved to a new phase.
+    MigrationPhase {
+        /// `ns/name` of the VMI.
+        vm: String,
+        /// KubeVirt's phase.
+        phase: String,
+    },
+    /// A VMI runs on another node.
+    Migrated {
+        /// `ns/name` of the VMI.
+        vm: String,
+        /// Where it runs now.
+        node: String,
+    },
+    /// A migration failed.
+    MigrationFailed {
+        /// `ns/name` of the VMI.
+        vm: String,
+        /// Which try failed.
+        attempt: u32,
+        /// Why, as far as known.
+        reason: String,
+    },
+    /// A pod eviction was refused for now (a PDB, or KubeVirt's webhook) and will be retried.
+    EvictionRetry {
+        /// `ns/name` of the pod.
+        pod: String,
+        /// The API server's words.
+        message: String,
+    },
+    /// A pod was evicted.
+    Evicted {
+        /// `ns/name` of the pod.
+        pod: String,
+    },
+    /// Waiting for the last pods to finish.
+    Waiting {
+        /// What is left.
+        what: String,
+    },
+}
+
+/// Receives progress; the CLI draws bars or prints lines.
+pub trait Reporter: Send + Sync {
+    /// Called for each event, in order.
+    fn event(&self, event: &Event);
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// Namespace of the lock Lease.
+    pub lock_namespace: String,
+    /// Who holds the lock (user, host and process).
+    pub holder: String,
+    /// Tries per VM before the drain stops.
+    pub max_attempts: u32,
+    /// Pause between refused evictions.
+    pub eviction_retry: Duration,
+}
+
+/// How a run ended without finishing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// `--timeout` elapsed.
+    Timeout,
+    /// Ctrl-C.
+    Interrupted,
+    /// A VM's migration failed `max_attempts` times.
+    MigrationKeptFailing {
+        /// `ns/name`.
+        vm: String,
+        /// The last reason.
+        reason: String,
+    },
+}
+
+/// What a finished run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// VMIs now running elsewhere.
+    pub migrated: Vec<String>,
+    /// VMs stopped (recorded on the node for `--uncordon`).
+    pub stopped: Vec<String>,
+    /// Pods evicted.
+    pub evicted: Vec<String>,
+}
+
+/// Why a drain could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// Another run holds the node's lock.
+    #[error(
+        "node {node} is being drained by {holder} (lock renewed {age_seconds} s ago); try again when it is done"
+    )]
+    Locked {
+        /// The node.
+        node: String,
+        /// The holder's identity.
+        holder: String,
+        /// Seconds since its last renewal.
+        age_seconds: i64,
+    },
+    /// An API call failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Anything else, worded for the user.
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,230 @@
+//! `kubectl vm-drain-safe NODE` executes on the sandbox: VMs leave by live migration within
+//! KubeVirt's limits, the node ends cordoned and empty, `--uncordon` undoes it; a second drain
+//! of the same node is refused; a non-migratable VM is stopped and brought back on request.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use kubevirt_sim::{Sandbox, SandboxConfig};
+use vm_e2e::{kubectl, plugin_bin, run_plugin};
+
+fn vm(name: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
+spec:\n  runStrategy: {}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 512Mi}}}}}}\n{extra}",
+        if extra.contains("RerunOnFailure") {
+            "RerunOnFailure"
+        } else {
+            "Always"
+        }
+    )
+}
+
+/// Starts `manifests` with every VM on node-1 (the other nodes cordoned meanwhile).
+async fn vms_on_node_1(kc: &std::path::Path, manifests: &str, count: usize) {
+    let _ = kubectl(kc, &["cordon", "node-2", "node-3"]);
+    let file = std::env::temp_dir().join(format!("drain-exec-{}-{count}.yaml", std::process::id()));
+    std::fs::write(&file, manifests).unwrap();
+    let _ = kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
+    for _ in 0..90 {
+        let phases = kubectl(
+            kc,
+            &[
+                "get",
+                "vmi",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase}/{.status.nodeName} {end}",
+            ],
+        );
+        if phases
+            .split_whitespace()
+            .filter(|p| *p == "Running/node-1")
+            .count()
+            == count
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = kubectl(kc, &["uncordon", "node-2", "node-3"]);
+    let _ = std::fs::remove_file(file);
+}
+
+fn vmi_nodes(kc: &std::path::Path) -> Vec<String> {
+    kubectl(
+        kc,
+        &[
+            "get",
+            "vmi",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.phase}/{.status.nodeName} {end}",
+        ],
+    )
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_live_migrate_vms_drains_within_the_limits_and_uncordons() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    let names: Vec<String> = (1..=6).map(|i| format!("vm-{i}")).collect();
+    let manifests: String = names.iter().map(|n| vm(n, "")).collect();
+    vms_on_node_1(&kc, &manifests, names.len()).await;
+
+    // Watch the number of migrations past Pending while the drain runs.
+    let kc_watch = kc.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut max_running = 0;
+        for _ in 0..600 {
+            let phases = kubectl(
+                &kc_watch,
+                &[
+                    "get",
+                    "vmim",
+                    "-o",
+                    "jsonpath={range .items[*]}{.status.phase} {end}",
+                ],
+            );
+            let running = phases
+                .split_whitespace()
+                .filter(|p| {
+                    matches!(
+                        *p,
+                        "Scheduling" | "Scheduled" | "PreparingTarget" | "TargetReady" | "Running"
+                    )
+                })
+                .count();
+            max_running = max_running.max(running);
+            let done = kubectl(
+                &kc_watch,
+                &["get", "node", "node-1", "-o", "jsonpath={.metadata.annotations}"],
+            );
+            if done.contains("drain-finished") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        max_running
+    });
+
+    let second = std::process::Command::new(plugin_bin("kubectl-vm_drain_safe"))
+        .env_remove("KUBECONFIG")
+        .args([
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "node-1",
+            "--yes",
+            "--timeout",
+            "5m",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A second drain of the same node while the first holds the lock is refused.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let refused = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1", "--yes"]);
+    let refused_err = String::from_utf8_lossy(&refused.stderr).to_string();
+    let first = second.wait_with_output().unwrap();
+    let _ = kubectl(&kc, &["annotate", "node", "node-1", "test/drain-finished=yes"]);
+    let max_running = watcher.join().unwrap();
+
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.contains("6 VM(s) migrated"), "{stdout}");
+    assert_eq!(refused.status.code(), Some(2), "{refused_err}");
+    assert!(refused_err.contains("is being drained by"), "{refused_err}");
+    assert!(
+        max_running <= 2,
+        "at most 2 outbound migrations per node at once, saw {max_running}"
+    );
+    for entry in vmi_nodes(&kc) {
+        assert!(
+            entry.ends_with("/node-2") || entry.ends_with("/node-3"),
+            "{entry} should run elsewhere"
+        );
+        assert!(entry.contains("=Running/"), "{entry}");
+    }
+    let unschedulable = kubectl(
+        &kc,
+        &["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"],
+    );
+    assert_eq!(unschedulable, "true");
+
+    let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1", "--uncordon"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unschedulable = kubectl(
+        &kc,
+        &["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"],
+    );
+    assert_eq!(unschedulable, "", "schedulable again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_non_migratable_then_uncordon_brings_the_vm_back() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    let rwo = "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: db-data, namespace: default}\n\
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+    let db = vm(
+        "db",
+        "      volumes: [{name: data, persistentVolumeClaim: {claimName: db-data}}]\n# RerunOnFailure\n",
+    );
+    vms_on_node_1(&kc, &format!("{rwo}{db}"), 1).await;
+
+    let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "blocked without the flag");
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &kc,
+        &["node-1", "--yes", "--shutdown-non-migratable", "--timeout", "3m"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 stopped"), "{stdout}");
+    let strategy = kubectl(&kc, &["get", "vm", "db", "-o", "jsonpath={.spec.runStrategy}"]);
+    assert_eq!(strategy, "Halted");
+
+    let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1", "--uncordon"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("restarted default/db"));
+    let mut running = false;
+    for _ in 0..60 {
+        if vmi_nodes(&kc).iter().any(|e| e.starts_with("db=Running/")) {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(running, "db runs again: {:?}", vmi_nodes(&kc));
+    assert_eq!(
+        kubectl(&kc, &["get", "vm", "db", "-o", "jsonpath={.spec.runStrategy}"]),
+        "RerunOnFailure"
+    );
+}
