@@ -228,3 +228,88 @@ spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
         "RerunOnFailure"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_without_duplicates() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    let names: Vec<String> = (1..=5).map(|i| format!("vm-{i}")).collect();
+    let manifests: String = names.iter().map(|n| vm(n, "")).collect();
+    vms_on_node_1(&kc, &manifests, names.len()).await;
+
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &kc,
+        &["node-1", "--yes", "--timeout", "3s"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stopped: the timeout (3 s) elapsed") && stdout.contains("stays cordoned"),
+        "{stdout}"
+    );
+    assert_eq!(
+        kubectl(
+            &kc,
+            &["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]
+        ),
+        "true"
+    );
+    let pending = kubectl(
+        &kc,
+        &[
+            "get",
+            "vmim",
+            "-o",
+            "jsonpath={range .items[*]}{.status.phase} {end}",
+        ],
+    );
+    assert!(
+        !pending.split_whitespace().any(|p| p == "Pending"),
+        "unstarted migrations were cancelled: {pending}"
+    );
+
+    // The stopped run released its lock: the same command resumes at once.
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &kc,
+        &["node-1", "--yes", "--timeout", "5m"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for entry in vmi_nodes(&kc) {
+        assert!(
+            entry.contains("=Running/node-2") || entry.contains("=Running/node-3"),
+            "{entry}"
+        );
+    }
+    // Never two successful migrations of one VMI: no VM was moved twice.
+    let succeeded = kubectl(
+        &kc,
+        &[
+            "get",
+            "vmim",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.vmiName}={.status.phase} {end}",
+        ],
+    );
+    for name in &names {
+        let count = succeeded
+            .split_whitespace()
+            .filter(|e| *e == format!("{name}=Succeeded"))
+            .count();
+        assert_eq!(count, 1, "{name}: {succeeded}");
+    }
+}

@@ -75,6 +75,10 @@ pub async fn execute(
         s = stop => Some(WorkEnd::Stopped(s)),
     };
     renewal.abort();
+    // No drain runs any more: free the node for a resuming run at once (a killed run's lock
+    // expires instead).
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.lock_namespace);
+    lease::release(&leases, &opts.lock_namespace, &plan.node).await?;
     match ended {
         None => Ok(Outcome::Done(summary)),
         Some(WorkEnd::Failed(e)) => Err(e),

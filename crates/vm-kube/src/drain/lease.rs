@@ -1,8 +1,8 @@
 //! The per-node lock: a `coordination.k8s.io/v1` Lease named `vm-drain-safe-<node>`.
 //!
 //! A run holds it while it works and renews it; another run refuses while the holder renewed
-//! it within the lease duration, and takes it over once it has expired (a killed run).
-//! `--uncordon` deletes it.
+//! it within the lease duration, and takes it over once it has expired (a killed run). A run
+//! that ends, finished or stopped, deletes it.
 
 use std::time::Duration;
 
