@@ -57,3 +57,21 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
+
+/// A copy of `kubeconfig` whose user impersonates `user` (the sandbox's admin may impersonate
+/// anyone), for testing with exactly the rights of an RBAC role.
+#[must_use]
+pub fn impersonating(kubeconfig: &Path, user: &str) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig readable");
+    let mut patched = Vec::new();
+    for line in text.lines() {
+        patched.push(line.to_string());
+        if line.trim_start().starts_with("token:") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            patched.push(format!("{indent}as: {user}"));
+        }
+    }
+    let path = kubeconfig.with_file_name(format!("kubeconfig-as-{user}"));
+    std::fs::write(&path, patched.join("\n")).expect("kubeconfig writable");
+    path
+}

@@ -131,26 +131,6 @@ fn tempfile_dir() -> std::path::PathBuf {
     dir
 }
 
-/// A copy of the admin kubeconfig that impersonates `user` (the admin may impersonate anyone).
-fn impersonating(kubeconfig: &std::path::Path, user: &str) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(kubeconfig).unwrap();
-    let patched: String = text
-        .lines()
-        .flat_map(|line| {
-            let mut out = vec![line.to_string()];
-            if line.trim_start().starts_with("token:") {
-                let indent = &line[..line.len() - line.trim_start().len()];
-                out.push(format!("{indent}as: {user}"));
-            }
-            out
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = tempfile_dir().join(format!("kubeconfig-{user}"));
-    std::fs::write(&path, patched).unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_only_role_is_enough_and_a_403_names_the_missing_permission() {
     let sandbox = Sandbox::start(SandboxConfig::with_nodes(2))
@@ -160,7 +140,7 @@ async fn the_read_only_role_is_enough_and_a_403_names_the_missing_permission() {
     let _ = kubectl(&admin, &["create", "namespace", "shop"]);
     let good = examples().join("good");
     let _ = kubectl(&admin, &["apply", "-f", good.to_str().unwrap()]);
-    let jane = impersonating(&admin, "jane");
+    let jane = vm_e2e::impersonating(&admin, "jane");
 
     let out = run_plugin("kubectl-vm_audit", &jane, &["-n", "shop"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -313,3 +313,48 @@ async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_withou
         assert_eq!(count, 1, "{name}: {succeeded}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_role_is_enough_for_a_whole_drain_and_uncordon() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    vms_on_node_1(&kc, &format!("{}{}", vm("a", ""), vm("b", "")), 2).await;
+    let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac/vm-drain-safe.yaml");
+    let _ = kubectl(&kc, &["apply", "-f", role.to_str().unwrap()]);
+    let _ = kubectl(
+        &kc,
+        &[
+            "create",
+            "clusterrolebinding",
+            "drainer",
+            "--clusterrole=vm-drain-safe",
+            "--user=drainer",
+        ],
+    );
+    let drainer = vm_e2e::impersonating(&kc, "drainer");
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &drainer,
+        &["node-1", "--yes", "--timeout", "3m"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_plugin("kubectl-vm_drain_safe", &drainer, &["node-1", "--uncordon"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nobody = vm_e2e::impersonating(&kc, "nobody");
+    let out = run_plugin("kubectl-vm_drain_safe", &nobody, &["node-2", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubectl auth can-i list"));
+}

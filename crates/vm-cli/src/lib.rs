@@ -3,6 +3,7 @@
 //! person at the terminal goes to stderr.
 
 pub mod args;
+pub mod completions;
 pub mod exit;
 pub mod progress;
 pub mod report;

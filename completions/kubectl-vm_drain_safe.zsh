@@ -1,0 +1,62 @@
+#compdef kubectl-vm_drain_safe
+
+autoload -U is-at-least
+
+_kubectl-vm_drain_safe() {
+    typeset -A opt_args
+    typeset -a _arguments_options
+    local ret=1
+
+    if is-at-least 5.2; then
+        _arguments_options=(-s -S -C)
+    else
+        _arguments_options=(-s -C)
+    fi
+
+    local context curcontext="$curcontext" state line
+    _arguments "${_arguments_options[@]}" : \
+'--timeout=[Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned]:DURATION:_default' \
+'--migration-attempts=[Tries per VM before a failing migration stops the drain]:N:_default' \
+'--lock-namespace=[Namespace of the per-node lock (a Lease named vm-drain-safe-NODE)]:NAMESPACE:_default' \
+'-o+[Output format of the plan]:OUTPUT:((table\:"One row per VM and pod, for people"
+wide\:"The table with eviction strategy, migratability and run strategy"
+json\:"The \`vm-drain-safe/v1\` DrainPlan"
+yaml\:"The same plan as YAML"))' \
+'--output=[Output format of the plan]:OUTPUT:((table\:"One row per VM and pod, for people"
+wide\:"The table with eviction strategy, migratability and run strategy"
+json\:"The \`vm-drain-safe/v1\` DrainPlan"
+yaml\:"The same plan as YAML"))' \
+'--kubeconfig=[Path to the kubeconfig file to use (default\: \$KUBECONFIG, then ~/.kube/config)]:FILE:_files' \
+'--context=[The kubeconfig context to use]:NAME:_default' \
+'(-A --all-namespaces)-n+[Namespace to look in (default\: the context'\''s namespace)]:NAMESPACE:_default' \
+'(-A --all-namespaces)--namespace=[Namespace to look in (default\: the context'\''s namespace)]:NAMESPACE:_default' \
+'--dry-run[Print the plan and stop; change nothing]' \
+'(--dry-run --shutdown-non-migratable --force --delete-emptydir-data)--uncordon[Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock]' \
+'-y[Do not ask for confirmation (required when stdin is not a terminal)]' \
+'--yes[Do not ask for confirmation (required when stdin is not a terminal)]' \
+'--shutdown-non-migratable[Stop VMs that cannot live-migrate instead of blocking on them]' \
+'--force[Evict pods that no controller manages (they are not recreated), as kubectl drain --force]' \
+'--delete-emptydir-data[Evict pods that use emptyDir volumes (their data is lost), as kubectl drain does]' \
+'-A[Look in every namespace]' \
+'--all-namespaces[Look in every namespace]' \
+'*-v[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
+'*--verbose[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+'-V[Print version]' \
+'--version[Print version]' \
+':node -- The node to drain:_default' \
+&& ret=0
+}
+
+(( $+functions[_kubectl-vm_drain_safe_commands] )) ||
+_kubectl-vm_drain_safe_commands() {
+    local commands; commands=()
+    _describe -t commands 'kubectl-vm_drain_safe commands' commands "$@"
+}
+
+if [ "$funcstack[1]" = "_kubectl-vm_drain_safe" ]; then
+    _kubectl-vm_drain_safe "$@"
+else
+    compdef _kubectl-vm_drain_safe kubectl-vm_drain_safe
+fi
