@@ -170,7 +170,10 @@ pub async fn wait_vms_running(client: &kube::Client, timeout: Duration) -> Resul
                 seconds: timeout.as_secs(),
             });
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Listing thousands of VMs is not free for the API server (or this process):
+        // poll big clusters less often.
+        let pause = if vm_list.items.len() > 200 { 3_000 } else { 500 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 

@@ -328,6 +328,9 @@ pub async fn run(sim: Simulator) {
     let recent: Arc<Mutex<HashMap<String, (String, Instant)>>> = Arc::default();
     let mut expected: HashMap<String, Instant> = HashMap::new();
     let mut cache = JsonCache::default();
+    // Objects whose last decision was "nothing to do", with the inputs it was made on:
+    // not decided again until those change.
+    let mut quiet: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
             _ = notify.notified() => {},
@@ -381,6 +384,26 @@ pub async fn run(sim: Simulator) {
             no_pvcs: PvcAccessModes::new(),
             start_backoff_base_ms: sim.config.start_backoff_base_ms,
         };
+        // What every VMI decision also depends on: the KubeVirt config, PVCs, down nodes.
+        let world_sig = {
+            let mut down: Vec<&String> = world.nodes_down.iter().collect();
+            down.sort();
+            let pvc_sig: String = pvcs
+                .state()
+                .iter()
+                .filter_map(|p| p.metadata.resource_version.clone())
+                .collect::<Vec<_>>()
+                .join(",");
+            format!(
+                "{}#{pvc_sig}#{down:?}",
+                kv.as_deref()
+                    .and_then(|k| str_at(k, "/metadata/resourceVersion"))
+                    .unwrap_or_default()
+            )
+        };
+        if quiet.len() > 2 * (vms.state().len() + vmis.state().len()) + 100 {
+            quiet.clear();
+        }
         let vmi_arcs: Vec<Arc<Value>> = vmis
             .state()
             .iter()
@@ -404,19 +427,22 @@ pub async fn run(sim: Simulator) {
             let uid = str_at(v, "/metadata/uid").unwrap_or_default();
             let pods = pods_by_vmi.get(uid).cloned().unwrap_or_default();
             let mut inputs = format!(
-                "{}|{}",
+                "{}|{}|{}",
                 str_at(v, "/metadata/resourceVersion").unwrap_or_default(),
-                world.nodes_down.len()
+                world_sig,
+                world.expecting_pod(uid)
             );
             for p in &pods {
                 inputs.push('|');
                 inputs.push_str(str_at(p, "/metadata/resourceVersion").unwrap_or_default());
             }
-            work.extend(
-                vmi::reconcile(v, &pods, &world)
-                    .into_iter()
-                    .map(|a| (a, inputs.clone())),
-            );
+            let key = format!("vmi/{uid}");
+            if quiet.get(&key) == Some(&inputs) {
+                continue;
+            }
+            let actions = vmi::reconcile(v, &pods, &world);
+            note_quiet(&mut quiet, key, &inputs, actions.is_empty());
+            work.extend(actions.into_iter().map(|a| (a, inputs.clone())));
         }
         for vm_obj in vms.state() {
             let v = cache.view("vm", vm_obj.as_ref());
@@ -436,17 +462,25 @@ pub async fn run(sim: Simulator) {
             if foreign {
                 continue;
             }
+            // A VM backing off after failed starts waits for the clock, not for an event.
+            let clock = if v.pointer("/status/startFailure").is_some_and(|f| !f.is_null()) {
+                jiff::Timestamp::now().as_second().to_string()
+            } else {
+                String::new()
+            };
             let inputs = format!(
-                "{}|{}",
+                "{}|{}|{clock}",
                 str_at(&v, "/metadata/resourceVersion").unwrap_or_default(),
                 vmi.and_then(|i| str_at(i, "/metadata/resourceVersion"))
                     .unwrap_or("-")
             );
-            work.extend(
-                vm::reconcile(&v, vmi, &world)
-                    .into_iter()
-                    .map(|a| (a, inputs.clone())),
-            );
+            let key = format!("vm/{vm_uid}");
+            if quiet.get(&key) == Some(&inputs) {
+                continue;
+            }
+            let actions = vm::reconcile(&v, vmi, &world);
+            note_quiet(&mut quiet, key, &inputs, actions.is_empty());
+            work.extend(actions.into_iter().map(|a| (a, inputs.clone())));
         }
         let vmim_arcs: Vec<Arc<Value>> = vmims
             .state()
@@ -701,6 +735,14 @@ async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Err
                 .await
                 .map(|_| ()),
         ),
+    }
+}
+
+fn note_quiet(quiet: &mut HashMap<String, String>, key: String, inputs: &str, idle: bool) {
+    if idle {
+        quiet.insert(key, inputs.to_string());
+    } else {
+        quiet.remove(&key);
     }
 }
 
