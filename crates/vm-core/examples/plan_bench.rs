@@ -27,7 +27,11 @@ status: {{allocatable: {{cpu: '64', memory: 512Gi}}, conditions: [{{type: Ready,
     }
     for i in 0..VMS {
         let node = if i < big_node_vms { 0 } else { i % NODES };
-        let selector = if i % 4 == 0 { format!("nodeSelector: {{zone: z{}}}, ", node % 3) } else { String::new() };
+        let selector = if i % 4 == 0 {
+            format!("nodeSelector: {{zone: z{}}}, ", node % 3)
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
             "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vm-{i}, namespace: ns-{}}}\n\
 spec: {{{selector}evictionStrategy: LiveMigrate, domain: {{cpu: {{cores: {}}}, resources: {{requests: {{memory: {}Gi}}}}}}}}\n\
@@ -58,12 +62,30 @@ fn main() {
     let spread = cluster(0);
     let crowded = cluster(1000);
     let policy = DrainPolicy::default();
-    let one = median(|| drop(std::hint::black_box(plan_drain(&spread, "node-7", &policy))), 21);
-    let big = median(|| drop(std::hint::black_box(plan_drain(&crowded, "node-0", &policy))), 5);
+    let one = median(
+        || drop(std::hint::black_box(plan_drain(&spread, "node-7", &policy))),
+        21,
+    );
+    let big = median(
+        || drop(std::hint::black_box(plan_drain(&crowded, "node-0", &policy))),
+        5,
+    );
     let all = median(|| drop(std::hint::black_box(audit(&spread))), 3);
-    let vms_on_7 = plan_drain(&spread, "node-7", &policy).expect("node exists").vms.len();
+    let vms_on_7 = plan_drain(&spread, "node-7", &policy)
+        .expect("node exists")
+        .vms
+        .len();
     println!("{NODES} nodes, {VMS} running VMIs");
-    println!("plan_drain, one node ({vms_on_7} VMs):        {:>10.2} ms", one.as_secs_f64() * 1e3);
-    println!("plan_drain, node with 1000 VMs:             {:>10.2} ms", big.as_secs_f64() * 1e3);
-    println!("audit (evacuation plan of all {NODES} nodes): {:>10.2} ms", all.as_secs_f64() * 1e3);
+    println!(
+        "plan_drain, one node ({vms_on_7} VMs):        {:>10.2} ms",
+        one.as_secs_f64() * 1e3
+    );
+    println!(
+        "plan_drain, node with 1000 VMs:             {:>10.2} ms",
+        big.as_secs_f64() * 1e3
+    );
+    println!(
+        "audit (evacuation plan of all {NODES} nodes): {:>10.2} ms",
+        all.as_secs_f64() * 1e3
+    );
 }
