@@ -2,31 +2,15 @@
 //! the evacuation controller must make it behave as on a real KubeVirt cluster.
 //! Needs the binaries from `scripts/install-control-plane` and kubectl on PATH.
 
-use std::time::{Duration, Instant};
+mod common;
+use common::wait_for;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kubevirt_sim::crds::kubevirt_resource;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 async fn cordon(nodes: &Api<Node>, node: &str, on: bool) {
     nodes

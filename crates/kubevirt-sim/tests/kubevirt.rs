@@ -2,31 +2,15 @@
 //! launcher pod placed by the real scheduler, VMI phases and conditions, node failure.
 //! Needs the binaries from `scripts/install-control-plane` (fails without them).
 
-use std::time::{Duration, Instant};
+mod common;
+use common::wait_for;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kubevirt_sim::crds::kubevirt_resource;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 struct Apis {
     vms: Api<DynamicObject>,

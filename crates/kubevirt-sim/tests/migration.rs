@@ -2,6 +2,8 @@
 //! placed by the real scheduler away from the source node, the parallel limits, and the
 //! failures KubeVirt reports. Needs the binaries from `scripts/install-control-plane`.
 
+mod common;
+use common::wait_for;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
@@ -9,24 +11,6 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kubevirt_sim::crds::kubevirt_resource;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
-
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 struct Env {
     sandbox: Sandbox,

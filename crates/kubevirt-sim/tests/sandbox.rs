@@ -4,31 +4,14 @@
 //! They need the binaries from `scripts/install-control-plane`; without them they fail
 //! (they never pass by not running).
 
+mod common;
+use common::wait_for;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kubevirt_sim::{Sandbox, SandboxConfig};
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 fn condition(node: &Node, type_: &str) -> Option<String> {
     node.status
