@@ -70,3 +70,19 @@ impl VerbosityArgs {
             .try_init();
     }
 }
+
+/// Parses the process's arguments; on `--help`/`--version` or a usage error, prints clap's
+/// text and returns the exit status to end with (0 for help, 2 for a usage error).
+///
+/// # Errors
+/// The status to exit with when there is nothing to run.
+pub fn parse<T: clap::Parser>() -> Result<T, crate::exit::ExitStatus> {
+    T::try_parse().map_err(|err| {
+        let _ = err.print();
+        if err.use_stderr() {
+            crate::exit::ExitStatus::Error
+        } else {
+            crate::exit::ExitStatus::Success
+        }
+    })
+}

@@ -52,3 +52,21 @@ impl<E: std::error::Error> From<E> for UserError {
         Self::new(parts.join(": "))
     }
 }
+
+/// A failed API call for the user; a 403 gets the `kubectl auth can-i` line that checks the
+/// missing permission, and an unreachable server a hint about the kubeconfig.
+#[must_use]
+pub fn api_error(err: vm_kube::error::ApiError) -> UserError {
+    let can_i = err.can_i_hint();
+    let unreachable = matches!(err, vm_kube::error::ApiError::Unreachable { .. });
+    let mut user = UserError::from(err);
+    if let Some(line) = can_i {
+        user = user.hint(format!(
+            "check the permission with `{line}`; the roles are in deploy/rbac/"
+        ));
+    }
+    if unreachable {
+        user = user.hint("check that the cluster is up and that --kubeconfig/--context select it");
+    }
+    user
+}

@@ -2,7 +2,6 @@
 
 use std::io::{ErrorKind, Write};
 
-use clap::Parser;
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
 use vm_core::audit::{Severity, audit};
@@ -20,16 +19,9 @@ const PROGRAM: &str = "kubectl vm-audit";
 /// Runs `kubectl vm-audit` with the process's arguments and returns its exit status.
 #[must_use]
 pub fn main() -> ExitStatus {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match vm_cli::args::parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitStatus::Error
-            } else {
-                ExitStatus::Success
-            };
-        }
+        Err(status) => return status,
     };
     cli.verbosity.init_logging();
     match run(&cli) {
@@ -136,19 +128,8 @@ fn load_live(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
             namespace: cli.kube.namespace_or(&connection.default_namespace),
             selector: cli.selector.clone(),
         };
-        snapshot(&connection.client, &scope).await.map_err(|e| {
-            let hint = e.can_i_hint();
-            let unreachable = matches!(e, vm_kube::error::ApiError::Unreachable { .. });
-            let mut err = UserError::from(e);
-            if unreachable {
-                err = err.hint("check that the cluster is up and that --kubeconfig/--context select it");
-            }
-            if let Some(hint) = hint {
-                err = err.hint(format!(
-                    "check the permission with `{hint}`; the read-only role vm-audit needs is in the README"
-                ));
-            }
-            err
-        })
+        snapshot(&connection.client, &scope)
+            .await
+            .map_err(vm_cli::report::api_error)
     })
 }

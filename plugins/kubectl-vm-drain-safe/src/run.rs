@@ -2,7 +2,6 @@
 
 use std::io::{ErrorKind, IsTerminal, Write};
 
-use clap::Parser;
 use kube::Client;
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
@@ -19,16 +18,9 @@ const PROGRAM: &str = "kubectl vm-drain-safe";
 /// Runs `kubectl vm-drain-safe` with the process's arguments and returns its exit status.
 #[must_use]
 pub fn main() -> ExitStatus {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match vm_cli::args::parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitStatus::Error
-            } else {
-                ExitStatus::Success
-            };
-        }
+        Err(status) => return status,
     };
     cli.verbosity.init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -62,18 +54,9 @@ async fn client(cli: &Cli) -> Result<Client, UserError> {
     Ok(connection.client)
 }
 
-fn api_error(e: vm_kube::error::ApiError) -> UserError {
-    let hint = e.can_i_hint();
-    let mut err = UserError::from(e);
-    if let Some(hint) = hint {
-        err = err.hint(format!("check the permission with `{hint}`"));
-    }
-    err
-}
-
 fn drain_error(e: DrainError) -> UserError {
     match e {
-        DrainError::Api(api) => api_error(api),
+        DrainError::Api(api) => vm_cli::report::api_error(api),
         other => UserError::from(other),
     }
 }
@@ -105,7 +88,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         },
     )
     .await
-    .map_err(api_error)?;
+    .map_err(vm_cli::report::api_error)?;
     let policy = DrainPolicy {
         shutdown_non_migratable: cli.shutdown_non_migratable,
         force: cli.force,
