@@ -75,3 +75,38 @@ pub fn impersonating(kubeconfig: &Path, user: &str) -> PathBuf {
     std::fs::write(&path, patched.join("\n")).expect("kubeconfig writable");
     path
 }
+
+/// Applies `manifests` with node-2 and node-3 cordoned, waits (up to 90 s) until `count` VMIs
+/// run on node-1, then uncordons the others: a node full of VMs, ready to be drained.
+pub fn start_vms_on_node_1(kubeconfig: &Path, manifests: &str, count: usize) {
+    let _ = kubectl(kubeconfig, &["cordon", "node-2", "node-3"]);
+    let file = std::env::temp_dir().join(format!("vm-e2e-{}-{count}.yaml", std::process::id()));
+    std::fs::write(&file, manifests).expect("temp file writable");
+    let _ = kubectl(
+        kubeconfig,
+        &["apply", "-f", file.to_str().expect("UTF-8 temp path")],
+    );
+    for _ in 0..90 {
+        let phases = kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "vmi",
+                "-A",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase}/{.status.nodeName} {end}",
+            ],
+        );
+        if phases
+            .split_whitespace()
+            .filter(|p| *p == "Running/node-1")
+            .count()
+            >= count
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let _ = kubectl(kubeconfig, &["uncordon", "node-2", "node-3"]);
+    let _ = std::fs::remove_file(file);
+}

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
-use vm_e2e::{kubectl, plugin_bin, run_plugin};
+use vm_e2e::{kubectl, plugin_bin, run_plugin, start_vms_on_node_1};
 
 fn vm(name: &str, extra: &str) -> String {
     format!(
@@ -18,36 +18,6 @@ spec:\n  runStrategy: {}\n  template:\n    spec:\n      evictionStrategy: LiveMi
             "Always"
         }
     )
-}
-
-/// Starts `manifests` with every VM on node-1 (the other nodes cordoned meanwhile).
-async fn vms_on_node_1(kc: &std::path::Path, manifests: &str, count: usize) {
-    let _ = kubectl(kc, &["cordon", "node-2", "node-3"]);
-    let file = std::env::temp_dir().join(format!("drain-exec-{}-{count}.yaml", std::process::id()));
-    std::fs::write(&file, manifests).unwrap();
-    let _ = kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
-    for _ in 0..90 {
-        let phases = kubectl(
-            kc,
-            &[
-                "get",
-                "vmi",
-                "-o",
-                "jsonpath={range .items[*]}{.status.phase}/{.status.nodeName} {end}",
-            ],
-        );
-        if phases
-            .split_whitespace()
-            .filter(|p| *p == "Running/node-1")
-            .count()
-            == count
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let _ = kubectl(kc, &["uncordon", "node-2", "node-3"]);
-    let _ = std::fs::remove_file(file);
 }
 
 fn vmi_nodes(kc: &std::path::Path) -> Vec<String> {
@@ -73,7 +43,7 @@ async fn a_node_of_live_migrate_vms_drains_within_the_limits_and_uncordons() {
     let kc = sandbox.kubeconfig();
     let names: Vec<String> = (1..=6).map(|i| format!("vm-{i}")).collect();
     let manifests: String = names.iter().map(|n| vm(n, "")).collect();
-    vms_on_node_1(&kc, &manifests, names.len()).await;
+    start_vms_on_node_1(&kc, &manifests, names.len());
 
     // Watch the number of migrations past Pending while the drain runs.
     let kc_watch = kc.clone();
@@ -186,7 +156,7 @@ spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
         "db",
         "      volumes: [{name: data, persistentVolumeClaim: {claimName: db-data}}]\n# RerunOnFailure\n",
     );
-    vms_on_node_1(&kc, &format!("{rwo}{db}"), 1).await;
+    start_vms_on_node_1(&kc, &format!("{rwo}{db}"), 1);
 
     let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1", "--yes"]);
     assert_eq!(out.status.code(), Some(1), "blocked without the flag");
@@ -237,7 +207,7 @@ async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_withou
     let kc = sandbox.kubeconfig();
     let names: Vec<String> = (1..=5).map(|i| format!("vm-{i}")).collect();
     let manifests: String = names.iter().map(|n| vm(n, "")).collect();
-    vms_on_node_1(&kc, &manifests, names.len()).await;
+    start_vms_on_node_1(&kc, &manifests, names.len());
 
     let out = run_plugin(
         "kubectl-vm_drain_safe",
@@ -320,7 +290,7 @@ async fn the_drain_role_is_enough_for_a_whole_drain_and_uncordon() {
         .await
         .expect("sandbox starts");
     let kc = sandbox.kubeconfig();
-    vms_on_node_1(&kc, &format!("{}{}", vm("a", ""), vm("b", "")), 2).await;
+    start_vms_on_node_1(&kc, &format!("{}{}", vm("a", ""), vm("b", "")), 2);
     let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac/vm-drain-safe.yaml");
     let _ = kubectl(&kc, &["apply", "-f", role.to_str().unwrap()]);
     let _ = kubectl(

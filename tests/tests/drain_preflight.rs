@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{kubectl, run_plugin};
+use vm_e2e::{kubectl, run_plugin, start_vms_on_node_1};
 
 const VMS: &str = r#"
 apiVersion: v1
@@ -77,33 +77,8 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
         .await
         .expect("sandbox starts");
     let kc = sandbox.kubeconfig();
-    // Everything lands on node-1: the other nodes are cordoned while the VMs start.
     let _ = kubectl(&kc, &["label", "node", "node-1", "disk=nvme"]);
-    let _ = kubectl(&kc, &["cordon", "node-2", "node-3"]);
-    let file = std::env::temp_dir().join(format!("drain-preflight-{}.yaml", std::process::id()));
-    std::fs::write(&file, VMS).unwrap();
-    let _ = kubectl(&kc, &["apply", "-f", file.to_str().unwrap()]);
-    for _ in 0..60 {
-        let phases = kubectl(
-            &kc,
-            &[
-                "get",
-                "vmi",
-                "-o",
-                "jsonpath={range .items[*]}{.status.phase}/{.status.nodeName} {end}",
-            ],
-        );
-        if phases
-            .split_whitespace()
-            .filter(|p| *p == "Running/node-1")
-            .count()
-            == 3
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let _ = kubectl(&kc, &["uncordon", "node-2", "node-3"]);
+    start_vms_on_node_1(&kc, VMS, 3);
     tokio::time::sleep(Duration::from_secs(3)).await; // the disruption controller computes the PDB
 
     let before = resource_versions(&kc);
@@ -175,5 +150,4 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
     let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-9", "--dry-run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("node node-9 does not exist"));
-    let _ = std::fs::remove_file(file);
 }
