@@ -151,3 +151,105 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("node node-9 does not exist"));
 }
+
+fn small_vm(name: &str) -> String {
+    format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 3Gi}}}}}}\n"
+    )
+}
+
+/// Two 8Gi nodes: node-1 runs a and b, node-2 runs c. Each of a and b alone fits in what
+/// node-2 has left; both together do not. Then node-2 is tainted, which no VM tolerates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preflight_checks_room_for_all_vms_together_and_taints() {
+    let config = SandboxConfig {
+        nodes: kubevirt_sim::nodes::NodeTemplate::workers(2, "8", "8Gi", "110"),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    let file = std::env::temp_dir().join(format!("preflight-room-{}.yaml", std::process::id()));
+    let apply = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        let _ = kubectl(&kc, &["apply", "-f", file.to_str().unwrap()]);
+    };
+    let running_on = |node: &str| {
+        kubectl(
+            &kc,
+            &[
+                "get",
+                "vmi",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase}/{.status.nodeName} {end}",
+            ],
+        )
+        .split_whitespace()
+        .filter(|p| *p == format!("Running/{node}"))
+        .count()
+    };
+    let _ = kubectl(&kc, &["cordon", "node-2"]);
+    apply(format!("{}{}", small_vm("a"), small_vm("b")));
+    for _ in 0..60 {
+        if running_on("node-1") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = kubectl(&kc, &["uncordon", "node-2"]);
+    let _ = kubectl(&kc, &["cordon", "node-1"]);
+    apply(small_vm("c"));
+    for _ in 0..60 {
+        if running_on("node-2") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = kubectl(&kc, &["uncordon", "node-1"]);
+    assert_eq!((running_on("node-1"), running_on("node-2")), (2, 1));
+
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &kc,
+        &["node-1", "--dry-run", "-o", "json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = plan["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "migrate").count(), 1, "{plan:#}");
+    assert_eq!(actions.iter().filter(|a| **a == "blocked").count(), 1, "{plan:#}");
+    assert!(
+        plan["blockers"].to_string().contains("memory free"),
+        "{}",
+        plan["blockers"]
+    );
+
+    let _ = kubectl(
+        &kc,
+        &["taint", "node", "node-2", "maintenance=planned:NoSchedule"],
+    );
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &kc,
+        &["node-1", "--dry-run", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let blockers = plan["blockers"].to_string();
+    assert!(
+        blockers.contains("default/a") && blockers.contains("default/b"),
+        "{blockers}"
+    );
+    assert!(blockers.contains("maintenance=planned:NoSchedule"), "{blockers}");
+    let _ = std::fs::remove_file(&file);
+}
