@@ -24,7 +24,7 @@ use crate::placement::{Constraints, Demand, NodeView, Placement, place_jointly};
 use crate::resources::launcher_requests;
 use crate::snapshot::ClusterSnapshot;
 
-pub use pods::{PodAction, PodPlan};
+pub use pods::{PodAction, PodPlan, controller_kind, is_mirror_pod, stays_on_node};
 
 /// Choices the operator makes with flags.
 #[derive(Clone, Debug, Default)]

@@ -34,13 +34,31 @@ pub struct PodPlan {
     pub reasons: Vec<String>,
 }
 
-fn controller_kind(pod: &Pod) -> Option<&str> {
+/// The kind of the pod's controlling owner (`DaemonSet`, `ReplicaSet`, `VirtualMachineInstance`…).
+#[must_use]
+pub fn controller_kind(pod: &Pod) -> Option<&str> {
     pod.metadata
         .owner_references
         .iter()
         .flatten()
         .find(|o| o.controller == Some(true))
         .map(|o| o.kind.as_str())
+}
+
+/// A static pod: the kubelet owns it, the API only mirrors it.
+#[must_use]
+pub fn is_mirror_pod(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+}
+
+/// Whether a drain leaves the pod where it is (DaemonSet and mirror pods, as kubectl drain
+/// with `--ignore-daemonsets`).
+#[must_use]
+pub fn stays_on_node(pod: &Pod) -> bool {
+    is_mirror_pod(pod) || controller_kind(pod) == Some("DaemonSet")
 }
 
 fn is_launcher_of(pod: &Pod, vmis: &[&VirtualMachineInstance]) -> bool {
@@ -68,14 +86,13 @@ pub(crate) fn plan_pods(
         }
         let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let annotations = pod.metadata.annotations.as_ref();
         let mut plan = PodPlan {
             namespace: namespace.clone(),
             name,
             action: PodAction::Evict,
             reasons: Vec::new(),
         };
-        if annotations.is_some_and(|a| a.contains_key("kubernetes.io/config.mirror")) {
+        if is_mirror_pod(pod) {
             plan.action = PodAction::Stay;
             plan.reasons
                 .push("mirror (static) pod: the kubelet owns it".into());

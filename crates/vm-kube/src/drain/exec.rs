@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostP
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use vm_core::drain::{DrainPlan, VmAction};
+use vm_core::drain::{DrainPlan, VmAction, controller_kind, stays_on_node};
 use vm_core::kubevirt::{VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceMigration};
 
 use super::node::{StoppedVm, record_stopped, set_unschedulable, stopped_vms};
@@ -383,24 +383,6 @@ fn api_err_vmim(e: kube::Error, ns: &str) -> DrainError {
     api_error(e, "create", "virtualmachineinstancemigrations.kubevirt.io", ns)
 }
 
-fn controller_kind(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.kind.as_str())
-}
-
-fn stays(pod: &Pod) -> bool {
-    controller_kind(pod) == Some("DaemonSet")
-        || pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
-}
-
 fn is_live_launcher(pod: &Pod) -> bool {
     controller_kind(pod) == Some("VirtualMachineInstance") && !vm_core::placement::pod_is_finished(pod)
 }
@@ -427,7 +409,7 @@ async fn evict_rest(
         let pending: Vec<Pod> = pods_on(client, node)
             .await?
             .into_iter()
-            .filter(|p| !stays(p) && !is_live_launcher(p) && p.metadata.deletion_timestamp.is_none())
+            .filter(|p| !stays_on_node(p) && !is_live_launcher(p) && p.metadata.deletion_timestamp.is_none())
             .collect();
         if pending.is_empty() {
             return Ok(());
@@ -471,7 +453,7 @@ async fn wait_empty(client: &Client, node: &str, reporter: &dyn Reporter) -> Res
         let left: Vec<String> = pods_on(client, node)
             .await?
             .iter()
-            .filter(|p| !stays(p))
+            .filter(|p| !stays_on_node(p))
             .map(|p| {
                 format!(
                     "{}/{}",
