@@ -19,8 +19,9 @@ use serde::Serialize;
 
 use crate::effective::{ClusterConfig, RunStrategy, eviction_strategy, run_strategy};
 use crate::kubevirt::VirtualMachineInstance;
-use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
-use crate::placement::{Constraints, Demand, NodeView, Placement, place_jointly};
+use crate::migratability::Migratability;
+use crate::placement::{Constraints, Demand, Placement, place_jointly};
+use crate::planning::{migration_blocker, other_nodes, summarise, vmi_migratability};
 use crate::resources::launcher_requests;
 use crate::snapshot::ClusterSnapshot;
 
@@ -181,12 +182,7 @@ pub fn plan_drain(
         return Err(PlanError::NoSuchNode(node.to_string()));
     }
     let cluster = ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds);
-    let others: Vec<NodeView> = snapshot
-        .nodes
-        .iter()
-        .filter(|n| n.metadata.name.as_deref() != Some(node))
-        .map(|n| NodeView::new(n, &snapshot.pods))
-        .collect();
+    let others = other_nodes(snapshot, node);
     let vmis = vmis_on(snapshot, node);
 
     let mut plans = Vec::new();
@@ -195,17 +191,7 @@ pub fn plan_drain(
     for vmi in &vmis {
         let (namespace, name) = ns_name(vmi);
         let eviction = eviction_strategy(vmi.spec.eviction_strategy.as_deref(), None, &cluster);
-        let migratability = live_migratability(&MigratabilityInput {
-            annotations: vmi
-                .metadata
-                .annotations
-                .as_ref()
-                .unwrap_or(&std::collections::BTreeMap::new()),
-            spec: &vmi.spec,
-            status: vmi.status.as_ref(),
-            namespace: &namespace,
-            pvcs: &snapshot.pvcs,
-        });
+        let migratability = vmi_migratability(snapshot, vmi);
         let strategy = owner_run_strategy(snapshot, vmi);
         let requests = launcher_requests(&vmi.spec, None, &cluster).unwrap_or_default();
         let mut plan = VmPlan {
@@ -222,8 +208,8 @@ pub fn plan_drain(
                 .memory
                 .unwrap_or(0.0),
         };
-        match &migratability {
-            Migratability::Migratable => {
+        match migration_blocker(&migratability) {
+            None => {
                 if eviction.raw != "LiveMigrate" && eviction.raw != "LiveMigrateIfPossible" {
                     plan.reasons.push(format!(
                         "evictionStrategy {}: a plain kubectl drain would {}; vm-drain-safe migrates it instead",
@@ -238,17 +224,7 @@ pub fn plan_drain(
                     constraints: Constraints::of(&vmi.spec),
                 });
             }
-            other => {
-                let why = match other {
-                    Migratability::NotMigratable { reason, message, .. } if message.is_empty() => {
-                        format!("not live-migratable ({reason})")
-                    }
-                    Migratability::NotMigratable { reason, message, .. } => {
-                        format!("not live-migratable ({reason}: {message})")
-                    }
-                    Migratability::Unknown(why) => format!("live-migratability unknown: {why}"),
-                    Migratability::Migratable => unreachable!("handled above"),
-                };
+            Some(why) => {
                 plan.reasons.push(why);
                 if policy.shutdown_non_migratable {
                     plan.action = VmAction::Shutdown;
@@ -314,26 +290,6 @@ fn shutdown_consequence(strategy: Option<RunStrategy>) -> String {
             "will be stopped and stays stopped (runStrategy {s}) until `kubectl vm-drain-safe NODE --uncordon` restarts it"
         ),
         None => "a standalone VMI: will be stopped and is not recreated".into(),
-    }
-}
-
-/// At most three distinct reasons, for one line.
-fn summarise(reasons: &[String]) -> String {
-    let mut unique: Vec<&str> = Vec::new();
-    for r in reasons {
-        if !unique.contains(&r.as_str()) {
-            unique.push(r);
-        }
-    }
-    let more = unique.len().saturating_sub(3);
-    let mut text = unique.into_iter().take(3).collect::<Vec<_>>().join("; ");
-    if more > 0 {
-        text.push_str(&format!("; and {more} more"));
-    }
-    if text.is_empty() {
-        "no other node".into()
-    } else {
-        text
     }
 }
 

@@ -13,6 +13,8 @@ pub mod labels;
 pub mod manifest;
 pub mod migratability;
 pub mod placement;
+pub mod planning;
 pub mod quantity;
+pub mod recover;
 pub mod resources;
 pub mod snapshot;

@@ -143,7 +143,10 @@ fn add_value(
         .and_then(Value::as_str)
         .unwrap_or("(unnamed)")
         .to_string();
-    let namespaced = !matches!(kind.as_str(), "Node" | "VirtualMachineClusterInstancetype");
+    let namespaced = !matches!(
+        kind.as_str(),
+        "Node" | "VirtualMachineClusterInstancetype" | "VolumeAttachment"
+    );
     let namespace = value
         .get("metadata")
         .and_then(|m| m.get("namespace"))
@@ -178,6 +181,8 @@ fn add_value(
         ("v1", "Node") => push!(snapshot.nodes),
         ("v1", "Pod") => push!(snapshot.pods),
         ("v1", "PersistentVolumeClaim") => push!(snapshot.pvcs),
+        ("coordination.k8s.io", "Lease") => push!(snapshot.leases),
+        ("storage.k8s.io", "VolumeAttachment") => push!(snapshot.volume_attachments),
         ("policy", "PodDisruptionBudget") => {
             // policy/v1beta1 (served by older clusters) has the shape of policy/v1 for every field
             // the rules read; k8s-openapi only accepts its own apiVersion.

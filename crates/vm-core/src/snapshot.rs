@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::audit::ObjectRef;
@@ -45,6 +47,12 @@ pub struct ClusterSnapshot {
     pub hyperconvergeds: Vec<HyperConverged>,
     pub instancetypes: Vec<VirtualMachineInstancetype>,
     pub cluster_instancetypes: Vec<VirtualMachineClusterInstancetype>,
+    /// The kubelets' node Leases (namespace `kube-node-lease`, one per node, named after it):
+    /// their `renewTime` tells whether a NotReady node is still alive.
+    pub leases: Vec<Lease>,
+    /// CSI VolumeAttachments: an RWO volume attached to a dead node keeps its VM from starting
+    /// anywhere else until it is released.
+    pub volume_attachments: Vec<VolumeAttachment>,
     /// Where each object read from a manifest came from (empty for live snapshots).
     pub origins: BTreeMap<ObjectRef, Origin>,
 }

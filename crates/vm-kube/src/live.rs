@@ -215,6 +215,8 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
         hyperconvergeds,
         instancetypes,
         cluster_instancetypes,
+        leases: Vec::new(),
+        volume_attachments: Vec::new(),
         origins: Default::default(),
     })
 }
