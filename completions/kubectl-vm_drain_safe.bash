@@ -23,7 +23,7 @@ _kubectl__vm_drain_safe() {
 
     case "${cmd}" in
         kubectl__vm_drain_safe)
-            opts="-y -o -n -A -v -h -V --dry-run --uncordon --yes --timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --namespace --all-namespaces --verbose --help --version"
+            opts="-y -o -v -h -V --dry-run --uncordon --yes --timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -54,14 +54,6 @@ _kubectl__vm_drain_safe() {
                     return 0
                     ;;
                 --context)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --namespace)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -7,14 +7,12 @@ json\t'The `vm-drain-safe/v1` DrainPlan'
 yaml\t'The same plan as YAML'"
 complete -c kubectl-vm_drain_safe -l kubeconfig -d 'Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)' -r -F
 complete -c kubectl-vm_drain_safe -l context -d 'The kubeconfig context to use' -r
-complete -c kubectl-vm_drain_safe -s n -l namespace -d 'Namespace to look in (default: the context\'s namespace)' -r
 complete -c kubectl-vm_drain_safe -l dry-run -d 'Print the plan and stop; change nothing'
 complete -c kubectl-vm_drain_safe -l uncordon -d 'Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock'
 complete -c kubectl-vm_drain_safe -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
 complete -c kubectl-vm_drain_safe -l shutdown-non-migratable -d 'Stop VMs that cannot live-migrate instead of blocking on them'
 complete -c kubectl-vm_drain_safe -l force -d 'Evict pods that no controller manages (they are not recreated), as kubectl drain --force'
 complete -c kubectl-vm_drain_safe -l delete-emptydir-data -d 'Evict pods that use emptyDir volumes (their data is lost), as kubectl drain does'
-complete -c kubectl-vm_drain_safe -s A -l all-namespaces -d 'Look in every namespace'
 complete -c kubectl-vm_drain_safe -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c kubectl-vm_drain_safe -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kubectl-vm_drain_safe -s V -l version -d 'Print version'

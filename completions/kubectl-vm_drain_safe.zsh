@@ -28,8 +28,6 @@ json\:"The \`vm-drain-safe/v1\` DrainPlan"
 yaml\:"The same plan as YAML"))' \
 '--kubeconfig=[Path to the kubeconfig file to use (default\: \$KUBECONFIG, then ~/.kube/config)]:FILE:_files' \
 '--context=[The kubeconfig context to use]:NAME:_default' \
-'(-A --all-namespaces)-n+[Namespace to look in (default\: the context'\''s namespace)]:NAMESPACE:_default' \
-'(-A --all-namespaces)--namespace=[Namespace to look in (default\: the context'\''s namespace)]:NAMESPACE:_default' \
 '--dry-run[Print the plan and stop; change nothing]' \
 '(--dry-run --shutdown-non-migratable --force --delete-emptydir-data)--uncordon[Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock]' \
 '-y[Do not ask for confirmation (required when stdin is not a terminal)]' \
@@ -37,8 +35,6 @@ yaml\:"The same plan as YAML"))' \
 '--shutdown-non-migratable[Stop VMs that cannot live-migrate instead of blocking on them]' \
 '--force[Evict pods that no controller manages (they are not recreated), as kubectl drain --force]' \
 '--delete-emptydir-data[Evict pods that use emptyDir volumes (their data is lost), as kubectl drain does]' \
-'-A[Look in every namespace]' \
-'--all-namespaces[Look in every namespace]' \
 '*-v[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
 '*--verbose[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
 '-h[Print help (see more with '\''--help'\'')]' \

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Connection and scope flags, spelled as kubectl spells them.
+/// How to reach the cluster, spelled as kubectl spells it; every plugin takes these.
 #[derive(Args, Clone, Debug, Default)]
 pub struct KubeArgs {
     /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).
@@ -13,6 +13,12 @@ pub struct KubeArgs {
     /// The kubeconfig context to use.
     #[arg(long, value_name = "NAME", global = true)]
     pub context: Option<String>,
+}
+
+/// `-n` and `-A`, for the plugins that look at a set of VMs. The node plugins do not take
+/// them: a drain or a recovery moves every VM of the node, whatever its namespace.
+#[derive(Args, Clone, Debug, Default)]
+pub struct NamespaceArgs {
     /// Namespace to look in (default: the context's namespace).
     #[arg(
         short = 'n',
@@ -26,7 +32,7 @@ pub struct KubeArgs {
     pub all_namespaces: bool,
 }
 
-impl KubeArgs {
+impl NamespaceArgs {
     /// The namespace to read: `None` for all namespaces, else `-n` or the context's default.
     #[must_use]
     pub fn namespace_or(&self, context_default: &str) -> Option<String> {

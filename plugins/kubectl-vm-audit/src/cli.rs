@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use vm_cli::args::{KubeArgs, VerbosityArgs};
+use vm_cli::args::{KubeArgs, NamespaceArgs, VerbosityArgs};
 use vm_core::audit::Severity;
 
 const AFTER_HELP: &str = "\
@@ -44,9 +44,13 @@ pub struct Cli {
     #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
     pub files: Vec<PathBuf>,
 
-    /// kubectl connection and namespace flags (live mode).
+    /// kubectl connection flags (live mode).
     #[command(flatten)]
     pub kube: KubeArgs,
+
+    /// Which namespace's VMs to audit (live and file mode).
+    #[command(flatten)]
+    pub scope: NamespaceArgs,
 
     /// Only audit VMs, VMIs, replica sets and pools with these labels (e.g. app=web,tier!=dev).
     #[arg(short = 'l', long, value_name = "SELECTOR")]

@@ -98,10 +98,10 @@ fn load_files(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
         Some(sel) => Some(LabelQuery::parse(sel).map_err(|e| UserError::new(format!("-l {sel}: {e}")))?),
         None => None,
     };
-    let namespace = if cli.kube.all_namespaces {
+    let namespace = if cli.scope.all_namespaces {
         None
     } else {
-        cli.kube.namespace.as_deref()
+        cli.scope.namespace.as_deref()
     };
     snapshot.retain_workloads(|meta| {
         let ns_ok = namespace.is_none_or(|ns| meta.namespace.as_deref().unwrap_or("default") == ns);
@@ -125,7 +125,7 @@ fn load_live(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
             UserError::from(e).hint("check --kubeconfig and --context, or use -f FILE to audit manifests")
         })?;
         let scope = LiveScope {
-            namespace: cli.kube.namespace_or(&connection.default_namespace),
+            namespace: cli.scope.namespace_or(&connection.default_namespace),
             selector: cli.selector.clone(),
         };
         snapshot(&connection.client, &scope)

@@ -150,9 +150,11 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
                 }
             };
             println!("drain of node {} stopped: {why}", cli.node);
-            println!("  migrated: {}", list(&summary.migrated));
-            println!("  stopped:  {}", list(&summary.stopped));
-            println!("  evicted:  {}", list(&summary.evicted));
+            println!("  migrated away:      {}", list(&summary.migrated));
+            println!("  stopped:            {}", list(&summary.stopped));
+            println!("  evicted:            {}", list(&summary.evicted));
+            println!("  cancelled:          {}", list(&summary.cancelled));
+            println!("  still on the node:  {}", list(&summary.left_on_node));
             println!(
                 "the node stays cordoned; migrations that had not started were cancelled. Run the same command to resume, or `{PROGRAM} {} --uncordon`.",
                 cli.node

@@ -83,7 +83,8 @@ pub async fn execute(
         None => Ok(Outcome::Done(summary)),
         Some(WorkEnd::Failed(e)) => Err(e),
         Some(WorkEnd::Stopped(why)) => {
-            cancel_unstarted(client, &plan.node).await?;
+            summary.cancelled = cancel_unstarted(client, &plan.node).await?;
+            summary.left_on_node = super::whereabouts::left_on_node(client, &plan.node).await?;
             Ok(Outcome::Stopped(why, summary))
         }
     }
@@ -474,8 +475,9 @@ async fn wait_empty(client: &Client, node: &str, reporter: &dyn Reporter) -> Res
     }
 }
 
-/// Deletes the migrations this drain created for `node` that have not been handed off yet.
-async fn cancel_unstarted(client: &Client, node: &str) -> Result<(), DrainError> {
+/// Deletes the migrations this drain created for `node` that have not been handed off yet;
+/// returns the VMIs (`ns/name`) whose migration it cancelled.
+async fn cancel_unstarted(client: &Client, node: &str) -> Result<Vec<String>, DrainError> {
     let all: Api<VirtualMachineInstanceMigration> = Api::all(client.clone());
     let ours = all
         .list(&ListParams::default().labels(&format!("{NODE_LABEL}={node}")))
@@ -488,12 +490,14 @@ async fn cancel_unstarted(client: &Client, node: &str) -> Result<(), DrainError>
                 Scope::Cluster,
             ))
         })?;
+    let mut cancelled = Vec::new();
     for m in ours
         .items
         .iter()
         .filter(|m| matches!(phase(m), "" | "Pending" | "Scheduling"))
     {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
+        cancelled.push(format!("{ns}/{}", m.spec.vmi_name));
         let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(client.clone(), &ns);
         match api
             .delete(
@@ -514,7 +518,7 @@ async fn cancel_unstarted(client: &Client, node: &str) -> Result<(), DrainError>
             }
         }
     }
-    Ok(())
+    Ok(cancelled)
 }
 
 /// What `--uncordon` did.

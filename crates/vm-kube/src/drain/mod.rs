@@ -15,6 +15,7 @@
 mod exec;
 pub mod lease;
 pub mod node;
+pub mod whereabouts;
 
 use std::time::Duration;
 
@@ -137,6 +138,10 @@ pub struct Summary {
     pub stopped: Vec<String>,
     /// Pods evicted.
     pub evicted: Vec<String>,
+    /// VMIs whose migration a stopped run cancelled before it started.
+    pub cancelled: Vec<String>,
+    /// VMIs still on the node when a run stopped, with their migration's phase if one runs.
+    pub left_on_node: Vec<String>,
 }
 
 /// Why a drain could not run or finish.
