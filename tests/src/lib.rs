@@ -110,3 +110,72 @@ pub fn start_vms_on_node_1(kubeconfig: &Path, manifests: &str, count: usize) {
     let _ = kubectl(kubeconfig, &["uncordon", "node-2", "node-3"]);
     let _ = std::fs::remove_file(file);
 }
+
+/// `kubectl vm-drain-safe NODE --dry-run -o json`: the exit status and the plan.
+///
+/// # Panics
+/// When the output is not JSON; the message carries the plugin's stderr.
+#[must_use]
+pub fn drain_plan(kubeconfig: &Path, node: &str) -> (Option<i32>, serde_json::Value) {
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        kubeconfig,
+        &[node, "--dry-run", "-o", "json"],
+    );
+    let plan = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the plan is JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), plan)
+}
+
+/// The phase of every VirtualMachineInstanceMigration in the default namespace.
+#[must_use]
+pub fn migration_phases(kubeconfig: &Path) -> Vec<String> {
+    kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "vmim",
+            "-o",
+            "jsonpath={range .items[*]}{.status.phase} {end}",
+        ],
+    )
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+/// `name=phase/node` of every VMI in the default namespace.
+#[must_use]
+pub fn vmi_placements(kubeconfig: &Path) -> Vec<String> {
+    kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "vmi",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.phase}/{.status.nodeName} {end}",
+        ],
+    )
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The status of a node's Ready condition: `True`, `False` or `Unknown`.
+#[must_use]
+pub fn node_ready(kubeconfig: &Path, node: &str) -> String {
+    kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+    )
+}

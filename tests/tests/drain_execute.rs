@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
-use vm_e2e::{kubectl, plugin_bin, run_plugin, start_vms_on_node_1};
+use vm_e2e::{kubectl, migration_phases, plugin_bin, run_plugin, start_vms_on_node_1, vmi_placements};
 
 fn vm(name: &str, extra: &str) -> String {
     format!(
@@ -20,19 +20,14 @@ spec:\n  runStrategy: {}\n  template:\n    spec:\n      evictionStrategy: LiveMi
     )
 }
 
-fn vmi_nodes(kc: &std::path::Path) -> Vec<String> {
-    kubectl(
-        kc,
-        &[
-            "get",
-            "vmi",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}={.status.phase}/{.status.nodeName} {end}",
-        ],
-    )
-    .split_whitespace()
-    .map(str::to_string)
-    .collect()
+/// A VMI ReplicaSet `pool` of `replicas` LiveMigrate members.
+fn replica_set(replicas: u32) -> String {
+    let head = "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstanceReplicaSet\nmetadata: {name: pool, namespace: default}\n";
+    let selector =
+        "  selector: {matchLabels: {app: pool}}\n  template:\n    metadata: {labels: {app: pool}}\n";
+    let spec =
+        "    spec: {evictionStrategy: LiveMigrate, domain: {resources: {requests: {memory: 512Mi}}}}\n";
+    format!("{head}spec:\n  replicas: {replicas}\n{selector}{spec}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,29 +36,59 @@ async fn a_node_of_live_migrate_vms_drains_within_the_limits_and_uncordons() {
         .await
         .expect("sandbox starts");
     let kc = sandbox.kubeconfig();
-    let names: Vec<String> = (1..=6).map(|i| format!("vm-{i}")).collect();
+    // Ten VMs and two members of a VMI ReplicaSet on node-1; a third member elsewhere.
+    let names: Vec<String> = (1..=10).map(|i| format!("vm-{i}")).collect();
     let manifests: String = names.iter().map(|n| vm(n, "")).collect();
-    start_vms_on_node_1(&kc, &manifests, names.len());
+    start_vms_on_node_1(&kc, &format!("{manifests}{}", replica_set(2)), 12);
+    let _ = kubectl(&kc, &["cordon", "node-1"]);
+    let _ = kubectl(
+        &kc,
+        &[
+            "patch",
+            "vmirs",
+            "pool",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+    );
+    let mut elsewhere = None;
+    for _ in 0..60 {
+        elsewhere = vmi_placements(&kc)
+            .into_iter()
+            .find(|e| e.starts_with("pool") && !e.ends_with("/node-1") && e.contains("=Running/"));
+        if elsewhere.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let elsewhere = elsewhere.expect("the third replica runs on node-2 or node-3");
+    let _ = kubectl(&kc, &["uncordon", "node-1"]);
+
+    // The plan has room for all twelve: the scheduler must then place every target pod.
+    let (code, plan) = vm_e2e::drain_plan(&kc, "node-1");
+    assert_eq!(code, Some(0), "{plan:#}");
+    assert_eq!(plan["vms"].as_array().unwrap().len(), 12, "{plan:#}");
+    assert!(
+        plan["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["action"] == "migrate"),
+        "{plan:#}"
+    );
 
     // Watch the number of migrations past Pending while the drain runs.
     let kc_watch = kc.clone();
     let watcher = std::thread::spawn(move || {
         let mut max_running = 0;
         for _ in 0..600 {
-            let phases = kubectl(
-                &kc_watch,
-                &[
-                    "get",
-                    "vmim",
-                    "-o",
-                    "jsonpath={range .items[*]}{.status.phase} {end}",
-                ],
-            );
-            let running = phases
-                .split_whitespace()
+            let running = migration_phases(&kc_watch)
+                .iter()
                 .filter(|p| {
                     matches!(
-                        *p,
+                        p.as_str(),
                         "Scheduling" | "Scheduled" | "PreparingTarget" | "TargetReady" | "Running"
                     )
                 })
@@ -110,20 +135,26 @@ async fn a_node_of_live_migrate_vms_drains_within_the_limits_and_uncordons() {
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(stdout.contains("6 VM(s) migrated"), "{stdout}");
+    assert!(stdout.contains("12 VM(s) migrated"), "{stdout}");
     assert_eq!(refused.status.code(), Some(2), "{refused_err}");
     assert!(refused_err.contains("is being drained by"), "{refused_err}");
     assert!(
         max_running <= 2,
         "at most 2 outbound migrations per node at once, saw {max_running}"
     );
-    for entry in vmi_nodes(&kc) {
+    let after = vmi_placements(&kc);
+    assert_eq!(after.len(), 13, "no VMI lost or added: {after:?}");
+    for entry in &after {
         assert!(
             entry.ends_with("/node-2") || entry.ends_with("/node-3"),
             "{entry} should run elsewhere"
         );
         assert!(entry.contains("=Running/"), "{entry}");
     }
+    assert!(
+        after.contains(&elsewhere),
+        "the replica that was not on node-1 did not move: {elsewhere} in {after:?}"
+    );
     let unschedulable = kubectl(
         &kc,
         &["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"],
@@ -186,34 +217,28 @@ spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
     assert!(String::from_utf8_lossy(&out.stdout).contains("restarted default/db"));
     let mut running = false;
     for _ in 0..60 {
-        if vmi_nodes(&kc).iter().any(|e| e.starts_with("db=Running/")) {
+        if vmi_placements(&kc).iter().any(|e| e.starts_with("db=Running/")) {
             running = true;
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert!(running, "db runs again: {:?}", vmi_nodes(&kc));
+    assert!(running, "db runs again: {:?}", vmi_placements(&kc));
     assert_eq!(
         kubectl(&kc, &["get", "vm", "db", "-o", "jsonpath={.spec.runStrategy}"]),
         "RerunOnFailure"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_without_duplicates() {
-    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
-        .await
-        .expect("sandbox starts");
-    let kc = sandbox.kubeconfig();
-    let names: Vec<String> = (1..=5).map(|i| format!("vm-{i}")).collect();
-    let manifests: String = names.iter().map(|n| vm(n, "")).collect();
-    start_vms_on_node_1(&kc, &manifests, names.len());
-
-    let out = run_plugin(
-        "kubectl-vm_drain_safe",
-        &kc,
-        &["node-1", "--yes", "--timeout", "3s"],
-    );
+/// A run that stopped part-way: exit 3 with `why` and what is still on the node reported, the
+/// node cordoned, no unstarted migration left behind; then the same command finishes the
+/// drain and no VM was migrated twice.
+fn assert_stopped_then_resumed(
+    kc: &std::path::Path,
+    out: &std::process::Output,
+    why: &str,
+    names: &[String],
+) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -222,34 +247,33 @@ async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_withou
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("stopped: the timeout (3 s) elapsed") && stdout.contains("stays cordoned"),
+        stdout.contains(&format!("drain of node node-1 stopped: {why}")) && stdout.contains("stays cordoned"),
         "{stdout}"
     );
+    for entry in vmi_placements(kc).iter().filter(|e| e.ends_with("/node-1")) {
+        let name = entry.split('=').next().unwrap();
+        assert!(
+            stdout.contains(&format!("default/{name}")),
+            "{name}, still on node-1, is reported: {stdout}"
+        );
+    }
     assert_eq!(
         kubectl(
-            &kc,
+            kc,
             &["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]
         ),
         "true"
     );
-    let pending = kubectl(
-        &kc,
-        &[
-            "get",
-            "vmim",
-            "-o",
-            "jsonpath={range .items[*]}{.status.phase} {end}",
-        ],
-    );
+    let phases = migration_phases(kc);
     assert!(
-        !pending.split_whitespace().any(|p| p == "Pending"),
-        "unstarted migrations were cancelled: {pending}"
+        !phases.iter().any(|p| p == "Pending" || p == "Scheduling"),
+        "unstarted migrations were cancelled: {phases:?}"
     );
 
     // The stopped run released its lock: the same command resumes at once.
     let out = run_plugin(
         "kubectl-vm_drain_safe",
-        &kc,
+        kc,
         &["node-1", "--yes", "--timeout", "5m"],
     );
     assert_eq!(
@@ -259,15 +283,15 @@ async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_withou
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for entry in vmi_nodes(&kc) {
+    for entry in vmi_placements(kc) {
         assert!(
-            entry.contains("=Running/node-2") || entry.contains("=Running/node-3"),
+            !entry.ends_with("/node-1") && entry.contains("=Running/"),
             "{entry}"
         );
     }
     // Never two successful migrations of one VMI: no VM was moved twice.
     let succeeded = kubectl(
-        &kc,
+        kc,
         &[
             "get",
             "vmim",
@@ -275,13 +299,68 @@ async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_withou
             "jsonpath={range .items[*]}{.spec.vmiName}={.status.phase} {end}",
         ],
     );
-    for name in &names {
+    for name in names {
         let count = succeeded
             .split_whitespace()
             .filter(|e| *e == format!("{name}=Succeeded"))
             .count();
         assert_eq!(count, 1, "{name}: {succeeded}");
     }
+}
+
+/// A sandbox of three nodes whose node-1 runs `count` VMs vm-1..vm-N.
+async fn node_1_with_vms(count: usize) -> (Sandbox, Vec<String>) {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let names: Vec<String> = (1..=count).map(|i| format!("vm-{i}")).collect();
+    let manifests: String = names.iter().map(|n| vm(n, "")).collect();
+    start_vms_on_node_1(&sandbox.kubeconfig(), &manifests, count);
+    (sandbox, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_leaves_a_reported_resumable_state_and_a_rerun_finishes_without_duplicates() {
+    let (sandbox, names) = node_1_with_vms(5).await;
+    let kc = sandbox.kubeconfig();
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &kc,
+        &["node-1", "--yes", "--timeout", "3s"],
+    );
+    assert_stopped_then_resumed(&kc, &out, "the timeout (3 s) elapsed", &names);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_unstarted_migrations_reports_what_is_where_and_a_rerun_resumes() {
+    let (sandbox, names) = node_1_with_vms(6).await;
+    let kc = sandbox.kubeconfig();
+    let drain = std::process::Command::new(plugin_bin("kubectl-vm_drain_safe"))
+        .env_remove("KUBECONFIG")
+        .args(["--kubeconfig", kc.to_str().unwrap(), "node-1", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt as soon as the first migrations exist: the rest are still queued.
+    for _ in 0..200 {
+        if !kubectl(&kc, &["get", "vmim", "-o", "name"]).trim().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &drain.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = drain.wait_with_output().unwrap();
+    assert!(
+        vmi_placements(&kc).iter().any(|e| e.ends_with("/node-1")),
+        "interrupted before the end: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_stopped_then_resumed(&kc, &out, "interrupted", &names);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{kubectl, run_plugin, start_vms_on_node_1};
+use vm_e2e::{drain_plan, kubectl, run_plugin, start_vms_on_node_1};
 
 const VMS: &str = r#"
 apiVersion: v1
@@ -32,6 +32,20 @@ spec:
     spec:
       evictionStrategy: LiveMigrate
       nodeSelector: {disk: nvme}
+      domain: {resources: {requests: {memory: 1Gi}}}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: affine, namespace: default}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      evictionStrategy: LiveMigrate
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms: [{matchExpressions: [{key: disk, operator: In, values: [nvme]}]}]
       domain: {resources: {requests: {memory: 1Gi}}}
 ---
 apiVersion: kubevirt.io/v1
@@ -78,7 +92,7 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
         .expect("sandbox starts");
     let kc = sandbox.kubeconfig();
     let _ = kubectl(&kc, &["label", "node", "node-1", "disk=nvme"]);
-    start_vms_on_node_1(&kc, VMS, 3);
+    start_vms_on_node_1(&kc, VMS, 4);
     tokio::time::sleep(Duration::from_secs(3)).await; // the disruption controller computes the PDB
 
     let before = resource_versions(&kc);
@@ -116,6 +130,14 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
             .contains("nodeSelector disk=nvme"),
         "{}",
         vm("pinned")
+    );
+    assert_eq!(vm("affine")["action"], "blocked");
+    assert!(
+        vm("affine")["reasons"]
+            .to_string()
+            .contains("required node affinity does not match node node-2"),
+        "{}",
+        vm("affine")
     );
     assert_eq!(vm("db")["action"], "blocked");
     assert!(
@@ -208,18 +230,8 @@ async fn the_preflight_checks_room_for_all_vms_together_and_taints() {
     let _ = kubectl(&kc, &["uncordon", "node-1"]);
     assert_eq!((running_on("node-1"), running_on("node-2")), (2, 1));
 
-    let out = run_plugin(
-        "kubectl-vm_drain_safe",
-        &kc,
-        &["node-1", "--dry-run", "-o", "json"],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, plan) = drain_plan(&kc, "node-1");
+    assert_eq!(code, Some(1), "{plan:#}");
     let actions: Vec<&str> = plan["vms"]
         .as_array()
         .unwrap()
@@ -238,13 +250,8 @@ async fn the_preflight_checks_room_for_all_vms_together_and_taints() {
         &kc,
         &["taint", "node", "node-2", "maintenance=planned:NoSchedule"],
     );
-    let out = run_plugin(
-        "kubectl-vm_drain_safe",
-        &kc,
-        &["node-1", "--dry-run", "-o", "json"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, plan) = drain_plan(&kc, "node-1");
+    assert_eq!(code, Some(1), "{plan:#}");
     let blockers = plan["blockers"].to_string();
     assert!(
         blockers.contains("default/a") && blockers.contains("default/b"),

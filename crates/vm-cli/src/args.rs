@@ -48,6 +48,27 @@ impl NamespaceArgs {
     }
 }
 
+/// Parses `90`, `90s`, `15m`, `1h` (for `--timeout`).
+///
+/// # Errors
+/// A message naming the text and the units that are accepted.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 15m or 1h"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m or h)")),
+    };
+    let seconds = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too long"))?;
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 /// `-v`, repeatable: warn, info, debug, trace.
 #[derive(Args, Clone, Debug, Default)]
 pub struct VerbosityArgs {

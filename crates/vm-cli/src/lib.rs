@@ -7,4 +7,5 @@ pub mod completions;
 pub mod exit;
 pub mod progress;
 pub mod report;
+pub mod session;
 pub mod style;

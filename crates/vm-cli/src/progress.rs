@@ -143,3 +143,20 @@ pub fn reporter(total_vms: u64) -> Box<dyn Reporter> {
         Box::new(LineReporter::default())
     }
 }
+
+/// Prints, on stdout, what a run that stopped part-way did and what is still on the node, so
+/// that the operator can decide to re-run (which resumes) or to undo.
+pub fn print_stopped_summary(summary: &vm_kube::drain::Summary) {
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    println!("  migrated away:      {}", list(&summary.migrated));
+    println!("  stopped:            {}", list(&summary.stopped));
+    println!("  evicted:            {}", list(&summary.evicted));
+    println!("  cancelled:          {}", list(&summary.cancelled));
+    println!("  still on the node:  {}", list(&summary.left_on_node));
+}

@@ -4,6 +4,7 @@
 //!   accepting invalid certificates.
 //! - [`live`]: lists everything a [`vm_core::snapshot::ClusterSnapshot`] holds from the API.
 //! - [`files`]: reads manifests from files, directories (recursively) and stdin.
+//! - [`drain`] and [`recover`]: the node operations, step by step.
 //! - [`error`]: errors that name the API call and, for a 403, the missing permission.
 
 pub mod client;
@@ -11,6 +12,7 @@ pub mod drain;
 pub mod error;
 pub mod files;
 pub mod live;
+pub mod recover;
 
 /// The KubeVirt types, re-exported: they live in the sans-IO core so that the planners can use
 /// them, and implement kube's `Resource` for `Api<T>`.

@@ -3,8 +3,10 @@
 use std::fmt::Debug;
 
 use futures::try_join;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -219,4 +221,35 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
         volume_attachments: Vec::new(),
         origins: Default::default(),
     })
+}
+
+/// Adds what only a recovery needs to `snapshot`: the node's Lease in `kube-node-lease` (its
+/// kubelet's last sign of life) and every VolumeAttachment (which pin RWO volumes to the node).
+/// Kept apart from [`snapshot`] so that the audit and the drain need no rights on them.
+///
+/// # Errors
+/// Reading the Lease or listing VolumeAttachments failed, naming the call.
+pub async fn add_recovery_evidence(
+    client: &Client,
+    node: &str,
+    snapshot: &mut ClusterSnapshot,
+) -> Result<(), ApiError> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), vm_core::recover::NODE_LEASE_NAMESPACE);
+    let lease = leases.get_opt(node).await.map_err(|e| {
+        ApiError::from_kube(
+            e,
+            "get",
+            "leases.coordination.k8s.io",
+            Scope::Namespace(vm_core::recover::NODE_LEASE_NAMESPACE.to_string()),
+        )
+    })?;
+    snapshot.leases = lease.into_iter().collect();
+    snapshot.volume_attachments = list_all(
+        Api::<VolumeAttachment>::all(client.clone()),
+        None,
+        Scope::Cluster,
+        Need::Optional,
+    )
+    .await?;
+    Ok(())
 }

@@ -53,7 +53,7 @@ pub struct Cli {
 
     /// Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and
     /// the node stays cordoned.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = vm_cli::args::parse_duration)]
     pub timeout: std::time::Duration,
 
     /// Tries per VM before a failing migration stops the drain.
@@ -87,21 +87,6 @@ pub struct Cli {
     /// Log verbosity.
     #[command(flatten)]
     pub verbosity: VerbosityArgs,
-}
-
-/// Parses `90`, `90s`, `15m`, `1h`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 90s, 15m or 1h"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use s, m or h)")),
-    };
-    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Output formats.

@@ -1,13 +1,12 @@
 //! The flow of one run: flags → live snapshot → plan → (dry run: stop) → confirm → execute.
 
-use std::io::{ErrorKind, IsTerminal, Write};
+use std::io::{ErrorKind, Write};
 
-use kube::Client;
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
+use vm_cli::session;
 use vm_core::drain::{DrainPlan, DrainPolicy, PlanError, VmAction, plan_drain};
-use vm_kube::client::{ConnectOptions, connect};
-use vm_kube::drain::{DrainError, ExecOptions, Outcome, Stopped, execute, uncordon};
+use vm_kube::drain::{ExecOptions, Outcome, Stopped, execute, uncordon};
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::Cli;
@@ -23,50 +22,15 @@ pub fn main() -> ExitStatus {
         Err(status) => return status,
     };
     cli.verbosity.init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            UserError::new(format!("cannot start the async runtime: {e}")).print(PROGRAM);
-            return ExitStatus::Error;
-        }
-    };
-    match runtime.block_on(run(&cli)) {
-        Ok(status) => status,
-        Err(err) => {
-            err.print(PROGRAM);
-            ExitStatus::Error
-        }
-    }
-}
-
-async fn client(cli: &Cli) -> Result<Client, UserError> {
-    let options = ConnectOptions {
-        kubeconfig: cli.kube.kubeconfig.clone(),
-        context: cli.kube.context.clone(),
-    };
-    let connection = connect(&options)
-        .await
-        .map_err(|e| UserError::from(e).hint("check --kubeconfig and --context"))?;
-    Ok(connection.client)
-}
-
-fn drain_error(e: DrainError) -> UserError {
-    match e {
-        DrainError::Api(api) => vm_cli::report::api_error(api),
-        other => UserError::from(other),
-    }
+    session::block_on(PROGRAM, run(&cli))
 }
 
 async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
-    let client = client(cli).await?;
+    let client = session::client(&cli.kube).await?;
     if cli.uncordon {
         let report = uncordon(&client, &cli.node, &cli.lock_namespace)
             .await
-            .map_err(drain_error)?;
+            .map_err(session::node_op_error)?;
         println!("node {} uncordoned", cli.node);
         for vm in &report.restarted {
             println!("restarted {vm} (its runStrategy is restored)");
@@ -109,22 +73,17 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
     confirm(cli)?;
     let opts = ExecOptions {
         lock_namespace: cli.lock_namespace.clone(),
-        holder: holder(),
+        holder: session::holder(),
         max_attempts: cli.migration_attempts.max(1),
         eviction_retry: std::time::Duration::from_secs(5),
+        vms_only: false,
     };
     let moving = plan.vms.iter().filter(|v| v.action != VmAction::Blocked).count() as u64;
     let reporter = vm_cli::progress::reporter(moving);
-    let timeout = cli.timeout;
-    let stop = async move {
-        tokio::select! {
-            () = tokio::time::sleep(timeout) => Stopped::Timeout,
-            _ = tokio::signal::ctrl_c() => Stopped::Interrupted,
-        }
-    };
+    let stop = session::stop_after(cli.timeout);
     let outcome = execute(&client, &plan, &opts, reporter.as_ref(), stop)
         .await
-        .map_err(drain_error)?;
+        .map_err(session::node_op_error)?;
     drop(reporter);
     Ok(match outcome {
         Outcome::Done(summary) => {
@@ -141,20 +100,10 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         Outcome::Stopped(why, summary) => {
             let why = match why {
                 Stopped::Timeout => format!("the timeout ({} s) elapsed", cli.timeout.as_secs()),
-                Stopped::Interrupted => "interrupted".to_string(),
-                Stopped::MigrationKeptFailing { vm, reason } => {
-                    format!(
-                        "the migration of {vm} failed {} times (last: {reason})",
-                        cli.migration_attempts
-                    )
-                }
+                other => other.to_string(),
             };
             println!("drain of node {} stopped: {why}", cli.node);
-            println!("  migrated away:      {}", list(&summary.migrated));
-            println!("  stopped:            {}", list(&summary.stopped));
-            println!("  evicted:            {}", list(&summary.evicted));
-            println!("  cancelled:          {}", list(&summary.cancelled));
-            println!("  still on the node:  {}", list(&summary.left_on_node));
+            vm_cli::progress::print_stopped_summary(&summary);
             println!(
                 "the node stays cordoned; migrations that had not started were cancelled. Run the same command to resume, or `{PROGRAM} {} --uncordon`.",
                 cli.node
@@ -162,14 +111,6 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
             ExitStatus::Partial
         }
     })
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
 }
 
 fn print_plan(plan: &DrainPlan, cli: &Cli) -> Result<(), UserError> {
@@ -187,32 +128,10 @@ fn confirm(cli: &Cli) -> Result<(), UserError> {
     if cli.yes {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(
-            UserError::new("not draining without confirmation; nothing was changed")
-                .hint("review the plan (--dry-run), then pass --yes"),
-        );
-    }
-    eprint!(
-        "Drain node {} as planned above? Type the node name to confirm: ",
-        cli.node
-    );
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(|e| UserError::new(format!("reading the answer: {e}")))?;
-    if answer.trim() == cli.node {
-        Ok(())
-    } else {
-        Err(UserError::new("not confirmed; nothing was changed"))
-    }
-}
-
-/// Who holds the lock: user, host and process, so that a refused run can say who drains.
-fn holder() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown-host".into());
-    format!("{user}@{}:{}", host.trim(), std::process::id())
+    session::confirm_by_node_name(
+        &format!("Drain node {} as planned above", cli.node),
+        &cli.node,
+        UserError::new("not draining without confirmation; nothing was changed")
+            .hint("review the plan (--dry-run), then pass --yes"),
+    )
 }

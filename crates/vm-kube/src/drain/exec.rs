@@ -102,8 +102,12 @@ async fn work(
     reporter.event(&Event::Cordoned);
     stop_vms(client, plan, reporter, summary).await?;
     migrate(client, plan, opts, reporter, summary).await?;
-    evict_rest(client, &plan.node, opts, reporter, summary).await?;
-    wait_empty(client, &plan.node, reporter).await?;
+    if opts.vms_only {
+        wait_empty(client, &plan.node, reporter, is_live_launcher).await?;
+    } else {
+        evict_rest(client, &plan.node, opts, reporter, summary).await?;
+        wait_empty(client, &plan.node, reporter, |p| !stays_on_node(p)).await?;
+    }
     Ok(())
 }
 
@@ -447,14 +451,20 @@ fn api_evict_err(e: kube::Error, ns: &str) -> DrainError {
     api_error(e, "create", "pods/eviction", ns)
 }
 
-/// Waits until the node holds only DaemonSet and mirror pods.
-async fn wait_empty(client: &Client, node: &str, reporter: &dyn Reporter) -> Result<(), DrainError> {
+/// Waits until no pod on the node is one that `must_leave` (for a drain: anything but
+/// DaemonSet and mirror pods).
+async fn wait_empty(
+    client: &Client,
+    node: &str,
+    reporter: &dyn Reporter,
+    must_leave: fn(&Pod) -> bool,
+) -> Result<(), DrainError> {
     let mut last = String::new();
     loop {
         let left: Vec<String> = pods_on(client, node)
             .await?
             .iter()
-            .filter(|p| !stays_on_node(p))
+            .filter(|p| must_leave(p))
             .map(|p| {
                 format!(
                     "{}/{}",

@@ -111,6 +111,9 @@ pub struct ExecOptions {
     pub max_attempts: u32,
     /// Pause between refused evictions.
     pub eviction_retry: Duration,
+    /// Move only the VMs and leave the other pods where they are (vm-recover of a Ready node):
+    /// the run ends when no live launcher pod is left on the node.
+    pub vms_only: bool,
 }
 
 /// How a run ended without finishing.
@@ -127,6 +130,18 @@ pub enum Stopped {
         /// The last reason.
         reason: String,
     },
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Timeout => f.write_str("the timeout elapsed"),
+            Stopped::Interrupted => f.write_str("interrupted"),
+            Stopped::MigrationKeptFailing { vm, reason } => {
+                write!(f, "the migration of {vm} kept failing (last: {reason})")
+            }
+        }
+    }
 }
 
 /// What a finished run did.

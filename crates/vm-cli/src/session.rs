@@ -1,0 +1,102 @@
+//! The frame of a node plugin's run: the async runtime, the client from kubectl's flags, the
+//! identity that holds a node's lock, and the confirmation of a destructive step.
+
+use std::future::Future;
+use std::io::IsTerminal;
+
+use kube::Client;
+use vm_kube::client::{ConnectOptions, connect};
+use vm_kube::drain::DrainError;
+
+use crate::args::KubeArgs;
+use crate::exit::ExitStatus;
+use crate::report::UserError;
+
+/// Runs `body` on a two-thread runtime and turns its error into the printed message and exit
+/// status 2, so every plugin's `main` is one call.
+pub fn block_on(program: &str, body: impl Future<Output = Result<ExitStatus, UserError>>) -> ExitStatus {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            UserError::new(format!("cannot start the async runtime: {e}")).print(program);
+            return ExitStatus::Error;
+        }
+    };
+    match runtime.block_on(body) {
+        Ok(status) => status,
+        Err(err) => {
+            err.print(program);
+            ExitStatus::Error
+        }
+    }
+}
+
+/// A client for `--kubeconfig` and `--context`.
+///
+/// # Errors
+/// The kubeconfig cannot be read or names no usable context.
+pub async fn client(kube: &KubeArgs) -> Result<Client, UserError> {
+    let options = ConnectOptions {
+        kubeconfig: kube.kubeconfig.clone(),
+        context: kube.context.clone(),
+    };
+    let connection = connect(&options)
+        .await
+        .map_err(|e| UserError::from(e).hint("check --kubeconfig and --context"))?;
+    Ok(connection.client)
+}
+
+/// A node operation's error for the user: a failed API call names the permission to check.
+#[must_use]
+pub fn node_op_error(e: DrainError) -> UserError {
+    match e {
+        DrainError::Api(api) => crate::report::api_error(api),
+        other => UserError::from(other),
+    }
+}
+
+/// Who holds a node's lock: user, host and process, so that a refused run can say who works
+/// on the node.
+#[must_use]
+pub fn holder() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{}:{}", host.trim(), std::process::id())
+}
+
+/// Asks the person at the terminal to type `node` to go ahead with `what`. Without a terminal
+/// it refuses with `without_terminal` (the flag to pass instead), so that a pipe never
+/// confirms by accident.
+///
+/// # Errors
+/// Not confirmed; nothing has changed.
+pub fn confirm_by_node_name(what: &str, node: &str, without_terminal: UserError) -> Result<(), UserError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(without_terminal);
+    }
+    eprint!("{what}? Type the node name to confirm: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| UserError::new(format!("reading the answer: {e}")))?;
+    if answer.trim() == node {
+        Ok(())
+    } else {
+        Err(UserError::new("not confirmed; nothing was changed"))
+    }
+}
+
+/// Resolves when the run must stop: `timeout` elapsed, or Ctrl-C. The executors then cancel
+/// what has not started and report what is where.
+pub async fn stop_after(timeout: std::time::Duration) -> vm_kube::drain::Stopped {
+    tokio::select! {
+        () = tokio::time::sleep(timeout) => vm_kube::drain::Stopped::Timeout,
+        _ = tokio::signal::ctrl_c() => vm_kube::drain::Stopped::Interrupted,
+    }
+}

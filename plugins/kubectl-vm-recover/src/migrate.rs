@@ -1,0 +1,72 @@
+//! Recovery of a Ready node: its VMs leave by live migration, with the drain's executor
+//! (lock, cordon, migrations within KubeVirt's limits, progress), and the other pods stay.
+
+use kube::Client;
+use vm_cli::exit::ExitStatus;
+use vm_cli::report::{UserError, api_error};
+use vm_cli::session;
+use vm_core::drain::{DrainPolicy, VmAction, plan_drain};
+use vm_core::recover::RecoveryPlan;
+use vm_kube::drain::{ExecOptions, Outcome, execute};
+use vm_kube::live::{LiveScope, snapshot};
+
+use crate::cli::Cli;
+use crate::run::refuse;
+
+pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Result<ExitStatus, UserError> {
+    let node = &plan.node;
+    if !cli.yes {
+        let refusal = UserError::new(format!(
+            "refused: not migrating the VMs of node {node} without confirmation; nothing was changed"
+        ))
+        .hint("review the assessment (--dry-run), then pass --yes");
+        let question = format!("Node {node} is Ready: live-migrate its VMs away and cordon it");
+        if let Err(e) = session::confirm_by_node_name(&question, node, refusal) {
+            return Ok(refuse(&e));
+        }
+    }
+    // The drain's planner gives the executor its limits and migrations; the other pods are
+    // not this tool's business, so they are left out.
+    let scope = LiveScope {
+        namespace: None,
+        selector: None,
+    };
+    let snap = snapshot(client, &scope).await.map_err(api_error)?;
+    let mut migration = plan_drain(&snap, node, &DrainPolicy::default()).map_err(UserError::from)?;
+    migration.pods.clear();
+    migration.blockers.retain(|b| b.starts_with("VM "));
+    if migration.vms.iter().any(|v| v.action != VmAction::Migrate) {
+        return Ok(refuse(&UserError::new(format!(
+            "refused: the VMs of node {node} changed since the assessment: {}; nothing was changed",
+            migration.blockers.join("; ")
+        ))));
+    }
+    let opts = ExecOptions {
+        lock_namespace: cli.lock_namespace.clone(),
+        holder: session::holder(),
+        max_attempts: 3,
+        eviction_retry: std::time::Duration::from_secs(5),
+        vms_only: true,
+    };
+    let reporter = vm_cli::progress::reporter(migration.vms.len() as u64);
+    let stop = session::stop_after(cli.timeout);
+    let outcome = execute(client, &migration, &opts, reporter.as_ref(), stop)
+        .await
+        .map_err(session::node_op_error)?;
+    drop(reporter);
+    Ok(match outcome {
+        Outcome::Done(summary) => {
+            println!(
+                "node {node}: {} VM(s) live-migrated away; it stays cordoned (`kubectl uncordon {node}` once it is healthy)",
+                summary.migrated.len()
+            );
+            ExitStatus::Success
+        }
+        Outcome::Stopped(why, summary) => {
+            println!("migrations from node {node} stopped: {why}");
+            vm_cli::progress::print_stopped_summary(&summary);
+            println!("the node stays cordoned; run the same command to resume.");
+            ExitStatus::Partial
+        }
+    })
+}

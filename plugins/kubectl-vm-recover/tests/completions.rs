@@ -1,0 +1,33 @@
+//! The shell completions in `completions/` are generated from the clap definition; this test
+//! fails when they are stale. Regenerate with:
+//! `UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-recover --test completions`.
+
+use std::path::Path;
+
+const BIN: &str = "kubectl-vm_recover";
+
+#[test]
+fn completions_are_up_to_date() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../completions");
+    let update = std::env::var_os("UPDATE_COMPLETIONS").is_some();
+    let stale = vm_cli::completions::check(&vm_recover::cli::command(), BIN, &dir, update).unwrap();
+    assert!(
+        stale.is_empty(),
+        "stale completions {stale:?}: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-recover --test completions"
+    );
+}
+
+#[test]
+fn bash_completion_offers_the_flags() {
+    let script = vm_cli::completions::generate(vm_recover::cli::command(), BIN, clap_complete::Shell::Bash);
+    for flag in [
+        "--from-node",
+        "--dry-run",
+        "--confirm-fenced",
+        "--start-stopped",
+        "--cleanup",
+        "--kubeconfig",
+    ] {
+        assert!(script.contains(flag), "{flag} missing");
+    }
+}
