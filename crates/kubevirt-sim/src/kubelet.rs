@@ -2,12 +2,18 @@
 //! deleted pod stays Terminating for ever. For every node that is up they
 //! - renew the node's Lease in `kube-node-lease` and post a Ready node status, which is
 //!   what the real node lifecycle controller watches;
-//! - move pods bound to the node to Running (Ready once their readiness gates are True);
-//! - complete graceful deletions (delete with grace period 0).
+//! - move pods bound to the node to Running (Ready once their readiness gates are True),
+//!   but only once their PVCs are bound and attached to the node ([`crate::storage`]):
+//!   until then the pod stays Pending, its containers waiting in ContainerCreating;
+//! - complete graceful deletions (delete with grace period 0);
+//! - record every virt-launcher pod that starts and stops running ([`crate::history`]).
 //!
-//! A node marked down (`vm-sandbox node down`) gets none of this: the real
-//! kube-controller-manager then marks it NotReady, taints it, and its pods hang in
-//! Terminating, exactly as when a real node dies.
+//! A node marked down (`vm-sandbox node down`) is a machine powered off: its guests stop
+//! at once (recorded as stopped in the run history) and it gets none of the above, so the
+//! real kube-controller-manager marks it NotReady, taints it, and its pods hang in
+//! Terminating, exactly as when a real node dies. When it comes back up (a reboot), the
+//! launcher pods that were running on it go Failed (their containers are gone and
+//! `restartPolicy: Never`), and KubeVirt fails their VMIs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,14 +21,16 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::Notify;
 
+use crate::history::{Recorder, StopReason};
 use crate::sim::Simulator;
 use crate::state::read_nodes_down;
+use crate::storage::VolumeView;
 
 const MANAGER: &str = "kubevirt-sim-kubelet";
 
@@ -49,10 +57,13 @@ pub async fn run(sim: Simulator) {
     });
     tokio::spawn(node_stream);
     tokio::spawn(pod_stream);
+    // Attachments notify the pod loop too: a pod waiting for its volume starts on them.
+    let volumes = VolumeView::start(&sim.client, pod_events.clone());
     let _ = nodes.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;
+    volumes.wait_until_ready().await;
     tokio::spawn(heartbeats(sim.clone(), nodes.clone()));
-    pod_loop(sim, nodes, pods, pod_events).await;
+    pod_loop(sim, nodes, pods, volumes, pod_events).await;
 }
 
 fn now() -> jiff::Timestamp {
@@ -160,22 +171,40 @@ async fn post_node_status(client: &kube::Client, node: &Node, index: u32) -> Res
 
 /// What a kubelet does for one pod.
 enum PodAction {
-    /// Start it (or update its readiness).
-    Status(serde_json::Value),
+    /// Post a status; `starts` when it moves the pod to Running.
+    Status {
+        /// Strategic merge patch of the pod's status.
+        patch: serde_json::Value,
+        /// Whether the pod starts running with it.
+        starts: bool,
+    },
     /// Finish its graceful deletion.
     Delete,
 }
 
-/// Pods bound to up nodes: start them, follow their readiness gates, finish deletions.
+/// What became of a pod action, for the run history.
+enum Outcome {
+    /// The pod runs since then.
+    Started(jiff::Timestamp),
+    /// The pod's deletion completed then.
+    Deleted(jiff::Timestamp),
+    /// Nothing to record.
+    Nothing,
+}
+
+/// Pods bound to up nodes: start them once their volumes are attached, follow their
+/// readiness gates, finish deletions; record the launcher pods that run.
 async fn pod_loop(
     sim: Simulator,
     nodes: reflector::Store<Node>,
     pods: reflector::Store<Pod>,
+    volumes: VolumeView,
     events: Arc<Notify>,
 ) {
     // (uid, resourceVersion) already acted on: the store lags our own writes.
     let mut done: HashMap<String, String> = HashMap::new();
     let mut pod_ips: HashMap<String, u32> = HashMap::new();
+    let mut history = Recorder::open(sim.run_history.clone());
     loop {
         tokio::select! {
             _ = events.notified() => {},
@@ -198,6 +227,8 @@ async fn pod_loop(
             })
             .collect();
         let all = pods.state();
+        history.observe(&all, &down);
+        let attached = volumes.index();
         let live: HashSet<String> = all.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         done.retain(|uid, _| live.contains(uid));
         let mut work = Vec::new();
@@ -208,67 +239,165 @@ async fn pod_loop(
             let Some(host_ip) = node_ips.get(&node) else {
                 continue;
             };
-            if down.contains(&node) {
-                continue;
-            }
             let (Some(uid), Some(rv)) = (pod.metadata.uid.clone(), pod.metadata.resource_version.clone())
             else {
                 continue;
             };
+            if down.contains(&node) {
+                // Looked at afresh once the node is back.
+                done.remove(&uid);
+                continue;
+            }
             if done.get(&uid) == Some(&rv) {
                 continue;
             }
             let next = pod_ips.len() as u32;
             let ip_index = *pod_ips.entry(uid.clone()).or_insert(next);
-            if let Some(action) = pod_action(&pod, host_ip, ip_index) {
+            let context = PodContext {
+                host_ip,
+                ip_index,
+                waiting_for: attached.waiting_for(&pod, &node),
+                powered_off: history.powered_off(&uid),
+            };
+            if let Some(action) = pod_action(&pod, &context) {
                 done.insert(uid, rv);
-                work.push((pod, action));
+                work.push((pod, node, action));
             }
         }
-        stream::iter(work)
-            .for_each_concurrent(sim.config.concurrency, |(pod, action)| {
+        let outcomes: Vec<(Arc<Pod>, String, Outcome)> = stream::iter(work)
+            .map(|(pod, node, action)| {
                 let client = sim.client.clone();
                 async move {
-                    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-                    let name = pod.metadata.name.clone().unwrap_or_default();
-                    let api: Api<Pod> = Api::namespaced(client, &ns);
-                    let result = match action {
-                        PodAction::Status(patch) => api
-                            .patch_status(
-                                &name,
-                                &PatchParams {
-                                    field_manager: Some(MANAGER.into()),
-                                    ..Default::default()
-                                },
-                                &Patch::Strategic(&patch),
-                            )
-                            .await
-                            .map(|_| ()),
-                        PodAction::Delete => {
-                            let dp = DeleteParams {
-                                grace_period_seconds: Some(0),
-                                preconditions: Some(Preconditions {
-                                    uid: pod.metadata.uid.clone(),
-                                    resource_version: None,
-                                }),
-                                ..Default::default()
-                            };
-                            api.delete(&name, &dp).await.map(|_| ())
-                        }
-                    };
-                    match result {
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                        Err(e) => tracing::warn!("pod {ns}/{name}: {e}"),
-                        Ok(()) => {}
-                    }
+                    let outcome = act(client, &pod, action).await;
+                    (pod, node, outcome)
                 }
             })
+            .buffer_unordered(sim.config.concurrency.max(1))
+            .collect()
             .await;
+        for (pod, node, outcome) in outcomes {
+            match outcome {
+                Outcome::Started(at) => history.started(&pod, &node, at),
+                Outcome::Deleted(at) => {
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    history.stopped(&uid, StopReason::Deleted, at);
+                }
+                Outcome::Nothing => {}
+            }
+        }
     }
 }
 
+/// Performs a pod action.
+async fn act(client: kube::Client, pod: &Pod, action: PodAction) -> Outcome {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    let before = now();
+    let result = match action {
+        PodAction::Status { patch, starts } => api
+            .patch_status(
+                &name,
+                &PatchParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Strategic(&patch),
+            )
+            .await
+            .map(|_| {
+                if starts {
+                    Outcome::Started(before)
+                } else {
+                    Outcome::Nothing
+                }
+            }),
+        PodAction::Delete => {
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            api.delete(&name, &dp).await.map(|_| Outcome::Deleted(now()))
+        }
+    };
+    match result {
+        Ok(outcome) => outcome,
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Outcome::Nothing,
+        Err(e) => {
+            tracing::warn!("pod {ns}/{name}: {e}");
+            Outcome::Nothing
+        }
+    }
+}
+
+/// What the kubelet knows about a pod besides the pod itself.
+struct PodContext<'a> {
+    /// The node's InternalIP.
+    host_ip: &'a str,
+    /// Makes the pod IP unique.
+    ip_index: u32,
+    /// Volumes not yet bound or attached to the node.
+    waiting_for: Vec<String>,
+    /// Whether it was running when its node went down (powered off).
+    powered_off: bool,
+}
+
+/// A pod condition, keeping its transition time when the status stays the same.
+fn condition(
+    conditions: &[PodCondition],
+    type_: &str,
+    value: &str,
+    reason: Option<&str>,
+    ts: &Time,
+) -> serde_json::Value {
+    let transition = match conditions.iter().find(|c| c.type_ == type_) {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => Some(ts.clone()),
+    };
+    let mut c = serde_json::json!({"type": type_, "status": value, "lastProbeTime": null, "lastTransitionTime": transition});
+    if let Some(r) = reason {
+        c["reason"] = serde_json::json!(r);
+    }
+    c
+}
+
+/// The pod's container statuses, all in `state`; `running` ones are started and ready.
+fn container_statuses(pod: &Pod, state: serde_json::Value, running: bool) -> Vec<serde_json::Value> {
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let image = c.image.clone().unwrap_or_default();
+            let mut status = serde_json::json!({
+                "name": c.name,
+                "image": image,
+                "imageID": "",
+                "ready": running,
+                "started": running,
+                "restartCount": 0,
+                "state": state,
+            });
+            if running {
+                status["imageID"] = serde_json::json!(format!("sim://{image}"));
+                status["containerID"] = serde_json::json!(format!(
+                    "sim://{}-{}",
+                    pod.metadata.uid.clone().unwrap_or_default(),
+                    c.name
+                ));
+            }
+            status
+        })
+        .collect()
+}
+
 /// What the kubelet of the pod's node should do now, if anything.
-fn pod_action(pod: &Pod, host_ip: &str, ip_index: u32) -> Option<PodAction> {
+fn pod_action(pod: &Pod, ctx: &PodContext<'_>) -> Option<PodAction> {
     if pod.metadata.deletion_timestamp.is_some() {
         return Some(PodAction::Delete);
     }
@@ -277,8 +406,65 @@ fn pod_action(pod: &Pod, host_ip: &str, ip_index: u32) -> Option<PodAction> {
     if phase == "Succeeded" || phase == "Failed" {
         return None;
     }
-    let conditions: &[k8s_openapi::api::core::v1::PodCondition] =
-        status.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let conditions: &[PodCondition] = status.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let ts = Time(now());
+    if ctx.powered_off {
+        // Back from a power-off: the containers are gone and never restart.
+        let terminated = serde_json::json!({"terminated": {
+            "exitCode": 137,
+            "reason": "ContainerStatusUnknown",
+            "message": "The container could not be located when the pod was terminated",
+            "finishedAt": ts,
+        }});
+        return Some(PodAction::Status {
+            patch: serde_json::json!({"status": {
+                "phase": "Failed",
+                "conditions": [
+                    condition(conditions, "Ready", "False", Some("PodFailed"), &ts),
+                    condition(conditions, "ContainersReady", "False", Some("PodFailed"), &ts),
+                ],
+                "containerStatuses": container_statuses(pod, terminated, false),
+            }}),
+            starts: false,
+        });
+    }
+    let started = status
+        .and_then(|s| s.start_time.clone())
+        .unwrap_or_else(|| ts.clone());
+    if phase != "Running" && !ctx.waiting_for.is_empty() {
+        // ContainerCreating until the volumes are attached.
+        let creating = status
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| {
+                !cs.is_empty()
+                    && cs.iter().all(|c| {
+                        c.state
+                            .as_ref()
+                            .and_then(|s| s.waiting.as_ref())
+                            .and_then(|w| w.reason.as_deref())
+                            == Some("ContainerCreating")
+                    })
+            });
+        if creating {
+            return None;
+        }
+        let waiting = serde_json::json!({"waiting": {"reason": "ContainerCreating"}});
+        return Some(PodAction::Status {
+            patch: serde_json::json!({"status": {
+                "phase": "Pending",
+                "hostIP": ctx.host_ip,
+                "startTime": started,
+                "conditions": [
+                    condition(conditions, "Initialized", "True", None, &ts),
+                    condition(conditions, "ContainersReady", "False", Some("ContainersNotReady"), &ts),
+                    condition(conditions, "Ready", "False", Some("ContainersNotReady"), &ts),
+                    condition(conditions, "PodScheduled", "True", None, &ts),
+                ],
+                "containerStatuses": container_statuses(pod, waiting, false),
+            }}),
+            starts: false,
+        });
+    }
     let gates_ok = pod
         .spec
         .as_ref()
@@ -299,52 +485,34 @@ fn pod_action(pod: &Pod, host_ip: &str, ip_index: u32) -> Option<PodAction> {
     if phase == "Running" && current_ready == Some(ready) {
         return None;
     }
-    let ts = Time(now());
-    let started = status
-        .and_then(|s| s.start_time.clone())
-        .unwrap_or_else(|| ts.clone());
-    let cond = |type_: &str, value: &str| {
-        let previous = conditions.iter().find(|c| c.type_ == type_);
-        let transition = match previous {
-            Some(c) if c.status == value => c.last_transition_time.clone(),
-            _ => Some(ts.clone()),
-        };
-        serde_json::json!({"type": type_, "status": value, "lastProbeTime": null, "lastTransitionTime": transition})
+    let running_since = if phase == "Running" {
+        started.clone()
+    } else {
+        ts.clone()
     };
-    let containers: Vec<serde_json::Value> = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "name": c.name,
-                "image": c.image.clone().unwrap_or_default(),
-                "imageID": format!("sim://{}", c.image.clone().unwrap_or_default()),
-                "containerID": format!("sim://{}-{}", pod.metadata.uid.clone().unwrap_or_default(), c.name),
-                "ready": true,
-                "started": true,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": started}},
-            })
-        })
-        .collect();
-    let pod_ip = format!("10.244.{}.{}", ip_index / 250, ip_index % 250 + 2);
-    Some(PodAction::Status(serde_json::json!({
-        "status": {
-            "phase": "Running",
-            "hostIP": host_ip,
-            "podIP": pod_ip,
-            "podIPs": [{"ip": pod_ip}],
-            "startTime": started,
-            "conditions": [
-                cond("Initialized", "True"),
-                cond("ContainersReady", "True"),
-                cond("Ready", ready),
-                cond("PodScheduled", "True"),
-            ],
-            "containerStatuses": containers,
-        }
-    })))
+    let containers = container_statuses(
+        pod,
+        serde_json::json!({"running": {"startedAt": running_since}}),
+        true,
+    );
+    let pod_ip = format!("10.244.{}.{}", ctx.ip_index / 250, ctx.ip_index % 250 + 2);
+    Some(PodAction::Status {
+        patch: serde_json::json!({
+            "status": {
+                "phase": "Running",
+                "hostIP": ctx.host_ip,
+                "podIP": pod_ip,
+                "podIPs": [{"ip": pod_ip}],
+                "startTime": started,
+                "conditions": [
+                    condition(conditions, "Initialized", "True", None, &ts),
+                    condition(conditions, "ContainersReady", "True", None, &ts),
+                    condition(conditions, "Ready", ready, None, &ts),
+                    condition(conditions, "PodScheduled", "True", None, &ts),
+                ],
+                "containerStatuses": containers,
+            }
+        }),
+        starts: phase != "Running",
+    })
 }

@@ -15,6 +15,7 @@ pub mod binaries;
 pub mod controlplane;
 pub mod crds;
 pub mod error;
+pub mod history;
 pub mod kubelet;
 pub mod kubevirt;
 pub mod nodes;
@@ -27,6 +28,8 @@ pub mod sandbox;
 pub mod scenario;
 pub mod sim;
 pub mod state;
+pub mod storage;
+mod watch;
 
 pub use error::{Error, Result};
 pub use sandbox::{Sandbox, SandboxConfig};

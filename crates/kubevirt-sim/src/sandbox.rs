@@ -230,9 +230,10 @@ impl Sandbox {
         let kubeconfig = state.kubeconfig();
         let sim_config = config.sim.clone();
         let down_dir = state.nodes_down();
+        let history = state.launcher_runs();
         let sim_thread = std::thread::Builder::new()
             .name("kubevirt-sim".into())
-            .spawn(move || run_simulator_thread(kubeconfig, sim_config, down_dir, rx))
+            .spawn(move || run_simulator_thread(kubeconfig, sim_config, down_dir, history, rx))
             .map_err(|e| Error::Other(format!("starting the simulator thread: {e}")))?;
         let sandbox = Sandbox {
             state,
@@ -298,6 +299,7 @@ fn run_simulator_thread(
     kubeconfig: PathBuf,
     config: SimConfig,
     nodes_down_dir: PathBuf,
+    run_history: PathBuf,
     shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -323,6 +325,7 @@ fn run_simulator_thread(
             client,
             config,
             nodes_down_dir,
+            run_history: Some(run_history),
         };
         if let Err(e) = sim.run(shutdown).await {
             eprintln!("kubevirt-sim: {e}");

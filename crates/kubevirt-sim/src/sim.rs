@@ -1,7 +1,8 @@
-//! The simulator: everything the sandbox plays instead of real machines. Today that is
-//! the kubelets of the simulated nodes ([`crate::kubelet`]); KubeVirt's controllers join
-//! it here. It runs either inside `vm-sandbox` (a background process) or on a thread of
-//! the test fixture.
+//! The simulator: everything the sandbox plays instead of real machines: the kubelets of
+//! the simulated nodes ([`crate::kubelet`]), storage (a CSI provisioner and the
+//! attach/detach controller, [`crate::storage`]), non-graceful node shutdown
+//! ([`crate::outofservice`]) and KubeVirt's controllers ([`crate::kubevirt`]). It runs
+//! either inside `vm-sandbox` (a background process) or on a thread of the test fixture.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +43,10 @@ pub struct SimConfig {
     pub evacuation_backoff_ms: u64,
     /// Base of the VM start-failure backoff (KubeVirt: 10 s × failures²).
     pub start_backoff_base_ms: u64,
+    /// After how long a VolumeAttachment that no pod needs any more, pinned to a node that
+    /// is down, is force-detached (Kubernetes: 6 min); 0 = never (only deleting it, or the
+    /// out-of-service taint, releases it).
+    pub force_detach_timeout_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -58,6 +63,7 @@ impl Default for SimConfig {
             migration_unschedulable_timeout_ms: 20_000,
             evacuation_backoff_ms: 20_000,
             start_backoff_base_ms: 10_000,
+            force_detach_timeout_ms: 0,
         }
     }
 }
@@ -82,6 +88,9 @@ pub struct Simulator {
     pub config: SimConfig,
     /// Directory of files naming the nodes that are down (see [`crate::state::StateDir::nodes_down`]).
     pub nodes_down_dir: PathBuf,
+    /// Where the kubelets record the launcher pods that run ([`crate::history`]); None:
+    /// not recorded.
+    pub run_history: Option<PathBuf>,
 }
 
 impl Simulator {
@@ -92,6 +101,7 @@ impl Simulator {
             .config
             .kubevirt
             .then(|| tokio::spawn(crate::kubevirt::run(self.clone())));
+        let storage = tokio::spawn(crate::storage::run(self.clone()));
         let out_of_service = tokio::spawn(crate::outofservice::run(self.client.clone()));
         loop {
             if *shutdown.borrow() {
@@ -102,6 +112,7 @@ impl Simulator {
             }
         }
         kubelets.abort();
+        storage.abort();
         out_of_service.abort();
         if let Some(k) = kubevirt {
             k.abort();

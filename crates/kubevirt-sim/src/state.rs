@@ -90,6 +90,10 @@ impl StateDir {
     pub fn nodes_down(&self) -> PathBuf {
         self.root.join("nodes-down")
     }
+    /// The launcher pods that ran ([`crate::history`]).
+    pub fn launcher_runs(&self) -> PathBuf {
+        crate::history::path(&self.root)
+    }
     /// [`SandboxInfo`] as JSON.
     pub fn info_file(&self) -> PathBuf {
         self.root.join("sandbox.json")

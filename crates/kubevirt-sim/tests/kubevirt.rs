@@ -7,7 +7,7 @@ use common::wait_for;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kubevirt_sim::crds::kubevirt_resource;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -43,16 +43,7 @@ impl Apis {
 
     /// Waits for the VMI `name` to be Running and returns it.
     async fn running_vmi(&self, name: &str, not_uid: Option<&str>) -> Value {
-        wait_for(
-            &format!("VMI {name} to be Running"),
-            Duration::from_secs(80),
-            || async {
-                let v = self.vmi(name).await?;
-                let fresh = not_uid.is_none_or(|u| v["metadata"]["uid"] != u);
-                (fresh && v["status"]["phase"] == "Running").then_some(v)
-            },
-        )
-        .await
+        common::running_vmi(&self.vmis, name, not_uid).await
     }
 
     async fn launcher_pod(&self, vmi: &Value) -> Pod {
@@ -68,16 +59,7 @@ impl Apis {
     /// Force-deletes the launcher pod: the VMI then fails, as when its pod vanishes.
     async fn kill_launcher(&self, vmi: &Value) {
         let pod = self.launcher_pod(vmi).await;
-        self.pods
-            .delete(
-                pod.metadata.name.as_ref().unwrap(),
-                &DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        common::force_delete(&self.pods, pod.metadata.name.as_ref().unwrap()).await;
     }
 }
 

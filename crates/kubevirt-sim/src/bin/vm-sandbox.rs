@@ -210,11 +210,15 @@ async fn up(state: &StateDir, config: SandboxConfig, vms: usize) -> Result<()> {
             state.root().display()
         );
     }
-    // A fresh cluster each time: old etcd data, keys and marks go.
+    // A fresh cluster each time: old etcd data, keys, marks and run history go.
     for dir in [state.etcd_data(), state.pki(), state.pids(), state.nodes_down()] {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
         }
+    }
+    let runs = state.launcher_runs();
+    if runs.exists() {
+        std::fs::remove_file(&runs).with_context(|| format!("removing stale {}", runs.display()))?;
     }
     let bins = Binaries::locate()?;
     eprintln!("starting the control plane in {}", state.root().display());
@@ -411,6 +415,7 @@ async fn simulate(state: &StateDir) -> Result<()> {
         client,
         config: info.sim,
         nodes_down_dir: state.nodes_down(),
+        run_history: Some(state.launcher_runs()),
     };
     let task = tokio::spawn(sim.run(rx));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -152,6 +152,31 @@ fn launcher_volumes() -> Vec<Value> {
     .collect()
 }
 
+/// The VMI's disks backed by a PVC, as pod volumes named after the VMI volume:
+/// `persistentVolumeClaim` volumes, and `dataVolume` ones (whose PVC has the DataVolume's
+/// name). Mounting them is what makes the scheduler wait for the claim to be bound and the
+/// kubelet for the volume to be attached.
+fn claim_volumes(vmi: &Value) -> Vec<Value> {
+    vmi.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let name = v.get("name")?.as_str()?;
+            let (claim, read_only) = match (v.get("persistentVolumeClaim"), v.get("dataVolume")) {
+                (Some(pvc), _) => (pvc.get("claimName")?.as_str()?, pvc.get("readOnly").cloned()),
+                (None, Some(dv)) => (dv.get("name")?.as_str()?, None),
+                (None, None) => return None,
+            };
+            let mut claim = json!({"claimName": claim});
+            if let Some(ro) = read_only {
+                claim["readOnly"] = ro;
+            }
+            Some(json!({"name": name, "persistentVolumeClaim": claim}))
+        })
+        .collect()
+}
+
 /// The launcher pod for `vmi`. `migration` is `(vmim name, vmim uid, source node)` for a
 /// migration target pod, which must land on another node.
 pub fn render(vmi: &Value, cfg: &ClusterConfig, migration: Option<(&str, &str, &str)>) -> Value {
@@ -228,13 +253,19 @@ pub fn render(vmi: &Value, cfg: &ClusterConfig, migration: Option<(&str, &str, &
             affinity["podAntiAffinity"] = json!({"requiredDuringSchedulingIgnoredDuringExecution": [term]});
         }
     }
+    let mut volumes = launcher_volumes();
+    for v in claim_volumes(vmi) {
+        if !volumes.iter().any(|existing| existing["name"] == v["name"]) {
+            volumes.push(v);
+        }
+    }
     let mut spec = json!({
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": grace,
         "nodeSelector": node_selector,
         "readinessGates": [{"conditionType": UNPAUSED_GATE}],
         "automountServiceAccountToken": false,
-        "volumes": launcher_volumes(),
+        "volumes": volumes,
         "containers": [{
             "name": "compute",
             "image": LAUNCHER_IMAGE,
@@ -312,6 +343,29 @@ mod tests {
         assert_eq!(pod["spec"]["nodeSelector"]["disk"], "ssd");
         assert_eq!(pod["spec"]["tolerations"][0]["key"], "k");
         assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 60);
+    }
+
+    #[test]
+    fn pvc_and_data_volume_disks_are_mounted_as_claims() {
+        let mut v = vmi();
+        v["spec"]["volumes"] = json!([
+            {"name": "root", "containerDisk": {"image": "fedora"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}},
+            {"name": "boot", "dataVolume": {"name": "db-boot"}},
+        ]);
+        let pod = render(&v, &ClusterConfig::default(), None);
+        let claims: Vec<(&str, &str)> = pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    v["name"].as_str()?,
+                    v.pointer("/persistentVolumeClaim/claimName")?.as_str()?,
+                ))
+            })
+            .collect();
+        assert_eq!(claims, vec![("data", "db-data"), ("boot", "db-boot")]);
     }
 
     #[test]

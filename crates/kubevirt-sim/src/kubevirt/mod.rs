@@ -250,28 +250,6 @@ fn dyn_store(client: &kube::Client, ar: &ApiResource, notify: Arc<Notify>) -> St
     store
 }
 
-fn typed_store<K>(api: Api<K>, cfg: watcher::Config, notify: Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store::<K>();
-    tokio::spawn(
-        reflector::reflector(writer, watcher(api, cfg))
-            .default_backoff()
-            .for_each(move |_| {
-                notify.notify_one();
-                async {}
-            }),
-    );
-    store
-}
-
 /// Runs the simulated KubeVirt until aborted.
 pub async fn run(sim: Simulator) {
     let notify = Arc::new(Notify::new());
@@ -293,12 +271,12 @@ pub async fn run(sim: Simulator) {
         &kubevirt_resource("VirtualMachineInstanceReplicaSet"),
         notify.clone(),
     );
-    let pods = typed_store(
+    let pods = crate::watch::store(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels("kubevirt.io=virt-launcher"),
         notify.clone(),
     );
-    let pvcs = typed_store(
+    let pvcs = crate::watch::store(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
         notify.clone(),

@@ -2,6 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, DynamicObject};
+use serde_json::Value;
+
 /// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -19,4 +23,31 @@ where
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits for the VMI `name` to be Running, and with `not_uid` to be another VMI object than
+/// that one (a VM restarted), and returns it.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn running_vmi(vmis: &Api<DynamicObject>, name: &str, not_uid: Option<&str>) -> Value {
+    wait_for(
+        &format!("VMI {name} to be Running"),
+        Duration::from_secs(90),
+        || async {
+            let v = serde_json::to_value(vmis.get_opt(name).await.ok()??).ok()?;
+            let fresh = not_uid.is_none_or(|u| v["metadata"]["uid"] != u);
+            (fresh && v["status"]["phase"] == "Running").then_some(v)
+        },
+    )
+    .await
+}
+
+/// `kubectl delete pod --force --grace-period=0`: the pod object goes at once, whether or
+/// not its node confirms.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn force_delete(pods: &Api<Pod>, name: &str) {
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    pods.delete(name, &dp).await.unwrap();
 }
