@@ -4,7 +4,14 @@
 //! etcd and the Kubernetes 1.20.2 sources, so `scripts/install-control-plane` builds a real
 //! kube-apiserver, kube-controller-manager and kube-scheduler once. This crate starts them
 //! on free loopback ports and plays the parts that need real machines: the kubelets of
-//! simulated nodes (like kwok) and, on top, KubeVirt's controllers.
+//! simulated nodes (like kwok), storage (a CSI provisioner and the attach/detach
+//! controller, so RWO volumes pin to a node through VolumeAttachments, [`storage`]) and, on
+//! top, KubeVirt's controllers.
+//!
+//! `vm-sandbox node down` powers a simulated machine off: its guests stop, its pods and
+//! VolumeAttachments stay as the control plane last saw them. Every virt-launcher pod that
+//! really ran is recorded in the state directory ([`history`]), so tests can check that no
+//! VM ever ran twice at once.
 //!
 //! Two entry points share the same code:
 //! - the `vm-sandbox` binary (`up`, `down`, `status`, `node down|up`) for people and scripts;

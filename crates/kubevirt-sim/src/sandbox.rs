@@ -263,12 +263,15 @@ impl Sandbox {
         self.state.root()
     }
 
-    /// Stops the simulated kubelet of `node`: no more heartbeats, pod updates or deletions.
+    /// Powers `node` off: its simulated kubelet stops (no more heartbeats, pod updates or
+    /// deletions) and the launcher pods running there stop running (recorded in
+    /// [`crate::history`]); its pods and VolumeAttachments stay as they are.
     pub fn node_down(&self, node: &str) -> Result<()> {
         self.state.set_node_down(node, true)
     }
 
-    /// Restarts the simulated kubelet of `node`.
+    /// Powers `node` back on (a reboot): its kubelet resumes, and the launcher pods that
+    /// were running when it went down go Failed.
     pub fn node_up(&self, node: &str) -> Result<()> {
         self.state.set_node_down(node, false)
     }

@@ -148,6 +148,10 @@ spec:
             "{p}: {status}"
         );
     }
+    assert!(
+        status.contains("launcher runs: 4 recorded, 4 running, 0 overlapping"),
+        "the run history: {status}"
+    );
 
     let (ok, _, _) = vm_sandbox(&["node", "down", "node-1", "--state-dir", &state]);
     assert!(ok);

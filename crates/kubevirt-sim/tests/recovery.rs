@@ -337,3 +337,48 @@ async fn a_live_migration_overlaps_source_and_target_without_counting_as_two_cop
     );
     assert!(history::overlapping_runs(&runs).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_powered_back_on_does_not_resume_its_guests() {
+    let (env, first, pv) = Env::with_vm("app", "app-data", "ReadWriteOnce").await;
+    let first_uid = first["metadata"]["uid"].as_str().unwrap().to_string();
+    let node = first["status"]["nodeName"].as_str().unwrap().to_string();
+    let old_pod = env.launchers(&first).await.remove(0);
+    let old_name = old_pod.metadata.name.clone().unwrap();
+    env.sandbox.node_down(&node).unwrap();
+    wait_for(
+        "the guest to be recorded stopped",
+        Duration::from_secs(20),
+        || async {
+            let runs = history::read(env.sandbox.state_dir());
+            (runs.len() == 1 && runs[0].stop_reason == Some(StopReason::NodeDown)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        phase(&env.pods.get(&old_name).await.unwrap()),
+        "Running",
+        "as last reported"
+    );
+
+    // A reboot: the pod's containers are gone for good (restartPolicy Never).
+    env.sandbox.node_up(&node).unwrap();
+    let failed = wait_for("the old pod to fail", Duration::from_secs(30), || async {
+        let p = env.pods.get_opt(&old_name).await.ok()?;
+        // Gone is fine too: the VMI, once Failed, deletes its pods.
+        p.is_none_or(|p| phase(&p) == "Failed").then_some(())
+    });
+    failed.await;
+    let second = env.running("app", Some(first_uid.as_str())).await;
+    let new_node = second["status"]["nodeName"].as_str().unwrap();
+    let vas = env.attachments_of(&pv).await;
+    assert!(
+        matches!(vas.as_slice(), [(n, true, _)] if n == new_node),
+        "attached where the VM runs now: {vas:?}"
+    );
+    let runs = history::read(env.sandbox.state_dir());
+    assert_eq!(runs.len(), 2, "the old pod never ran again: {runs:#?}");
+    assert_eq!(runs[0].pod, old_name);
+    assert_eq!(runs[1].vmi_uid, second["metadata"]["uid"].as_str().unwrap());
+    assert!(history::overlapping_runs(&runs).is_empty());
+}

@@ -105,7 +105,8 @@ enum Command {
         #[command(flatten)]
         state: StateArg,
     },
-    /// Stop (`down`) or restart (`up`) a node's simulated kubelet.
+    /// Power a simulated node off (`down`: its guests stop, its kubelet goes silent) or
+    /// back on (`up`: a reboot; the launcher pods that were running there go Failed).
     Node {
         /// `down` or `up`.
         #[arg(value_parser = ["down", "up"])]
@@ -381,6 +382,14 @@ async fn status(state: &StateDir) -> Result<()> {
         };
         println!("node {name:<20} {ready:<9} {kubelet}");
     }
+    let runs = kubevirt_sim::history::read(state.root());
+    let running = runs.iter().filter(|r| r.stopped.is_none()).count();
+    let overlaps = kubevirt_sim::history::overlapping_runs(&runs).len();
+    println!(
+        "launcher runs: {} recorded, {running} running, {overlaps} overlapping ({})",
+        runs.len(),
+        state.launcher_runs().display()
+    );
     Ok(())
 }
 
