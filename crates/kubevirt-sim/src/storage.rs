@@ -7,8 +7,8 @@
 //!   kube-controller-manager then binds the pair (`spec.volumeName`, phases Bound) at once;
 //!   should it not have after [`BIND_FALLBACK`], the provisioner binds them itself. PVs it
 //!   provisioned are deleted once Released and no longer attached anywhere.
-//! - **Attach/detach controller and the driver's external attacher**: for every (CSI PV,
-//!   node) that a pod needs (bound to the node, not Succeeded/Failed, Terminating included)
+//! - **Attach/detach controller and the driver's external attacher**: for every (PV of
+//!   [`DRIVER`], node) that a pod needs (bound to the node, not Succeeded/Failed, Terminating included)
 //!   on a node that is up, a `storage.k8s.io/v1` VolumeAttachment named as Kubernetes names
 //!   it (`csi-<sha256(volumeHandle + driver + node)>`), then `status.attached=true`. A
 //!   volume whose PV is neither ReadWriteMany nor ReadOnlyMany (with access modes set) that
@@ -24,13 +24,15 @@
 //!   set, that time has passed (Kubernetes: 6 min).
 //!
 //! The kubelet side ([`crate::kubelet`]) keeps a pod Pending (ContainerCreating) until
-//! [`VolumeIndex::waiting_for`] is empty: its claims bound and its CSI volumes attached to
-//! its node.
+//! [`VolumeIndex::waiting_for`] is empty: its claims bound and their volumes of [`DRIVER`]
+//! attached to its node. PVs of other kinds or drivers (created by hand) are not attached
+//! and nobody waits for them.
 //!
 //! The real attach/detach controller of the 1.20 controller manager leaves the simulated
 //! nodes alone: it only manages nodes annotated
 //! `volumes.kubernetes.io/controller-managed-attach-detach`, which they are not.
-//! Simplifications: VolumeAttachments carry no finalizer (deleting one detaches at once),
+//! Simplifications: VolumeAttachments carry no finalizer (deleting one detaches at once;
+//! only those of [`DRIVER`] are managed),
 //! Node `status.volumesAttached`/`volumesInUse` are not reported, and a missing or unbound
 //! claim gets no FailedMount event.
 
@@ -210,7 +212,7 @@ impl VolumeIndex {
     }
 
     /// The pod volumes that keep `pod` from starting on `node`: claims not bound yet, and
-    /// CSI volumes not attached to the node.
+    /// volumes of [`DRIVER`] not attached to the node.
     pub fn waiting_for(&self, pod: &Pod, node: &str) -> Vec<String> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         pod_claims(pod)
