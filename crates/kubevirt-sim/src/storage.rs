@@ -13,9 +13,9 @@
 //!   it (`csi-<sha256(volumeHandle + driver + node)>`), then `status.attached=true`. A
 //!   volume whose PV is neither ReadWriteMany nor ReadOnlyMany (with access modes set) that
 //!   has a VolumeAttachment to another node is not attached: each pod waiting for it gets
-//!   one Warning Event `FailedAttachVolume` "Multi-Attach error for volume "<pv>" Volume is
-//!   already exclusively attached to one node and can't be attached to another" (or "Volume
-//!   is already used by pod(s) …" while a pod on the other node still uses it), as the real
+//!   one Warning Event `FailedAttachVolume` `Multi-Attach error for volume "<pv>" Volume is
+//!   already exclusively attached to one node and can't be attached to another` (or `Volume
+//!   is already used by pod(s) …` while a pod on the other node still uses it), as the real
 //!   controller reports it, until that VolumeAttachment is gone.
 //! - **Detach**: a VolumeAttachment that no pod needs any more is deleted when its node is
 //!   up. On a node that is down it stays: the volume is pinned there (the kubelet cannot
