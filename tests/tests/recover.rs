@@ -115,8 +115,26 @@ async fn a_dead_node_is_refused_until_confirmed_then_its_vms_run_elsewhere() {
     // node-1 loses power: the control plane sees it go NotReady.
     sandbox.node_down("node-1").unwrap();
     wait_until("node-1 is not Ready", || node_ready(&kc, "node-1") != "True").await;
-    // Its Lease has not expired yet: the kubelet might be alive, so even a confirmed recovery
-    // is refused without --force, and nothing changes.
+    // A partitioned node whose kubelet still renews its Lease: it might still run the VMs, so
+    // even a confirmed recovery is refused without --force, and nothing changes.
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"])
+        .output()
+        .unwrap();
+    let renewed = String::from_utf8_lossy(&date.stdout).trim().to_string();
+    let _ = kubectl(
+        &kc,
+        &[
+            "patch",
+            "lease",
+            "node-1",
+            "-n",
+            "kube-node-lease",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"renewTime":"{renewed}"}}}}"#),
+        ],
+    );
     let before = resource_versions(&kc);
     let out = run_plugin(
         "kubectl-vm_recover",
@@ -222,6 +240,24 @@ async fn a_dead_node_is_refused_until_confirmed_then_its_vms_run_elsewhere() {
             .any(|e| e.starts_with("manual=Running/") && !e.ends_with("/node-1"))
     })
     .await;
+
+    // Never two copies: no two launcher pods of one VM ran at the same time, and each
+    // recovered VM ran once on node-1 and once elsewhere.
+    let runs = kubevirt_sim::history::read(sandbox.state_dir());
+    let overlaps = kubevirt_sim::history::overlapping_runs(&runs);
+    assert!(
+        overlaps.is_empty(),
+        "two copies of a VM ran at once: {overlaps:?}"
+    );
+    for name in ["always", "rerun", "rwo", "manual"] {
+        let nodes: Vec<&str> = runs
+            .iter()
+            .filter(|r| r.vmi == name)
+            .map(|r| r.node.as_str())
+            .collect();
+        assert_eq!(nodes.len(), 2, "{name}: {nodes:?}");
+        assert_eq!(nodes[0], "node-1", "{name}: {nodes:?}");
+    }
 
     // --cleanup waits for the node to be back, then removes the taint.
     let out = run_plugin("kubectl-vm_recover", &kc, &["--from-node", "node-1", "--cleanup"]);

@@ -110,8 +110,9 @@ async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
         stream::iter(work)
             .for_each_concurrent(sim.config.concurrency, |(node, index, post_status)| {
                 let client = sim.client.clone();
+                let lease_seconds = lease_duration_seconds(sim.config.heartbeat_interval());
                 async move {
-                    if let Err(e) = renew_lease(&client, &node).await {
+                    if let Err(e) = renew_lease(&client, &node, lease_seconds).await {
                         tracing::warn!("lease of {:?}: {e}", node.metadata.name);
                     }
                     if post_status && let Err(e) = post_node_status(&client, &node, index).await {
@@ -123,10 +124,17 @@ async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
     }
 }
 
-async fn renew_lease(client: &kube::Client, node: &Node) -> Result<(), kube::Error> {
+/// The kubelet renews its Lease every quarter of its duration (10 s of 40 s); the simulated
+/// one keeps that ratio to its faster heartbeat, so a dead node's Lease expires as soon, in
+/// proportion, as a real one's.
+fn lease_duration_seconds(heartbeat: std::time::Duration) -> u64 {
+    (heartbeat.as_secs_f64() * 4.0).ceil().max(1.0) as u64
+}
+
+async fn renew_lease(client: &kube::Client, node: &Node, lease_seconds: u64) -> Result<(), kube::Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let patch = serde_json::json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": MicroTime(now())}});
+    let patch = serde_json::json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": lease_seconds, "renewTime": MicroTime(now())}});
     match leases
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -196,11 +196,28 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     /// Plans every active VMI of the node, then places those that leave it all together.
+    /// The active VMIs on the node, and, when fencing, the failed ones a VM still owns: a
+    /// VM keeps one VMI, so its failed VMI on the dead node means it runs nowhere (a Manual
+    /// VM waits there for `--start-stopped`; Always and RerunOnFailure are being restarted).
+    fn vmis_to_recover(&self) -> Vec<&VirtualMachineInstance> {
+        self.snapshot
+            .vmis
+            .iter()
+            .filter(|v| v.status.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.node))
+            .filter(|v| {
+                crate::drain::vmi_is_active(v)
+                    || (self.fencing
+                        && v.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+                        && owning_vm(self.snapshot, v).is_some())
+            })
+            .collect()
+    }
+
     fn plan_vms(&self) -> Vec<VmRecovery> {
         let mut vms = Vec::new();
         let mut demands = Vec::new();
         let mut demand_index = Vec::new();
-        for vmi in crate::drain::vmis_on(self.snapshot, self.node) {
+        for vmi in self.vmis_to_recover() {
             let recovery = self.plan_vmi(vmi);
             if matches!(
                 recovery.action,

@@ -245,6 +245,31 @@ fn start_stopped_restarts_a_manual_vm_but_not_a_halted_one() {
     assert_eq!(vm_named(&p, "halted").action, RecoveryAction::LeftStopped);
 }
 
+/// After a first fencing run the Manual VM's VMI is Failed on the dead node: a second run with
+/// --start-stopped must still find it; a failed standalone VMI has nothing to restart.
+#[test]
+fn a_failed_vmi_of_a_vm_on_a_dead_node_is_still_recovered() {
+    let failed = |name: &str| vmi(name, "node-1", "2Gi", "").replace("phase: Running", "phase: Failed");
+    let mut docs = survivors();
+    docs.push(dead_node("node-1"));
+    docs.push(failed("manual"));
+    docs.push(vm("manual", "Manual"));
+    docs.push(failed("orphan"));
+    let p = plan_with(&docs, &RecoveryPolicy { start_stopped: true });
+    assert_eq!(p.vms.len(), 1, "{:?}", p.vms);
+    let manual = vm_named(&p, "manual");
+    assert_eq!(manual.action, RecoveryAction::RestartElsewhere);
+    assert_eq!(manual.launcher_pod, LauncherState::Gone);
+    assert_eq!(plan(&docs).vms[0].action, RecoveryAction::LeftStopped);
+
+    // On a Ready node a failed VMI is not this tool's business.
+    let mut docs = survivors();
+    docs.push(node("node-1", "64Gi"));
+    docs.push(failed("manual"));
+    docs.push(vm("manual", "Manual"));
+    assert!(plan(&docs).vms.is_empty());
+}
+
 #[test]
 fn a_node_without_a_ready_condition_or_with_status_unknown_is_unknown() {
     let missing = node("node-1", "64Gi").replace(
