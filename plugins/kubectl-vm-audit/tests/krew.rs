@@ -132,5 +132,7 @@ fn every_plugin_document_is_valid_for_krew() {
             }
         }
     }
-    assert!(names.contains(&"vm-audit".to_string()), "{names:?}");
+    for plugin in ["vm-audit", "vm-drain-safe", "vm-recover"] {
+        assert!(names.contains(&plugin.to_string()), "{plugin} missing: {names:?}");
+    }
 }
