@@ -192,6 +192,18 @@ async fn a_dead_node_is_refused_until_confirmed_then_its_vms_run_elsewhere() {
     assert_eq!(action("rerun"), "restart-elsewhere");
     assert_eq!(action("rwo"), "restart-elsewhere");
     assert_eq!(action("manual"), "left-stopped");
+    let rwo = plan["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "rwo")
+        .unwrap();
+    assert_eq!(rwo["rwoVolumes"], serde_json::json!(["data"]), "{rwo}");
+    assert_eq!(
+        rwo["volumeAttachments"].as_array().map(Vec::len),
+        Some(1),
+        "the attachment that pins its volume to node-1: {rwo}"
+    );
 
     // Confirmed: every Always and RerunOnFailure VM, the RWO one included, runs elsewhere.
     let out = run_plugin(
