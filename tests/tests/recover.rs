@@ -26,7 +26,8 @@ fn sized_vm(name: &str, strategy: &str, memory: &str, extra: &str) -> String {
 const RWO: &str = "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: default}\n\
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
 
-/// The resourceVersion of every object a recovery could touch.
+/// The resourceVersion of every object a recovery could touch, and the node's spec (its
+/// status and labels keep changing under the node controllers, which the tool never writes).
 fn resource_versions(kc: &std::path::Path) -> String {
     kubectl(
         kc,
@@ -43,9 +44,30 @@ fn resource_versions(kc: &std::path::Path) -> String {
             "node",
             "node-1",
             "-o",
-            "jsonpath={.metadata.resourceVersion}",
+            "jsonpath={.spec}",
         ],
     )
+}
+
+/// Runs vm-recover with `args` on a pseudo-terminal (util-linux `script`), typing `typed`.
+fn on_a_terminal(kc: &std::path::Path, args: &str, typed: &str) -> std::process::Output {
+    use std::io::Write;
+    let command = format!(
+        "{} --kubeconfig {} {args}",
+        vm_e2e::plugin_bin("kubectl-vm_recover").display(),
+        kc.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script is installed");
+    child.stdin.take().unwrap().write_all(typed.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
@@ -205,13 +227,11 @@ async fn a_dead_node_is_refused_until_confirmed_then_its_vms_run_elsewhere() {
         "the attachment that pins its volume to node-1: {rwo}"
     );
 
-    // Confirmed: every Always and RerunOnFailure VM, the RWO one included, runs elsewhere.
-    let out = run_plugin(
-        "kubectl-vm_recover",
-        &kc,
-        &["--from-node", "node-1", "--confirm-fenced", "--timeout", "3m"],
-    );
+    // Confirmed at the terminal, by typing the node name: every Always and RerunOnFailure VM,
+    // the RWO one included, runs elsewhere.
+    let out = on_a_terminal(&kc, "--from-node node-1 --timeout 3m", "node-1\n");
     let text = stdout(&out);
+    assert!(text.contains("Type the node name to confirm"), "{text}");
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("node.kubernetes.io/out-of-service"), "{text}");
     assert!(text.contains("from confirmation to all running"), "{text}");
