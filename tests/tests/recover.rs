@@ -37,16 +37,7 @@ fn resource_versions(kc: &std::path::Path) -> String {
             "-o",
             "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}",
         ],
-    ) + &kubectl(
-        kc,
-        &[
-            "get",
-            "node",
-            "node-1",
-            "-o",
-            "jsonpath={.spec}",
-        ],
-    )
+    ) + &kubectl(kc, &["get", "node", "node-1", "-o", "jsonpath={.spec}"])
 }
 
 /// Runs vm-recover with `args` on a pseudo-terminal (util-linux `script`), typing `typed`.
@@ -68,6 +59,23 @@ fn on_a_terminal(kc: &std::path::Path, args: &str, typed: &str) -> std::process:
         .expect("util-linux script is installed");
     child.stdin.take().unwrap().write_all(typed.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// A kubeconfig for a fresh user bound to deploy/rbac/vm-recover.yaml and nothing else.
+fn with_recover_role(kc: &std::path::Path) -> std::path::PathBuf {
+    let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac/vm-recover.yaml");
+    let _ = kubectl(kc, &["apply", "-f", role.to_str().unwrap()]);
+    let _ = kubectl(
+        kc,
+        &[
+            "create",
+            "clusterrolebinding",
+            "recoverer",
+            "--clusterrole=vm-recover",
+            "--user=recoverer",
+        ],
+    );
+    vm_e2e::impersonating(kc, "recoverer")
 }
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
@@ -137,6 +145,11 @@ async fn a_dead_node_is_refused_until_confirmed_then_its_vms_run_elsewhere() {
     // node-1 loses power: the control plane sees it go NotReady.
     sandbox.node_down("node-1").unwrap();
     wait_until("node-1 is not Ready", || node_ready(&kc, "node-1") != "True").await;
+    // The node lifecycle controller taints it NoSchedule, then NoExecute: let it finish.
+    wait_until("node-1 is tainted unreachable:NoExecute", || {
+        kubectl(&kc, &["get", "node", "node-1", "-o", "jsonpath={.spec.taints}"]).contains("NoExecute")
+    })
+    .await;
     // A partitioned node whose kubelet still renews its Lease: it might still run the VMs, so
     // even a confirmed recovery is refused without --force, and nothing changes.
     let date = std::process::Command::new("date")
@@ -252,10 +265,11 @@ async fn a_dead_node_is_refused_until_confirmed_then_its_vms_run_elsewhere() {
         "the Manual VM stays stopped: {now:?}"
     );
 
-    // --start-stopped starts the Manual one.
+    // --start-stopped starts the Manual one; this run has exactly the vm-recover ClusterRole.
+    let recoverer = with_recover_role(&kc);
     let out = run_plugin(
         "kubectl-vm_recover",
-        &kc,
+        &recoverer,
         &[
             "--from-node",
             "node-1",
@@ -325,10 +339,10 @@ async fn a_ready_node_live_migrates_and_refuses_without_room() {
         2,
     );
 
-    // Room elsewhere: both migrate, nothing destructive.
+    // Room elsewhere: both migrate, nothing destructive (with exactly the vm-recover role).
     let out = run_plugin(
         "kubectl-vm_recover",
-        &kc,
+        &with_recover_role(&kc),
         &["--from-node", "node-1", "--yes", "--timeout", "3m"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
