@@ -148,7 +148,7 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
     assert!(
         vm("affine")["reasons"]
             .to_string()
-            .contains("required node affinity does not match node node-2"),
+            .contains("required node affinity does not match node (node-2, node-3)"),
         "{}",
         vm("affine")
     );

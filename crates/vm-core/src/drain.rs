@@ -246,7 +246,7 @@ pub fn plan_drain(
                 plans[i].action = VmAction::Blocked;
                 plans[i]
                     .reasons
-                    .push(format!("no other node has room for it: {}", summarise(&reasons)));
+                    .push(format!("no other node can take it: {}", summarise(&reasons)));
             }
         }
     }

@@ -51,17 +51,14 @@ pub fn other_nodes(snapshot: &ClusterSnapshot, node: &str) -> Vec<NodeView> {
         .collect()
 }
 
-/// The reasons a joint placement gave for one VM, at most three distinct ones, on one line.
+/// The reasons a joint placement gave for one VM, on one line: reasons that differ only in the
+/// node they name are said once for all those nodes ("… does not match node (n2, n3)"), and at
+/// most three distinct ones are kept.
 #[must_use]
 pub fn summarise(reasons: &[String]) -> String {
-    let mut unique: Vec<&str> = Vec::new();
-    for r in reasons {
-        if !unique.contains(&r.as_str()) {
-            unique.push(r);
-        }
-    }
-    let more = unique.len().saturating_sub(3);
-    let mut text = unique.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    let grouped = group_by_node(reasons);
+    let more = grouped.len().saturating_sub(3);
+    let mut text = grouped.into_iter().take(3).collect::<Vec<_>>().join("; ");
     if more > 0 {
         text.push_str(&format!("; and {more} more"));
     }
@@ -69,5 +66,87 @@ pub fn summarise(reasons: &[String]) -> String {
         "no other node".into()
     } else {
         text
+    }
+}
+
+/// Merges the reasons that are the same sentence about different nodes, in first-seen order;
+/// exact repeats are dropped.
+#[must_use]
+pub fn group_by_node(reasons: &[String]) -> Vec<String> {
+    // (text before the node name, text after it) → the node names, in order.
+    let mut groups: Vec<((&str, &str), Vec<&str>)> = Vec::new();
+    for reason in reasons {
+        let (shape, node) = split_at_node(reason);
+        match groups.iter_mut().find(|(s, _)| *s == shape) {
+            Some((_, nodes)) => {
+                if !nodes.contains(&node) {
+                    nodes.push(node);
+                }
+            }
+            None => groups.push((shape, vec![node])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((before, after), nodes)| match nodes.as_slice() {
+            [one] => format!("{before}{one}{after}"),
+            many => format!("{before}({}){after}", many.join(", ")),
+        })
+        .collect()
+}
+
+/// `reason` around the node it names: (before, after), and the name. The placement engine's
+/// sentences name the node first ("node n2 is cordoned") or last ("… does not match node n2");
+/// a reason that names no node is all "before".
+fn split_at_node(reason: &str) -> ((&str, &str), &str) {
+    const MARK: &str = "node ";
+    let at = if reason.starts_with(MARK) {
+        Some(0)
+    } else {
+        reason.rfind(MARK)
+    };
+    let Some(at) = at else {
+        return ((reason, ""), "");
+    };
+    let start = at + MARK.len();
+    let end = reason[start..]
+        .find([' ', ';', ',', ':'])
+        .map_or(reason.len(), |i| start + i);
+    ((&reason[..start], &reason[end..]), &reason[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_about_several_nodes_are_said_once() {
+        let reasons = vec![
+            "nodeSelector disk=nvme does not match node n2".to_string(),
+            "node n3 is cordoned".to_string(),
+            "nodeSelector disk=nvme does not match node n4".to_string(),
+            "nodeSelector disk=nvme does not match node n4".to_string(),
+            "required node affinity does not match node n5".to_string(),
+            "required node affinity does not match node n6".to_string(),
+        ];
+        assert_eq!(
+            summarise(&reasons),
+            "nodeSelector disk=nvme does not match node (n2, n4); node n3 is cordoned; \
+             required node affinity does not match node (n5, n6)"
+        );
+    }
+
+    #[test]
+    fn different_amounts_stay_apart_and_only_three_are_kept() {
+        let reasons: Vec<String> = (2..=6)
+            .map(|i| format!("node n{i} has {i}Gi memory free, 8Gi needed"))
+            .collect();
+        let text = summarise(&reasons);
+        assert!(
+            text.starts_with("node n2 has 2Gi memory free, 8Gi needed; node n3"),
+            "{text}"
+        );
+        assert!(text.ends_with("; and 2 more"), "{text}");
+        assert_eq!(summarise(&[]), "no other node");
     }
 }

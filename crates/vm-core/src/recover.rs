@@ -351,7 +351,7 @@ fn apply_placement(vm: &mut VmRecovery, placement: &Placement) {
         Placement::Unplaceable(reasons) => {
             vm.action = RecoveryAction::Blocked;
             vm.reasons
-                .push(format!("no other node has room for it: {}", summarise(reasons)));
+                .push(format!("no other node can take it: {}", summarise(reasons)));
         }
     }
 }

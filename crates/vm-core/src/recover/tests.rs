@@ -363,7 +363,7 @@ fn room_is_checked_for_all_restarted_vms_together() {
         docs.push(vmi(name, "node-1", "6Gi", ""));
         docs.push(vm(name, "Always"));
     }
-    assert_one_blocker(&plan(&docs), &["no other node has room", "memory free"]);
+    assert_one_blocker(&plan(&docs), &["no other node can take it", "memory free"]);
 }
 
 #[test]

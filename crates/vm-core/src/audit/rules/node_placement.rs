@@ -77,31 +77,6 @@ fn pinned(c: &Constraints) -> Option<String> {
         .then(|| pins[0].clone())
 }
 
-/// Groups per-node reasons that differ only in the node name: "nodeSelector a=b does not
-/// match node (node-1, node-2)" instead of one sentence per node.
-fn group_reasons(nodes: &[crate::placement::NodeView], reasons: &[String]) -> String {
-    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-    for (node, reason) in nodes.iter().zip(reasons) {
-        let shape = reason.replace(&format!("node {}", node.name), "node {}");
-        match groups.iter_mut().find(|(s, _)| *s == shape) {
-            Some((_, names)) => names.push(&node.name),
-            None => groups.push((shape, vec![&node.name])),
-        }
-    }
-    let parts: Vec<String> = groups
-        .iter()
-        .map(|(shape, names)| {
-            let names = if names.len() == 1 {
-                names[0].to_string()
-            } else {
-                format!("({})", names.join(", "))
-            };
-            shape.replace("{}", &names)
-        })
-        .collect();
-    parts.join("; ")
-}
-
 pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out<'_>) {
     let constraints = Constraints::of(subject.template_spec());
     let pin = pinned(&constraints);
@@ -125,7 +100,7 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
     }
     match matching.as_slice() {
         [] => {
-            let summary = group_reasons(&ctx.nodes, &reasons);
+            let summary = crate::planning::group_by_node(&reasons).join("; ");
             out.emit(
                 &NO_NODE,
                 format!("no node of {} matches: {summary}", ctx.nodes.len()),
