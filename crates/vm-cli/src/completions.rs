@@ -38,3 +38,19 @@ pub fn check(command: &clap::Command, bin: &str, dir: &Path, update: bool) -> st
     }
     Ok(stale)
 }
+
+/// Everything generated from a plugin's command line and checked in: `completions/BIN.*` and
+/// `man/BIN.1` under `root`. Returns the stale files (none after an `update`).
+///
+/// # Errors
+/// Rendering or writing failed.
+pub fn check_generated(
+    command: &clap::Command,
+    bin: &str,
+    root: &Path,
+    update: bool,
+) -> std::io::Result<Vec<String>> {
+    let mut stale = check(command, bin, &root.join("completions"), update)?;
+    stale.extend(crate::manpage::check(command, bin, &root.join("man"), update)?);
+    Ok(stale)
+}

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod completions;
 pub mod exit;
+pub mod manpage;
 pub mod progress;
 pub mod report;
 pub mod session;

@@ -1,5 +1,5 @@
-//! The shell completions in `completions/` are generated from the clap definition; this test
-//! fails when they are stale. Regenerate with:
+//! The shell completions in `completions/` and the manual page in `man/` are generated from
+//! the clap definition; this test fails when they are stale. Regenerate with:
 //! `UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-audit --test completions`.
 
 use std::path::Path;
@@ -7,13 +7,13 @@ use std::path::Path;
 const BIN: &str = "kubectl-vm_audit";
 
 #[test]
-fn completions_are_up_to_date() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../completions");
+fn completions_and_manual_page_are_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let update = std::env::var_os("UPDATE_COMPLETIONS").is_some();
-    let stale = vm_cli::completions::check(&vm_audit::cli::command(), BIN, &dir, update).unwrap();
+    let stale = vm_cli::completions::check_generated(&vm_audit::cli::command(), BIN, &root, update).unwrap();
     assert!(
         stale.is_empty(),
-        "stale completions {stale:?}: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-audit --test completions"
+        "stale {stale:?}: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-audit --test completions"
     );
 }
 
