@@ -616,10 +616,19 @@ pub async fn run(sim: Simulator) {
         };
         let now = Instant::now();
         recent.retain(|_, t| now.duration_since(*t) < REPEAT_AFTER);
+        // A write is sent again once REPEAT_AFTER has passed since it was last *sent*; deciding it
+        // again meanwhile must not push that back, or a create that met the old object of the
+        // same name (409 while it was being deleted) would never be retried.
         let ops: Vec<Op> = controller
             .decide(&world, now)
             .into_iter()
-            .filter(|op| recent.insert(op.key(), now).is_none())
+            .filter(|op| match recent.entry(op.key()) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(now);
+                    true
+                }
+            })
             .collect();
         let failed: Vec<String> = stream::iter(ops)
             .map(|op| {
