@@ -8,6 +8,7 @@
 //! - [`error`]: errors that name the API call and, for a 403, the missing permission.
 
 pub mod client;
+pub mod delete;
 pub mod drain;
 pub mod error;
 pub mod files;

@@ -17,6 +17,7 @@ use vm_core::kubevirt::{VirtualMachine, VirtualMachineInstance, VirtualMachineIn
 
 use super::node::{StoppedVm, record_stopped, set_unschedulable, stopped_vms};
 use super::{DrainError, Event, ExecOptions, NODE_LABEL, Reporter, Stopped, Summary, lease};
+use crate::delete::delete_if_present;
 use crate::error::{ApiError, Scope};
 
 /// How [`execute`] ended.
@@ -164,18 +165,11 @@ async fn stop_vms(
                     vm: id.clone(),
                     how: how.into(),
                 });
-                match vmis.delete(&vm.name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => {
-                        return Err(api_error(
-                            e,
-                            "delete",
-                            "virtualmachineinstances.kubevirt.io",
-                            &vm.namespace,
-                        ));
-                    }
-                }
+                delete_if_present(&vmis, &vm.name, &DeleteParams::default())
+                    .await
+                    .map_err(|e| {
+                        api_error(e, "delete", "virtualmachineinstances.kubevirt.io", &vm.namespace)
+                    })?;
             }
             (Some(_), _) => {
                 reporter.event(&Event::Stopping {
@@ -509,24 +503,10 @@ async fn cancel_unstarted(client: &Client, node: &str) -> Result<Vec<String>, Dr
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         cancelled.push(format!("{ns}/{}", m.spec.vmi_name));
         let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(client.clone(), &ns);
-        match api
-            .delete(
-                m.metadata.name.as_deref().unwrap_or_default(),
-                &DeleteParams::default(),
-            )
+        let name = m.metadata.name.as_deref().unwrap_or_default();
+        delete_if_present(&api, name, &DeleteParams::default())
             .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                return Err(api_error(
-                    e,
-                    "delete",
-                    "virtualmachineinstancemigrations.kubevirt.io",
-                    &ns,
-                ));
-            }
-        }
+            .map_err(|e| api_error(e, "delete", "virtualmachineinstancemigrations.kubevirt.io", &ns))?;
     }
     Ok(cancelled)
 }

@@ -13,6 +13,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 
 use super::DrainError;
+use crate::delete::delete_if_present;
 use crate::error::{ApiError, Scope};
 
 /// How long a lease stays valid without renewal.
@@ -135,9 +136,8 @@ pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::tas
 /// # Errors
 /// API errors other than 404.
 pub async fn release(api: &Api<Lease>, ns: &str, node: &str) -> Result<(), DrainError> {
-    match api.delete(&lease_name(node), &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(api_err(e, "delete", ns)),
-    }
+    delete_if_present(api, &lease_name(node), &DeleteParams::default())
+        .await
+        .map_err(|e| api_err(e, "delete", ns))?;
+    Ok(())
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 use vm_core::drain::controller_kind;
 use vm_core::recover::OUT_OF_SERVICE_TAINT;
 
+use crate::delete::delete_if_present;
 use crate::drain::DrainError;
 use crate::error::{ApiError, Scope};
 
@@ -127,10 +128,11 @@ pub async fn force_delete_launchers(client: &Client, node: &str) -> Result<Vec<S
             grace_period_seconds: Some(0),
             ..DeleteParams::default()
         };
-        match api.delete(&name, &params).await {
-            Ok(_) => deleted.push(format!("{ns}/{name}")),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(err(e, "delete", "pods", Scope::Namespace(ns))),
+        if delete_if_present(&api, &name, &params)
+            .await
+            .map_err(|e| err(e, "delete", "pods", Scope::Namespace(ns.clone())))?
+        {
+            deleted.push(format!("{ns}/{name}"));
         }
     }
     Ok(deleted)
@@ -144,17 +146,11 @@ pub async fn delete_attachments(client: &Client, names: &[String]) -> Result<Vec
     let api: Api<VolumeAttachment> = Api::all(client.clone());
     let mut deleted = Vec::new();
     for name in names {
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => deleted.push(name.clone()),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                return Err(err(
-                    e,
-                    "delete",
-                    "volumeattachments.storage.k8s.io",
-                    Scope::Cluster,
-                ));
-            }
+        if delete_if_present(&api, name, &DeleteParams::default())
+            .await
+            .map_err(|e| err(e, "delete", "volumeattachments.storage.k8s.io", Scope::Cluster))?
+        {
+            deleted.push(name.clone());
         }
     }
     Ok(deleted)

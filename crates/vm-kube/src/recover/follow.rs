@@ -15,6 +15,7 @@ use vm_core::drain::vmi_is_active;
 use vm_core::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vm_core::recover::{RecoveryAction, RecoveryPlan};
 
+use crate::delete::delete_if_present;
 use crate::drain::DrainError;
 use crate::error::{ApiError, Scope};
 
@@ -148,16 +149,17 @@ pub async fn until_running(
 
 async fn delete_vmi(client: &Client, waited: &Awaited) -> Result<(), DrainError> {
     let api: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), &waited.namespace);
-    match api.delete(&waited.name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(err(
-            e,
-            "delete",
-            "virtualmachineinstances.kubevirt.io",
-            &waited.namespace,
-        )),
-    }
+    delete_if_present(&api, &waited.name, &DeleteParams::default())
+        .await
+        .map_err(|e| {
+            err(
+                e,
+                "delete",
+                "virtualmachineinstances.kubevirt.io",
+                &waited.namespace,
+            )
+        })?;
+    Ok(())
 }
 
 /// What `virtctl start` asks of a Manual VM.
