@@ -100,3 +100,27 @@ pub async fn stop_after(timeout: std::time::Duration) -> vm_kube::drain::Stopped
         _ = tokio::signal::ctrl_c() => vm_kube::drain::Stopped::Interrupted,
     }
 }
+
+/// Executes a drain plan with progress on stderr (a bar per migration on a terminal, lines
+/// elsewhere) until it is done, `timeout` elapses or Ctrl-C.
+///
+/// # Errors
+/// The lock is held by another run, or an API call failed.
+pub async fn execute_with_progress(
+    client: &Client,
+    plan: &vm_core::drain::DrainPlan,
+    opts: &vm_kube::drain::ExecOptions,
+    timeout: std::time::Duration,
+) -> Result<vm_kube::drain::Outcome, UserError> {
+    let moving = plan
+        .vms
+        .iter()
+        .filter(|v| v.action != vm_core::drain::VmAction::Blocked)
+        .count() as u64;
+    let reporter = crate::progress::reporter(moving);
+    let outcome = vm_kube::drain::execute(client, plan, opts, reporter.as_ref(), stop_after(timeout))
+        .await
+        .map_err(node_op_error)?;
+    drop(reporter);
+    Ok(outcome)
+}

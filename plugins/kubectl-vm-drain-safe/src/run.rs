@@ -5,8 +5,8 @@ use std::io::{ErrorKind, Write};
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
 use vm_cli::session;
-use vm_core::drain::{DrainPlan, DrainPolicy, PlanError, VmAction, plan_drain};
-use vm_kube::drain::{ExecOptions, Outcome, Stopped, execute, uncordon};
+use vm_core::drain::{DrainPlan, DrainPolicy, PlanError, plan_drain};
+use vm_kube::drain::{ExecOptions, Outcome, Stopped, uncordon};
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::Cli;
@@ -78,13 +78,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         eviction_retry: std::time::Duration::from_secs(5),
         vms_only: false,
     };
-    let moving = plan.vms.iter().filter(|v| v.action != VmAction::Blocked).count() as u64;
-    let reporter = vm_cli::progress::reporter(moving);
-    let stop = session::stop_after(cli.timeout);
-    let outcome = execute(&client, &plan, &opts, reporter.as_ref(), stop)
-        .await
-        .map_err(session::node_op_error)?;
-    drop(reporter);
+    let outcome = session::execute_with_progress(&client, &plan, &opts, cli.timeout).await?;
     Ok(match outcome {
         Outcome::Done(summary) => {
             println!(

@@ -7,7 +7,7 @@ use vm_cli::report::{UserError, api_error};
 use vm_cli::session;
 use vm_core::drain::{DrainPolicy, VmAction, plan_drain};
 use vm_core::recover::RecoveryPlan;
-use vm_kube::drain::{ExecOptions, Outcome, execute};
+use vm_kube::drain::{ExecOptions, Outcome};
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::Cli;
@@ -48,12 +48,7 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
         eviction_retry: std::time::Duration::from_secs(5),
         vms_only: true,
     };
-    let reporter = vm_cli::progress::reporter(migration.vms.len() as u64);
-    let stop = session::stop_after(cli.timeout);
-    let outcome = execute(client, &migration, &opts, reporter.as_ref(), stop)
-        .await
-        .map_err(session::node_op_error)?;
-    drop(reporter);
+    let outcome = session::execute_with_progress(client, &migration, &opts, cli.timeout).await?;
     Ok(match outcome {
         Outcome::Done(summary) => {
             println!(
