@@ -179,3 +179,17 @@ pub fn node_ready(kubeconfig: &Path, node: &str) -> String {
         ],
     )
 }
+
+/// Polls `check` every second, up to two minutes.
+///
+/// # Panics
+/// When `check` never holds, naming `what`.
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..120 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

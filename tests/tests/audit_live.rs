@@ -132,7 +132,7 @@ fn tempfile_dir() -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_read_only_role_is_enough_and_a_403_names_the_missing_permission() {
+async fn the_read_only_role_is_enough_and_a_missing_one_is_named_up_front() {
     let sandbox = Sandbox::start(SandboxConfig::with_nodes(2))
         .await
         .expect("sandbox starts");
@@ -146,7 +146,9 @@ async fn the_read_only_role_is_enough_and_a_403_names_the_missing_permission() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("forbidden: cannot list") && stderr.contains("kubectl auth can-i list"),
+        stderr.contains("13 missing permissions; nothing was changed")
+            && stderr.contains("\n  list virtualmachines.kubevirt.io in namespace shop\n")
+            && stderr.contains("kubectl auth can-i list"),
         "{stderr}"
     );
 

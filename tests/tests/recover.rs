@@ -2,12 +2,10 @@
 //! operator confirms it is off, then its VMs run elsewhere per their run strategy; a Ready
 //! node's VMs are live-migrated, and refused when the others have no room.
 
-use std::time::Duration;
-
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{kubectl, node_ready, run_plugin, start_vms_on_node_1, vmi_placements};
+use vm_e2e::{kubectl, node_ready, run_plugin, start_vms_on_node_1, vmi_placements, wait_until};
 
 fn vm(name: &str, strategy: &str, extra: &str) -> String {
     sized_vm(name, strategy, "1Gi", extra)
@@ -76,16 +74,6 @@ fn with_recover_role(kc: &std::path::Path) -> std::path::PathBuf {
         ],
     );
     vm_e2e::impersonating(kc, "recoverer")
-}
-
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..120 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 fn stdout(out: &std::process::Output) -> String {

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io::IsTerminal;
 
 use kube::Client;
+use vm_kube::access::{self, Permission};
 use vm_kube::client::{ConnectOptions, connect};
 use vm_kube::drain::DrainError;
 
@@ -49,6 +50,38 @@ pub async fn client(kube: &KubeArgs) -> Result<Client, UserError> {
         .map_err(|e| UserError::from(e).hint("check --kubeconfig and --context"))?;
     Ok(connection.client)
 }
+
+/// Refuses, before anything changes, when the user lacks a permission in `needed`: every missing
+/// one is named, one a line, with the `kubectl auth can-i` lines that check the first few and
+/// the role that grants them all.
+///
+/// # Errors
+/// The API server denied at least one permission.
+pub async fn check_access(client: &Client, needed: &[Permission], role: &str) -> Result<(), UserError> {
+    let Err(missing) = access::check(client, needed).await else {
+        return Ok(());
+    };
+    let mut err = match missing.0.as_slice() {
+        [one] => UserError::new(format!("missing permission: {one}; nothing was changed")),
+        many => UserError::new(format!(
+            "{} missing permissions; nothing was changed:\n  {}",
+            many.len(),
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )),
+    };
+    for permission in missing.0.iter().take(CAN_I_HINTS) {
+        err = err.hint(format!("check with `{}`", permission.can_i()));
+    }
+    Err(err.hint(format!(
+        "the ClusterRole {role} in deploy/rbac/{role}.yaml grants what this command needs"
+    )))
+}
+
+/// How many `kubectl auth can-i` hints a refusal prints: enough to check, few enough to read.
+const CAN_I_HINTS: usize = 3;
 
 /// A node operation's error for the user: a failed API call names the permission to check.
 #[must_use]

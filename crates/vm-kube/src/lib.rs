@@ -5,8 +5,10 @@
 //! - [`live`]: lists everything a [`vm_core::snapshot::ClusterSnapshot`] holds from the API.
 //! - [`files`]: reads manifests from files, directories (recursively) and stdin.
 //! - [`drain`] and [`recover`]: the node operations, step by step.
+//! - [`access`]: the permissions each operation needs, checked up front.
 //! - [`error`]: errors that name the API call and, for a 403, the missing permission.
 
+pub mod access;
 pub mod client;
 pub mod delete;
 pub mod drain;

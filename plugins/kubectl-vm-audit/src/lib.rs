@@ -5,6 +5,7 @@
 //! exit status.
 
 pub mod cli;
+mod needs;
 pub mod render;
 mod rules_cmd;
 mod run;

@@ -128,6 +128,8 @@ fn load_live(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
             namespace: cli.scope.namespace_or(&connection.default_namespace),
             selector: cli.selector.clone(),
         };
+        let needed = crate::needs::audit(scope.namespace.as_deref());
+        vm_cli::session::check_access(&connection.client, &needed, crate::needs::ROLE).await?;
         snapshot(&connection.client, &scope)
             .await
             .map_err(vm_cli::report::api_error)

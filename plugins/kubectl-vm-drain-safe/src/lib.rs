@@ -5,6 +5,7 @@
 //! migrations, evictions), and `--uncordon` undoes the maintenance state.
 
 pub mod cli;
+mod needs;
 mod render;
 mod run;
 

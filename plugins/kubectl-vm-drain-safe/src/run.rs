@@ -10,6 +10,7 @@ use vm_kube::drain::{ExecOptions, Outcome, Stopped, uncordon};
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::Cli;
+use crate::needs;
 use crate::render::render;
 
 const PROGRAM: &str = "kubectl vm-drain-safe";
@@ -27,6 +28,14 @@ pub fn main() -> ExitStatus {
 
 async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
     let client = session::client(&cli.kube).await?;
+    let needed = if cli.uncordon {
+        needs::uncordon(&cli.lock_namespace)
+    } else if cli.dry_run {
+        needs::plan()
+    } else {
+        needs::drain(&cli.lock_namespace)
+    };
+    session::check_access(&client, &needed, needs::ROLE).await?;
     if cli.uncordon {
         let report = uncordon(&client, &cli.node, &cli.lock_namespace)
             .await

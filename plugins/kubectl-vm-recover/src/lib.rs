@@ -9,6 +9,7 @@
 pub mod cli;
 mod fence;
 mod migrate;
+mod needs;
 mod render;
 mod run;
 

@@ -12,6 +12,7 @@ use vm_kube::live::{LiveScope, add_recovery_evidence, snapshot};
 use vm_kube::recover::remove_out_of_service_taint;
 
 use crate::cli::{Cli, Format};
+use crate::needs;
 use crate::render::render;
 
 pub(crate) const PROGRAM: &str = "kubectl vm-recover";
@@ -35,6 +36,12 @@ pub(crate) fn refuse(err: &UserError) -> ExitStatus {
 
 async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
     let client = session::client(&cli.kube).await?;
+    let reads = if cli.cleanup {
+        needs::cleanup()
+    } else {
+        needs::assess()
+    };
+    session::check_access(&client, &reads, needs::ROLE).await?;
     let plan = assessment(&client, cli).await?;
     if cli.cleanup {
         return cleanup(&client, &plan).await;
@@ -52,6 +59,12 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         eprintln!("{PROGRAM}: no VMs on node {}; nothing to do", plan.node);
         return Ok(ExitStatus::Success);
     }
+    // Before the confirmation: a user who may not finish the recovery is told before starting it.
+    let needed = match plan.mode() {
+        RecoveryMode::LiveMigration => needs::live_migration(&cli.lock_namespace),
+        RecoveryMode::Fencing { .. } => needs::fencing(&cli.lock_namespace, cli.start_stopped),
+    };
+    session::check_access(&client, &needed, needs::ROLE).await?;
     match plan.mode() {
         RecoveryMode::LiveMigration => crate::migrate::run(&client, &plan, cli).await,
         RecoveryMode::Fencing { lease_renewing } => {
