@@ -6,7 +6,14 @@
 //! permissions behave as on a real cluster. The API server generates its own serving
 //! certificate and CA in `--cert-dir`; the kubeconfig trusts exactly that file, so
 //! clients really verify the server.
+//!
+//! The API server can be stopped and started again with the same flags (same port, same etcd,
+//! same certificate): [`ControlPlane::restart_apiserver`] for the test fixture,
+//! [`restart_recorded_apiserver`] for `vm-sandbox apiserver restart`. The cluster's state
+//! survives in etcd, and every client (the controller manager, the scheduler, the simulator,
+//! the plugins) must reconnect by itself, as after a control-plane upgrade or crash.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -48,6 +55,12 @@ pub struct ControlPlane {
     pub etcd_port: u16,
     /// A client for the admin user.
     pub client: kube::Client,
+    /// How the API server was started, to start it again the same way.
+    apiserver_command: (PathBuf, Vec<String>),
+    /// Where logs and PID files go.
+    state: StateDir,
+    /// How long the API server may take to answer.
+    startup_timeout: Duration,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -112,28 +125,24 @@ impl ControlPlane {
         let api_port = free_port()?;
         let apiserver_url = format!("https://127.0.0.1:{api_port}");
         tracing::info!("starting kube-apiserver on {apiserver_url}");
-        let mut apiserver = spawn(
-            "kube-apiserver",
-            &bins.apiserver,
-            &[
-                arg("etcd-servers", &etcd_url),
-                arg("secure-port", api_port),
-                arg("bind-address", "127.0.0.1"),
-                arg("insecure-port", 0),
-                arg("cert-dir", state.apiserver_cert_dir().display()),
-                arg("token-auth-file", tokens.display()),
-                arg("authorization-mode", "Node,RBAC"),
-                arg("service-account-key-file", sa_pub.display()),
-                arg("service-account-signing-key-file", sa_key.display()),
-                arg("service-account-issuer", "https://kubernetes.default.svc"),
-                arg("service-cluster-ip-range", "10.96.0.0/16"),
-                arg("disable-admission-plugins", "ServiceAccount"),
-                arg("allow-privileged", true),
-                arg("profiling", false),
-                arg("v", 1),
-            ],
-            &state.logs(),
-        )?;
+        let apiserver_args = vec![
+            arg("etcd-servers", &etcd_url),
+            arg("secure-port", api_port),
+            arg("bind-address", "127.0.0.1"),
+            arg("insecure-port", 0),
+            arg("cert-dir", state.apiserver_cert_dir().display()),
+            arg("token-auth-file", tokens.display()),
+            arg("authorization-mode", "Node,RBAC"),
+            arg("service-account-key-file", sa_pub.display()),
+            arg("service-account-signing-key-file", sa_key.display()),
+            arg("service-account-issuer", "https://kubernetes.default.svc"),
+            arg("service-cluster-ip-range", "10.96.0.0/16"),
+            arg("disable-admission-plugins", "ServiceAccount"),
+            arg("allow-privileged", true),
+            arg("profiling", false),
+            arg("v", 1),
+        ];
+        let mut apiserver = spawn("kube-apiserver", &bins.apiserver, &apiserver_args, &state.logs())?;
         record(state, &apiserver)?;
         // The certificate appears a moment after start; the kubeconfig needs it.
         let cert = state.apiserver_cert();
@@ -211,7 +220,27 @@ impl ControlPlane {
             apiserver_url,
             etcd_port,
             client,
+            apiserver_command: (bins.apiserver.clone(), apiserver_args),
+            state: state.clone(),
+            startup_timeout: opts.startup_timeout,
         })
+    }
+
+    /// Stops kube-apiserver (SIGTERM, SIGKILL after 10 s), waits `down_for`, and starts it
+    /// again with the same flags; returns once it answers `/readyz` again.
+    pub async fn restart_apiserver(&mut self, down_for: Duration) -> Result<()> {
+        let i = self
+            .processes
+            .iter()
+            .position(|p| p.name == "kube-apiserver")
+            .ok_or_else(|| Error::Other("the control plane has no kube-apiserver".into()))?;
+        tracing::info!("stopping kube-apiserver for {down_for:?}");
+        self.processes[i].stop(Duration::from_secs(10));
+        tokio::time::sleep(down_for).await;
+        let (program, args) = &self.apiserver_command;
+        self.processes[i] =
+            start_apiserver_again(&self.state, program, args, &self.client, self.startup_timeout).await?;
+        Ok(())
     }
 
     /// Stops all processes, newest first.
@@ -226,6 +255,60 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts kube-apiserver with `args` (the flags of its first start) and waits until it is ready.
+async fn start_apiserver_again(
+    state: &StateDir,
+    program: &Path,
+    args: &[String],
+    client: &kube::Client,
+    timeout: Duration,
+) -> Result<ManagedProcess> {
+    let mut apiserver = spawn("kube-apiserver", program, args, &state.logs())?;
+    record(state, &apiserver)?;
+    wait_ready(client, &mut apiserver, Instant::now() + timeout, timeout).await?;
+    tracing::info!("kube-apiserver answers again");
+    Ok(apiserver)
+}
+
+/// `vm-sandbox apiserver restart`: stops the API server recorded in `state` (started by
+/// `vm-sandbox up`), waits `down_for`, starts it again with the command line it had, and
+/// leaves it running in the background. Returns its new PID.
+pub async fn restart_recorded_apiserver(
+    state: &StateDir,
+    down_for: Duration,
+    timeout: Duration,
+) -> Result<u32> {
+    let marker = state.root().display().to_string();
+    let pid = crate::process::read_pids(&state.pids())
+        .into_iter()
+        .find(|(name, pid)| name == "kube-apiserver" && crate::process::is_ours(*pid, &marker))
+        .map(|(_, pid)| pid)
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "no kube-apiserver of {} is running",
+                state.root().display()
+            ))
+        })?;
+    let cmdline_path = format!("/proc/{pid}/cmdline");
+    let raw = std::fs::read(&cmdline_path)
+        .map_err(|e| Error::io("reading the API server's command line", &cmdline_path, e))?;
+    let mut words = raw
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).to_string());
+    let program = PathBuf::from(
+        words
+            .next()
+            .ok_or_else(|| Error::Other(format!("{cmdline_path} is empty")))?,
+    );
+    let args: Vec<String> = words.collect();
+    crate::process::stop_recorded(pid, &marker, Duration::from_secs(10));
+    tokio::time::sleep(down_for).await;
+    let client = client_from_kubeconfig(&state.kubeconfig()).await?;
+    let apiserver = start_apiserver_again(state, &program, &args, &client, timeout).await?;
+    Ok(apiserver.detach())
 }
 
 /// Records the PID at once, so `vm-sandbox down` can clean up even after an interrupted `up`.

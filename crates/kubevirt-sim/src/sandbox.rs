@@ -275,6 +275,19 @@ impl Sandbox {
     pub fn node_up(&self, node: &str) -> Result<()> {
         self.state.set_node_down(node, false)
     }
+
+    /// Stops the sandbox's kube-apiserver, waits `down_for`, and starts it again with the same
+    /// flags, port, etcd and certificate; returns once it answers again (some 6 to 8 s after
+    /// the start). The cluster's state survives in etcd. Meanwhile every client sees its
+    /// connections refused; the controller manager, the scheduler and the simulator's
+    /// watches resume by themselves afterwards.
+    pub async fn restart_apiserver(&mut self, down_for: Duration) -> Result<()> {
+        match self.control_plane.as_mut() {
+            Some(cp) => cp.restart_apiserver(down_for).await,
+            None => Err(Error::Other("the sandbox's control plane is stopped".into())),
+        }
+    }
+}
 }
 
 impl Drop for Sandbox {

@@ -116,6 +116,18 @@ enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Stop the API server and start it again with the same flags (`restart`): its clients
+    /// see their connections refused meanwhile; the cluster's state survives in etcd.
+    Apiserver {
+        /// `restart`.
+        #[arg(value_parser = ["restart"])]
+        action: String,
+        /// Seconds to leave it stopped before starting it again.
+        #[arg(long, default_value_t = 5)]
+        down_for: u64,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Run the simulator in the foreground (what `up` starts in the background).
     #[command(hide = true)]
     Simulate {
@@ -183,6 +195,11 @@ fn main() -> Result<()> {
         Command::Node { action, name, state } => {
             rt.block_on(node(&StateDir::new(&state.state_dir)?, &action, &name))
         }
+        Command::Apiserver {
+            action: _,
+            down_for,
+            state,
+        } => rt.block_on(restart_apiserver(&StateDir::new(&state.state_dir)?, down_for)),
         Command::Simulate { state } => rt.block_on(simulate(&StateDir::new(&state.state_dir)?)),
     }
 }
@@ -412,6 +429,23 @@ async fn node(state: &StateDir, action: &str, name: &str) -> Result<()> {
         } else {
             "restarted"
         }
+    );
+    Ok(())
+}
+
+async fn restart_apiserver(state: &StateDir, down_for: u64) -> Result<()> {
+    let started = Instant::now();
+    eprintln!("stopping kube-apiserver for {down_for} s");
+    let pid = kubevirt_sim::controlplane::restart_recorded_apiserver(
+        state,
+        Duration::from_secs(down_for),
+        Duration::from_secs(90),
+    )
+    .await
+    .context("restarting kube-apiserver")?;
+    eprintln!(
+        "kube-apiserver answers again (pid {pid}), {:.1} s after it was stopped",
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }
