@@ -30,7 +30,7 @@ pub use crate::drain::PlanError;
 pub use launcher::{LauncherState, is_launcher_pod, launcher_pods, launcher_state};
 pub use node::{
     DEFAULT_LEASE_DURATION_SECONDS, HEARTBEAT_ANNOTATION, HEARTBEAT_TIMEOUT_SECONDS, NODE_LEASE_NAMESPACE,
-    NodeAssessment, NodeState, OUT_OF_SERVICE_TAINT, age_seconds, assess_node, node_lease,
+    NodeAssessment, NodeState, OUT_OF_SERVICE_TAINT, age_seconds, assess_node, lease_renew_time, node_lease,
 };
 pub use volumes::{attachments_on, is_single_node, rwo_claims};
 

@@ -10,7 +10,7 @@ use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
 use vm_cli::session;
 use vm_core::recover::{RecoveryAction, RecoveryPlan};
-use vm_kube::recover::{RecoverOptions, RecoveryReport, VmResult, fence_and_restart};
+use vm_kube::recover::{NodeCameBack, RecoverOptions, RecoveryReport, VmResult, fence_and_restart};
 
 use crate::cli::Cli;
 use crate::render::{structured, word};
@@ -64,6 +64,9 @@ pub(crate) async fn run(
         }
         result.table(out)
     })?;
+    if let Some(back) = &report.came_back {
+        return Ok(node_came_back(node, back, &report));
+    }
     if report.all_running() {
         Ok(ExitStatus::Success)
     } else {
@@ -73,6 +76,28 @@ pub(crate) async fn run(
             );
         }
         Ok(ExitStatus::Partial)
+    }
+}
+
+/// The node renewed its Lease during the run: say what was and was not done, and what next.
+fn node_came_back(node: &str, back: &NodeCameBack, report: &RecoveryReport) -> ExitStatus {
+    let undone = if back.taint_removed {
+        "; the out-of-service taint this run added was taken off again".to_string()
+    } else {
+        String::new()
+    };
+    let err = UserError::new(format!(
+        "node {node} renewed its kubelet Lease at {}, after the assessment: it is running and may still run VMs,          so the recovery stopped before {}{undone}",
+        back.renewed_at, back.stopped_before
+    ))
+    .hint(format!(
+        "run `{PROGRAM} --from-node {node}` again: a Ready node's VMs are live-migrated"
+    ));
+    if report.changed_nothing() {
+        refuse(&err.hint("nothing was changed"))
+    } else {
+        err.print(PROGRAM);
+        ExitStatus::Partial
     }
 }
 
@@ -91,6 +116,9 @@ struct RecoveryResult<'a> {
     /// From confirmation until all were running (or the run ended).
     seconds: f64,
     all_running: bool,
+    /// The Lease's renewTime when the node came back during the run (and the run stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_came_back_at: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +188,7 @@ impl<'a> RecoveryResult<'a> {
             vms,
             seconds: round(report.elapsed.as_secs_f64()),
             all_running: report.all_running(),
+            node_came_back_at: report.came_back.as_ref().map(|c| c.renewed_at.as_str()),
         }
     }
 

@@ -45,6 +45,9 @@ pub struct NodeAssessment {
     pub last_heartbeat_seconds: Option<u64>,
     /// Age of the `renewTime` of the Lease `kube-node-lease/<node>`.
     pub lease_renewed_seconds: Option<u64>,
+    /// That `renewTime` itself (RFC 3339): a fencing run compares it with the Lease before
+    /// each destructive step, and stops if the kubelet renewed it since the assessment.
+    pub lease_renew_time: Option<String>,
     /// Age of virt-handler's `kubevirt.io/heartbeat` annotation.
     pub kubevirt_heartbeat_seconds: Option<u64>,
     /// Value of the `kubevirt.io/schedulable` label.
@@ -81,6 +84,7 @@ pub fn assess_node(node: &Node, lease: Option<&Lease>, now: Timestamp) -> NodeAs
         state,
         last_heartbeat_seconds: ready_heartbeat(node).map(|t| age_seconds(now, t)),
         lease_renewed_seconds: lease_renew_time(lease).map(|t| age_seconds(now, t)),
+        lease_renew_time: lease_renew_time(lease).map(|t| t.to_string()),
         stuck: stuck_reason(state, kubevirt_heartbeat_seconds, schedulable.as_deref()),
         kubevirt_heartbeat_seconds,
         schedulable,
@@ -136,7 +140,9 @@ fn has_taint(node: &Node, key: &str) -> bool {
         .is_some_and(|ts| ts.iter().any(|t| t.key == key))
 }
 
-fn lease_renew_time(lease: Option<&Lease>) -> Option<Timestamp> {
+/// The `renewTime` of `lease`, if it has one.
+#[must_use]
+pub fn lease_renew_time(lease: Option<&Lease>) -> Option<Timestamp> {
     lease
         .and_then(|l| l.spec.as_ref())
         .and_then(|s| s.renew_time.as_ref())

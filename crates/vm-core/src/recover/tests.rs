@@ -410,6 +410,8 @@ fn ages_are_measured_from_now() {
     assert_eq!(a.kubevirt_heartbeat_seconds, Some(310));
     assert_eq!(a.lease_renewed_seconds, Some(61));
     assert!(!a.lease_renewing, "61 s is beyond the 40 s lease");
+    let renewed = (now() - SignedDuration::from_secs(61)).to_string();
+    assert_eq!(a.lease_renew_time.as_deref(), Some(renewed.as_str()));
     let later = assess(
         &snapshot(&docs),
         "node-1",
@@ -421,8 +423,12 @@ fn ages_are_measured_from_now() {
     assert_eq!(later.last_heartbeat_seconds, Some(195));
     let no_lease = plan(&[node("node-1", "64Gi")]).node_assessment;
     assert_eq!(
-        (no_lease.lease_renewed_seconds, no_lease.lease_renewing),
-        (None, false)
+        (
+            no_lease.lease_renewed_seconds,
+            no_lease.lease_renew_time,
+            no_lease.lease_renewing
+        ),
+        (None, None, false)
     );
 }
 

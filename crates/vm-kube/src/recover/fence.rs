@@ -9,6 +9,7 @@ use serde_json::json;
 use vm_core::drain::controller_kind;
 use vm_core::recover::OUT_OF_SERVICE_TAINT;
 
+use super::vigil::Vigil;
 use crate::delete::delete_if_present;
 use crate::drain::DrainError;
 use crate::error::{ApiError, Scope};
@@ -109,11 +110,18 @@ fn is_vm_pod(pod: &Pod) -> bool {
                 .is_some_and(|n| n.starts_with("hp-volume-")))
 }
 
-/// Force-deletes (grace period 0) every VM pod on `node`; returns their `ns/name`.
+/// Force-deletes (grace period 0) every VM pod on `node`, asking `vigil` before each one;
+/// returns the pods deleted (`ns/name`), and the Lease's new `renewTime` if the node came back
+/// and the deleting stopped.
 ///
 /// # Errors
-/// Listing or deleting pods failed (a pod already gone is fine).
-pub async fn force_delete_launchers(client: &Client, node: &str) -> Result<Vec<String>, DrainError> {
+/// Listing or deleting pods, or reading the Lease, failed (a pod already gone is fine).
+pub async fn force_delete_launchers(
+    client: &Client,
+    node: &str,
+    vigil: &Vigil,
+    log: &(dyn Fn(String) + Send + Sync),
+) -> Result<(Vec<String>, Option<String>), DrainError> {
     let all: Api<Pod> = Api::all(client.clone());
     let on_node = all
         .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
@@ -121,6 +129,9 @@ pub async fn force_delete_launchers(client: &Client, node: &str) -> Result<Vec<S
         .map_err(|e| err(e, "list", "pods", Scope::Cluster))?;
     let mut deleted = Vec::new();
     for pod in on_node.items.iter().filter(|p| is_vm_pod(p)) {
+        if let Some(renewed) = vigil.renewed_since_assessment().await? {
+            return Ok((deleted, Some(renewed)));
+        }
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -132,10 +143,11 @@ pub async fn force_delete_launchers(client: &Client, node: &str) -> Result<Vec<S
             .await
             .map_err(|e| err(e, "delete", "pods", Scope::Namespace(ns.clone())))?
         {
+            log(format!("force-deleted pod {ns}/{name}"));
             deleted.push(format!("{ns}/{name}"));
         }
     }
-    Ok(deleted)
+    Ok((deleted, None))
 }
 
 /// Deletes the named VolumeAttachments; returns those it deleted.

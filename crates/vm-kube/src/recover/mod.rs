@@ -12,6 +12,11 @@
 //!    request once their old VMI has finished;
 //! 5. following every VM that should come back until it runs on another node.
 //!
+//! Before steps 1, 2 (each pod) and 3, a [`vigil::Vigil`] checks that the node's kubelet has
+//! not renewed its Lease since the assessment; if it has, the node is alive and may run the
+//! VMs, so the run stops there ([`NodeCameBack`]), takes its own out-of-service
+//! taint off again, and leaves the rest to a new assessment.
+//!
 //! The per-node lock of the drain ([`crate::drain::lease`]) is held throughout, so a drain and
 //! a recovery of one node never run at once.
 //!
@@ -19,7 +24,9 @@
 
 mod fence;
 mod follow;
+mod vigil;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -79,6 +86,31 @@ pub struct RecoveryReport {
     pub elapsed: Duration,
     /// Whether the run ended early (timeout, Ctrl-C) with VMs not yet running.
     pub stopped_early: bool,
+    /// Set when the node's kubelet renewed its Lease during the run, and the run stopped.
+    pub came_back: Option<NodeCameBack>,
+}
+
+/// The node showed signs of life during a fencing run: what the run had done by then.
+#[derive(Clone, Debug)]
+pub struct NodeCameBack {
+    /// The Lease's new `renewTime`.
+    pub renewed_at: String,
+    /// The step the run did not take, e.g. "tainting the node".
+    pub stopped_before: &'static str,
+    /// Whether the run took its own out-of-service taint off again.
+    pub taint_removed: bool,
+}
+
+impl RecoveryReport {
+    /// Whether the run left the cluster as it found it: it deleted nothing, and a taint it
+    /// added it took off again.
+    #[must_use]
+    pub fn changed_nothing(&self) -> bool {
+        let taint_undone = self.came_back.as_ref().is_some_and(|c| c.taint_removed);
+        (!self.tainted || taint_undone)
+            && self.deleted_pods.is_empty()
+            && self.released_attachments.is_empty()
+    }
 }
 
 impl RecoveryReport {
@@ -132,6 +164,10 @@ async fn run(
     log: &(dyn Fn(String) + Send + Sync),
 ) -> Result<RecoveryReport, DrainError> {
     let mut report = RecoveryReport::default();
+    let vigil = vigil::Vigil::new(client, plan);
+    if let Some(at) = vigil.renewed_since_assessment().await? {
+        return came_back(client, plan, report, at, "tainting the node").await;
+    }
     let nodes: Api<Node> = Api::all(client.clone());
     report.tainted = fence::add_out_of_service_taint(&nodes, &plan.node).await?;
     log(if report.tainted {
@@ -141,15 +177,19 @@ async fn run(
     });
     // What to wait for, with the VMI each VM had on the dead node, before anything is deleted.
     let awaited = follow::awaited(client, plan).await?;
-    report.deleted_pods = fence::force_delete_launchers(client, &plan.node).await?;
-    for pod in &report.deleted_pods {
-        log(format!("force-deleted pod {pod}"));
+    let (deleted, alive) = fence::force_delete_launchers(client, &plan.node, &vigil, log).await?;
+    report.deleted_pods = deleted;
+    if let Some(at) = alive {
+        return came_back(client, plan, report, at, "force-deleting its launcher pods").await;
     }
     let attachments: Vec<String> = plan
         .vms
         .iter()
         .flat_map(|v| v.volume_attachments.iter().cloned())
         .collect();
+    if let Some(at) = vigil.renewed_since_assessment().await? {
+        return came_back(client, plan, report, at, "releasing its VolumeAttachments").await;
+    }
     report.released_attachments = fence::delete_attachments(client, &attachments).await?;
     for name in &report.released_attachments {
         log(format!("deleted VolumeAttachment {name}"));
@@ -167,6 +207,45 @@ async fn run(
         .map(|a| a.id.clone())
         .collect();
     report.elapsed = confirmed.elapsed();
+    outcomes(client, plan, &awaited, &arrivals, &mut report).await?;
+    Ok(report)
+}
+
+/// Ends a run whose node renewed its Lease at `renewed_at`, before `step`: takes this run's
+/// taint off again (on a live node it would have the pods still there force-deleted, while
+/// their VMs may run), and records where each VM is. VMs whose pods were deleted already
+/// restart elsewhere by their run strategy; the others stay where they run.
+async fn came_back(
+    client: &Client,
+    plan: &RecoveryPlan,
+    mut report: RecoveryReport,
+    renewed_at: String,
+    step: &'static str,
+) -> Result<RecoveryReport, DrainError> {
+    let mut taint_removed = false;
+    if report.tainted {
+        let nodes: Api<Node> = Api::all(client.clone());
+        taint_removed = fence::remove_out_of_service_taint(&nodes, &plan.node).await?;
+    }
+    report.came_back = Some(NodeCameBack {
+        renewed_at,
+        stopped_before: step,
+        taint_removed,
+    });
+    report.stopped_early = true;
+    let awaited = follow::awaited(client, plan).await?;
+    outcomes(client, plan, &awaited, &BTreeMap::new(), &mut report).await?;
+    Ok(report)
+}
+
+/// Each VM of the plan: running elsewhere (with when), left stopped, or not running and why.
+async fn outcomes(
+    client: &Client,
+    plan: &RecoveryPlan,
+    awaited: &[follow::Awaited],
+    arrivals: &BTreeMap<String, (String, Duration)>,
+    report: &mut RecoveryReport,
+) -> Result<(), DrainError> {
     for vm in &plan.vms {
         let id = format!("{}/{}", vm.namespace, vm.name);
         let result = match (awaited.iter().find(|a| a.id == id), arrivals.get(&id)) {
@@ -185,5 +264,5 @@ async fn run(
             result,
         });
     }
-    Ok(report)
+    Ok(())
 }

@@ -1,0 +1,145 @@
+//! `kubectl vm-recover` when the "dead" node comes back while the recovery runs: the kubelet
+//! renews its Lease after the assessment, so the node is alive and may still run its VMs. The
+//! recovery must stop before its next destructive step, take its own taint off again, say so,
+//! and never leave two running copies of a VM.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kubevirt_sim::{Sandbox, SandboxConfig};
+use vm_e2e::{kubectl, node_ready, plugin_bin, start_vms_on_node_1, wait_until};
+
+fn vm(name: &str) -> String {
+    format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n\
+      domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
+    )
+}
+
+fn lease_renew_time(kc: &Path) -> String {
+    kubectl(
+        kc,
+        &[
+            "get",
+            "lease",
+            "node-1",
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ],
+    )
+}
+
+/// vm-recover on a pseudo-terminal (util-linux `script`), with its output collected as it comes
+/// and its standard input left open for the answer.
+fn on_a_terminal(kc: &Path, args: &str) -> (Child, Arc<Mutex<String>>) {
+    let command = format!(
+        "{} --kubeconfig {} {args}",
+        plugin_bin("kubectl-vm_recover").display(),
+        kc.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("util-linux script is installed");
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = Arc::clone(&output);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, output)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    panic!("vm-recover did not finish within {limit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_renews_its_lease_after_the_assessment_is_not_fenced() {
+    let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    start_vms_on_node_1(&kc, &[vm("a"), vm("b"), vm("c")].concat(), 3);
+
+    sandbox.node_down("node-1").unwrap();
+    wait_until("node-1 is not Ready", || node_ready(&kc, "node-1") != "True").await;
+    wait_until("node-1 is tainted unreachable:NoExecute", || {
+        kubectl(&kc, &["get", "node", "node-1", "-o", "jsonpath={.spec.taints}"]).contains("NoExecute")
+    })
+    .await;
+    let silent_since = lease_renew_time(&kc);
+
+    // The operator reads the assessment (Lease expired, node down) and is asked to confirm…
+    let (mut child, output) = on_a_terminal(&kc, "--from-node node-1");
+    wait_until("vm-recover asks for the node name", || {
+        output.lock().unwrap().contains("Type the node name to confirm")
+    })
+    .await;
+    // …while the node comes back and its kubelet renews the Lease.
+    sandbox.node_up("node-1").unwrap();
+    wait_until("node-1 renews its Lease", || {
+        lease_renew_time(&kc) != silent_since
+    })
+    .await;
+    let pods_before = kubectl(
+        &kc,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.uid} {end}",
+        ],
+    );
+    child.stdin.as_mut().unwrap().write_all(b"node-1\n").unwrap();
+    let code = wait_exit(&mut child, Duration::from_secs(60));
+    let out = output.lock().unwrap().clone();
+
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("node node-1 renewed its kubelet Lease at"), "{out}");
+    assert!(
+        out.contains("the recovery stopped before tainting the node"),
+        "{out}"
+    );
+    assert!(out.contains("nothing was changed"), "{out}");
+    let taints = kubectl(&kc, &["get", "node", "node-1", "-o", "jsonpath={.spec.taints}"]);
+    assert!(!taints.contains("out-of-service"), "{taints}");
+    // No pod was deleted: every launcher pod of before is still there.
+    let pods_after = kubectl(
+        &kc,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.uid} {end}",
+        ],
+    );
+    for uid in pods_before.split_whitespace() {
+        assert!(pods_after.contains(uid), "pod {uid} was deleted: {out}");
+    }
+}
