@@ -20,8 +20,12 @@ fn completions_and_manual_page_are_up_to_date() {
 
 #[test]
 fn bash_completion_offers_the_flags() {
-    let script =
-        vm_cli::completions::generate(vm_drain_safe::cli::command(), BIN, clap_complete::Shell::Bash);
+    // The checked-in script, loaded in a real bash, completing `BIN --`.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let offered =
+        vm_cli::completions::bash_complete(&root.join(format!("completions/{BIN}.bash")), &[BIN, "--"])
+            .unwrap();
+    assert!(offered.iter().all(|f| f.starts_with("--")), "{offered:?}");
     for flag in [
         "--dry-run",
         "--uncordon",
@@ -30,6 +34,40 @@ fn bash_completion_offers_the_flags() {
         "--kubeconfig",
         "--yes",
     ] {
-        assert!(script.contains(flag), "{flag} missing");
+        assert!(
+            offered.iter().any(|f| f == flag),
+            "{flag} missing from {offered:?}"
+        );
     }
+}
+
+/// Runs the checked-in `kubectl_complete-vm_drain_safe` as kubectl would, with the words typed
+/// after `kubectl vm-drain-safe`; no cluster is needed for flags and fixed values.
+fn kubectl_complete(words: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(root.join("completions/kubectl/kubectl_complete-vm_drain_safe"))
+        .args(words)
+        .env("KUBECONFIG", root.join("no-such-kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn kubectl_completion_offers_flags_and_output_formats() {
+    assert_eq!(
+        kubectl_complete(&["node-1", "--dr"]),
+        ["--dry-run\tPrint the plan and stop; change nothing", ":4"]
+    );
+    assert_eq!(kubectl_complete(&["-o", "j"]), ["json", ":4"]);
+    assert_eq!(kubectl_complete(&["--output=y"]), ["yaml", ":4"]);
+    // --timeout takes a value: the word after it is not the NODE, nor a file name.
+    assert_eq!(kubectl_complete(&["--timeout", ""]), [":4"]);
+    // No cluster: no node names, and no error either.
+    assert_eq!(kubectl_complete(&[""]), [":4"]);
 }
