@@ -11,6 +11,11 @@
 //!   stop at once, even though the API still shows the pod Running or Terminating. When
 //!   such a node comes back up, the kubelet marks those pods Failed, as after a reboot).
 //!
+//! A node cut off from the network (`node partition`) records nothing while it is cut off:
+//! its guests keep running whatever happens to their pods in the API, so their runs stay
+//! open. When it heals, its kubelet stops the pods that are gone from the API or being
+//! deleted, and records them `deleted` then.
+//!
 //! Each line has `namespace`, `vmi` (the owning VMI's name), `vmiUID`, `pod`, `podUID`,
 //! `node`, `event`, `at` (RFC 3339 with milliseconds), and on migration target pods
 //! `migrationJobUID` (the pod label KubeVirt stamps on them).
@@ -325,8 +330,15 @@ impl Recorder {
     }
 
     /// Records the stops visible in `pods` (all pods): running pods that are gone,
-    /// completed, or on a node in `down`. Forgets powered-off pods that are gone.
-    pub fn observe(&mut self, pods: &[std::sync::Arc<Pod>], down: &HashSet<String>) {
+    /// completed, or on a node in `down`. Runs on a node in `partitioned` (and not down)
+    /// are left as they are: that node's kubelet sees nothing of the API, so its guests run
+    /// on until it heals. Forgets powered-off pods that are gone.
+    pub fn observe(
+        &mut self,
+        pods: &[std::sync::Arc<Pod>],
+        down: &HashSet<String>,
+        partitioned: &HashSet<String>,
+    ) {
         let by_uid: HashMap<&str, &Pod> = pods
             .iter()
             .filter_map(|p| Some((p.metadata.uid.as_deref()?, p.as_ref())))
@@ -335,6 +347,9 @@ impl Recorder {
         let now = jiff::Timestamp::now();
         let mut stops: Vec<(String, StopReason)> = Vec::new();
         for (uid, started) in &self.running {
+            if partitioned.contains(&started.node) && !down.contains(&started.node) {
+                continue;
+            }
             let reason = match by_uid.get(uid.as_str()) {
                 None => Some(StopReason::Deleted),
                 Some(pod) => {
@@ -428,15 +443,20 @@ mod tests {
         assert_eq!(overlapping_runs(&[source, foreign]).len(), 1);
     }
 
-    #[test]
-    fn events_pair_into_runs_and_round_trip_through_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let pod: Pod = serde_json::from_value(serde_json::json!({
+    /// The launcher pod `virt-launcher-db-x` (UID p1) of the VMI `db` (UID u1).
+    fn launcher_pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
             "metadata": {"name": "virt-launcher-db-x", "namespace": "default", "uid": "p1",
                 "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": "u1"},
                 "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "name": "db", "uid": "u1"}]},
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn events_pair_into_runs_and_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = launcher_pod();
         let mut rec = Recorder::open(Some(path(dir.path())));
         let t0: jiff::Timestamp = "2025-01-01T00:00:00.123Z".parse().unwrap();
         rec.started(&pod, "node-1", t0);
@@ -444,6 +464,7 @@ mod tests {
         rec.observe(
             &[std::sync::Arc::new(pod.clone())],
             &HashSet::from(["node-1".to_string()]),
+            &HashSet::new(),
         );
         assert!(rec.powered_off("p1"));
         let events = read_events(dir.path());
@@ -456,5 +477,32 @@ mod tests {
         assert!(runs[0].stopped.is_some());
         // A restarted recorder remembers the powered-off pod.
         assert!(Recorder::open(Some(path(dir.path()))).powered_off("p1"));
+    }
+
+    #[test]
+    fn a_partitioned_node_keeps_its_guests_running_until_it_heals() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = launcher_pod();
+        let none = HashSet::new();
+        let node_1 = HashSet::from(["node-1".to_string()]);
+        let mut rec = Recorder::open(Some(path(dir.path())));
+        rec.started(&pod, "node-1", jiff::Timestamp::now());
+        // Force-deleted from the API while node-1 is cut off: it still runs there.
+        rec.observe(&[], &none, &node_1);
+        assert!(rec.is_running("p1"));
+        assert_eq!(read_events(dir.path()).len(), 1);
+        assert_eq!(read(dir.path())[0].stopped, None);
+        // Healed: its kubelet sees the pod is gone and kills it.
+        rec.observe(&[], &none, &none);
+        assert!(!rec.is_running("p1"));
+        let runs = read(dir.path());
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].stop_reason, Some(StopReason::Deleted));
+
+        // A partitioned node that is powered off stops its guests all the same.
+        let mut other = Recorder::open(None);
+        other.started(&pod, "node-1", jiff::Timestamp::now());
+        other.observe(&[std::sync::Arc::new(pod.clone())], &node_1, &node_1);
+        assert!(other.powered_off("p1"));
     }
 }

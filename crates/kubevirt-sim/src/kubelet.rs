@@ -14,6 +14,14 @@
 //! Terminating, exactly as when a real node dies. When it comes back up (a reboot), the
 //! launcher pods that were running on it go Failed (their containers are gone and
 //! `restartPolicy: Never`), and KubeVirt fails their VMIs.
+//!
+//! A node cut off from the network (`vm-sandbox node partition`) keeps running: its guests
+//! go on (their runs stay open in the history), but its kubelet neither renews its Lease,
+//! nor posts node or pod status, nor sees what changes in the API, so to the control plane
+//! it looks like a dead node. A pod deleted from the API meanwhile (say force-deleted) is
+//! not stopped there. When the network heals, the kubelet catches up with the API: it
+//! kills the launcher pods that are gone or being deleted (their runs stop then, reason
+//! `deleted`), and resumes its heartbeats and the status of the pods that still exist.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,7 +37,6 @@ use tokio::sync::Notify;
 
 use crate::history::{Recorder, StopReason};
 use crate::sim::Simulator;
-use crate::state::read_nodes_down;
 use crate::storage::VolumeView;
 
 const MANAGER: &str = "kubevirt-sim-kubelet";
@@ -70,7 +77,7 @@ fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
-/// Lease renewals and node status for every node that is up.
+/// Lease renewals and node status for every node that is up and reachable.
 async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
     let mut last_status: HashMap<String, Instant> = HashMap::new();
     let mut was_down: HashSet<String> = HashSet::new();
@@ -79,7 +86,7 @@ async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let down = read_nodes_down(&sim.nodes_down_dir);
+        let unreachable = sim.nodes_unreachable();
         let mut all = nodes.state();
         all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut work = Vec::new();
@@ -89,7 +96,7 @@ async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
             };
             let next = indexes.len() as u32 + 1;
             let index = *indexes.entry(name.clone()).or_insert(next);
-            if down.contains(&name) {
+            if unreachable.contains(&name) {
                 was_down.insert(name);
                 continue;
             }
@@ -200,8 +207,8 @@ enum Outcome {
     Nothing,
 }
 
-/// Pods bound to up nodes: start them once their volumes are attached, follow their
-/// readiness gates, finish deletions; record the launcher pods that run.
+/// Pods bound to up, reachable nodes: start them once their volumes are attached, follow
+/// their readiness gates, finish deletions; record the launcher pods that run.
 async fn pod_loop(
     sim: Simulator,
     nodes: reflector::Store<Node>,
@@ -218,7 +225,8 @@ async fn pod_loop(
             _ = events.notified() => {},
             _ = tokio::time::sleep(Duration::from_secs(1)) => {},
         }
-        let down = read_nodes_down(&sim.nodes_down_dir);
+        let down = sim.nodes_down();
+        let partitioned = sim.nodes_partitioned();
         let node_ips: HashMap<String, String> = nodes
             .state()
             .iter()
@@ -235,7 +243,7 @@ async fn pod_loop(
             })
             .collect();
         let all = pods.state();
-        history.observe(&all, &down);
+        history.observe(&all, &down, &partitioned);
         let attached = volumes.index();
         let live: HashSet<String> = all.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         done.retain(|uid, _| live.contains(uid));
@@ -251,8 +259,8 @@ async fn pod_loop(
             else {
                 continue;
             };
-            if down.contains(&node) {
-                // Looked at afresh once the node is back.
+            if down.contains(&node) || partitioned.contains(&node) {
+                // Looked at afresh once the node is back (or reachable again).
                 done.remove(&uid);
                 continue;
             }

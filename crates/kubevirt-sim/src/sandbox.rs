@@ -230,10 +230,13 @@ impl Sandbox {
         let kubeconfig = state.kubeconfig();
         let sim_config = config.sim.clone();
         let down_dir = state.nodes_down();
+        let partitioned_dir = state.nodes_partitioned();
         let history = state.launcher_runs();
         let sim_thread = std::thread::Builder::new()
             .name("kubevirt-sim".into())
-            .spawn(move || run_simulator_thread(kubeconfig, sim_config, down_dir, history, rx))
+            .spawn(move || {
+                run_simulator_thread(kubeconfig, sim_config, down_dir, partitioned_dir, history, rx)
+            })
             .map_err(|e| Error::Other(format!("starting the simulator thread: {e}")))?;
         let sandbox = Sandbox {
             state,
@@ -276,6 +279,22 @@ impl Sandbox {
         self.state.set_node_down(node, false)
     }
 
+    /// Cuts `node` off from the network: the machine and its guests keep running (their
+    /// runs stay open in [`crate::history`]), but its kubelet and virt-handler neither
+    /// renew its Lease, nor post node or pod status, nor see what changes in the API, so
+    /// the control plane treats it as a silent node (NotReady, tainted). A pod deleted
+    /// meanwhile (even force-deleted) keeps running there until [`Sandbox::heal`].
+    pub fn partition(&self, node: &str) -> Result<()> {
+        self.state.set_node_partitioned(node, true)
+    }
+
+    /// Reconnects `node`: its kubelet catches up with the API, killing the launcher pods
+    /// that are gone from it or being deleted (their runs stop now, reason `deleted`), and
+    /// resumes its Lease renewals and the status of the pods that still exist.
+    pub fn heal(&self, node: &str) -> Result<()> {
+        self.state.set_node_partitioned(node, false)
+    }
+
     /// Stops the sandbox's kube-apiserver, waits `down_for`, and starts it again with the same
     /// flags, port, etcd and certificate; returns once it answers again (some 6 to 8 s after
     /// the start). The cluster's state survives in etcd. Meanwhile every client sees its
@@ -287,7 +306,6 @@ impl Sandbox {
             None => Err(Error::Other("the sandbox's control plane is stopped".into())),
         }
     }
-}
 }
 
 impl Drop for Sandbox {
@@ -315,6 +333,7 @@ fn run_simulator_thread(
     kubeconfig: PathBuf,
     config: SimConfig,
     nodes_down_dir: PathBuf,
+    nodes_partitioned_dir: PathBuf,
     run_history: PathBuf,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -341,6 +360,7 @@ fn run_simulator_thread(
             client,
             config,
             nodes_down_dir,
+            nodes_partitioned_dir,
             run_history: Some(run_history),
         };
         if let Err(e) = sim.run(shutdown).await {

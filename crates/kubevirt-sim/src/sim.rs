@@ -4,6 +4,7 @@
 //! ([`crate::outofservice`]) and KubeVirt's controllers ([`crate::kubevirt`]). It runs
 //! either inside `vm-sandbox` (a background process) or on a thread of the test fixture.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::Result;
+use crate::state::{read_nodes_down, read_nodes_partitioned};
 
 /// Timings of the simulation. Real clusters count in minutes; the defaults are short so
 /// that a failure test takes seconds.
@@ -88,12 +90,33 @@ pub struct Simulator {
     pub config: SimConfig,
     /// Directory of files naming the nodes that are down (see [`crate::state::StateDir::nodes_down`]).
     pub nodes_down_dir: PathBuf,
+    /// Directory of files naming the nodes cut off from the network (see
+    /// [`crate::state::StateDir::nodes_partitioned`]).
+    pub nodes_partitioned_dir: PathBuf,
     /// Where the kubelets record the launcher pods that run ([`crate::history`]); None:
     /// not recorded.
     pub run_history: Option<PathBuf>,
 }
 
 impl Simulator {
+    /// The nodes that are down (powered off): their guests are stopped.
+    pub fn nodes_down(&self) -> HashSet<String> {
+        read_nodes_down(&self.nodes_down_dir)
+    }
+
+    /// The nodes cut off from the network: their guests keep running, unseen.
+    pub fn nodes_partitioned(&self) -> HashSet<String> {
+        read_nodes_partitioned(&self.nodes_partitioned_dir)
+    }
+
+    /// The nodes whose kubelet and virt-handler cannot reach the API server: down or
+    /// partitioned. To the control plane (and to KubeVirt's controllers) both look alike.
+    pub fn nodes_unreachable(&self) -> HashSet<String> {
+        let mut all = self.nodes_down();
+        all.extend(self.nodes_partitioned());
+        all
+    }
+
     /// Runs until `shutdown` turns true (or its sender is dropped).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let kubelets = tokio::spawn(crate::kubelet::run(self.clone()));

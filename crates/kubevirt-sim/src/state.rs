@@ -48,6 +48,7 @@ impl StateDir {
             self.logs(),
             self.pids(),
             self.nodes_down(),
+            self.nodes_partitioned(),
         ] {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating the state directory", &dir, e))?;
         }
@@ -90,6 +91,12 @@ impl StateDir {
     pub fn nodes_down(&self) -> PathBuf {
         self.root.join("nodes-down")
     }
+    /// One empty file per node cut off from the network (`vm-sandbox node partition`): the
+    /// machine and its guests keep running, but its kubelet and virt-handler cannot reach
+    /// the API server.
+    pub fn nodes_partitioned(&self) -> PathBuf {
+        self.root.join("nodes-partitioned")
+    }
     /// The launcher pods that ran ([`crate::history`]).
     pub fn launcher_runs(&self) -> PathBuf {
         crate::history::path(&self.root)
@@ -121,26 +128,46 @@ impl StateDir {
 
     /// Marks a node down or up for the simulated kubelets.
     pub fn set_node_down(&self, node: &str, down: bool) -> Result<()> {
-        if node.is_empty() || node.contains('/') {
-            return Err(Error::Other(format!("invalid node name {node:?}")));
-        }
-        let path = self.nodes_down().join(node);
-        if down {
-            std::fs::create_dir_all(self.nodes_down())
-                .map_err(|e| Error::io("creating", self.nodes_down(), e))?;
-            std::fs::write(&path, b"").map_err(|e| Error::io("marking the node down", &path, e))
-        } else {
-            match std::fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io("marking the node up", &path, e)),
-            }
+        set_mark(&self.nodes_down(), node, down, "down")
+    }
+
+    /// Cuts a node off from the network, or heals it, for the simulated kubelets.
+    pub fn set_node_partitioned(&self, node: &str, partitioned: bool) -> Result<()> {
+        set_mark(&self.nodes_partitioned(), node, partitioned, "partitioned")
+    }
+}
+
+/// Creates or removes the file `node` in `dir`.
+fn set_mark(dir: &Path, node: &str, on: bool, what: &str) -> Result<()> {
+    if node.is_empty() || node.contains('/') {
+        return Err(Error::Other(format!("invalid node name {node:?}")));
+    }
+    let path = dir.join(node);
+    if on {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        std::fs::write(&path, b"").map_err(|e| Error::io(format!("marking the node {what}"), &path, e))
+    } else {
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("clearing the node's {what} mark"), &path, e)),
         }
     }
 }
 
 /// The set of nodes currently marked down in `dir` (see [`StateDir::nodes_down`]).
 pub fn read_nodes_down(dir: &Path) -> std::collections::HashSet<String> {
+    read_marks(dir)
+}
+
+/// The set of nodes currently cut off from the network in `dir` (see
+/// [`StateDir::nodes_partitioned`]).
+pub fn read_nodes_partitioned(dir: &Path) -> std::collections::HashSet<String> {
+    read_marks(dir)
+}
+
+/// The names of the files in `dir` (none when it does not exist).
+fn read_marks(dir: &Path) -> std::collections::HashSet<String> {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -51,7 +51,6 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::sim::Simulator;
-use crate::state::read_nodes_down;
 
 /// The simulated CSI driver: provisioner of the PVs and attacher of their VolumeAttachments.
 pub const DRIVER: &str = "sim.csi.kubevirt.io";
@@ -281,7 +280,7 @@ pub struct Snapshot<'a> {
     pub pvs: &'a [Arc<PersistentVolume>],
     /// All VolumeAttachments.
     pub attachments: &'a [Arc<VolumeAttachment>],
-    /// Nodes that are down.
+    /// Nodes that are down or partitioned (their kubelet cannot report).
     pub nodes_down: &'a HashSet<String>,
 }
 
@@ -606,7 +605,8 @@ pub async fn run(sim: Simulator) {
             view.pvs.state(),
             view.attachments.state(),
         );
-        let nodes_down = read_nodes_down(&sim.nodes_down_dir);
+        // A partitioned node cannot report its unmounts either.
+        let nodes_down = sim.nodes_unreachable();
         let world = Snapshot {
             pods: &pods,
             pvcs: &pvcs,

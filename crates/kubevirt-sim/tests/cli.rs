@@ -1,5 +1,6 @@
 //! The `vm-sandbox` command line as scripts use it: `up` in the background with a scenario,
-//! `status`, `node down|up`, and `down` stopping exactly what `up` started.
+//! `status`, `node partition|heal`, `node down|up`, and `down` stopping exactly what `up`
+//! started.
 //! Needs the binaries from `scripts/install-control-plane`.
 
 use std::process::Command;
@@ -151,6 +152,36 @@ spec:
     assert!(
         status.contains("launcher runs: 4 recorded, 4 running, 0 overlapping"),
         "the run history: {status}"
+    );
+
+    // A partition: the node goes silent but its guests keep running.
+    let host = kubectl(
+        &kubeconfig,
+        &["get", "vmi", "vm-1", "-o", "jsonpath={.status.nodeName}"],
+    );
+    let (ok, _, stderr) = vm_sandbox(&["node", "partition", &host, "--state-dir", &state]);
+    assert!(ok, "{stderr}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (ok, status, _) = vm_sandbox(&["status", "--state-dir", &state]);
+    assert!(ok);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with(&format!("node {host} ")) && l.ends_with("kubelet partitioned")),
+        "{status}"
+    );
+    assert!(
+        status.contains("launcher runs: 4 recorded, 4 running, 0 overlapping"),
+        "nothing stopped: {status}"
+    );
+    let (ok, _, stderr) = vm_sandbox(&["node", "heal", &host, "--state-dir", &state]);
+    assert!(ok, "{stderr}");
+    let (_, status, _) = vm_sandbox(&["status", "--state-dir", &state]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with(&format!("node {host} ")) && l.ends_with("kubelet up")),
+        "{status}"
     );
 
     let (ok, _, _) = vm_sandbox(&["node", "down", "node-1", "--state-dir", &state]);

@@ -56,22 +56,8 @@ impl Env {
             "spec": {"accessModes": [mode], "resources": {"requests": {"storage": "10Gi"}}}}))
         .unwrap();
         self.pvcs.create(&PostParams::default(), &pvc).await.unwrap();
-        let vm: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                "domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": {"interfaces": [{"name": "default", "masquerade": {}}]}},
-                "networks": [{"name": "default", "pod": {}}],
-                "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": claim}}],
-            }}},
-        }))
-        .unwrap();
-        let vms: Api<DynamicObject> = Api::namespaced_with(
-            self.sandbox.client(),
-            "default",
-            &kubevirt_resource("VirtualMachine"),
-        );
-        vms.create(&PostParams::default(), &vm).await.unwrap();
+        let disk = json!([{"name": "disk", "persistentVolumeClaim": {"claimName": claim}}]);
+        common::create_vm(self.sandbox.client(), name, disk).await;
     }
 
     async fn vmi(&self, name: &str) -> Option<Value> {

@@ -106,10 +106,13 @@ enum Command {
         state: StateArg,
     },
     /// Power a simulated node off (`down`: its guests stop, its kubelet goes silent) or
-    /// back on (`up`: a reboot; the launcher pods that were running there go Failed).
+    /// back on (`up`: a reboot; the launcher pods that were running there go Failed); or cut
+    /// it off from the network (`partition`: its guests keep running, its kubelet goes
+    /// silent and sees no API changes) and reconnect it (`heal`: its kubelet kills the pods
+    /// deleted meanwhile and resumes).
     Node {
-        /// `down` or `up`.
-        #[arg(value_parser = ["down", "up"])]
+        /// `down`, `up`, `partition` or `heal`.
+        #[arg(value_parser = ["down", "up", "partition", "heal"])]
         action: String,
         /// Node name.
         name: String,
@@ -229,7 +232,13 @@ async fn up(state: &StateDir, config: SandboxConfig, vms: usize) -> Result<()> {
         );
     }
     // A fresh cluster each time: old etcd data, keys, marks and run history go.
-    for dir in [state.etcd_data(), state.pki(), state.pids(), state.nodes_down()] {
+    for dir in [
+        state.etcd_data(),
+        state.pki(),
+        state.pids(),
+        state.nodes_down(),
+        state.nodes_partitioned(),
+    ] {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
         }
@@ -389,11 +398,14 @@ async fn status(state: &StateDir) -> Result<()> {
         .await
         .context("listing nodes timed out")??;
     let down = kubevirt_sim::state::read_nodes_down(&state.nodes_down());
+    let partitioned = kubevirt_sim::state::read_nodes_partitioned(&state.nodes_partitioned());
     for n in &list.items {
         let name = n.metadata.name.clone().unwrap_or_default();
         let ready = if node_is_ready(n) { "Ready" } else { "NotReady" };
         let kubelet = if down.contains(&name) {
             "kubelet down"
+        } else if partitioned.contains(&name) {
+            "kubelet partitioned"
         } else {
             "kubelet up"
         };
@@ -421,15 +433,25 @@ async fn node(state: &StateDir, action: &str, name: &str) -> Result<()> {
     {
         bail!("no node named {name} in the sandbox");
     }
-    state.set_node_down(name, action == "down")?;
-    eprintln!(
-        "node {name}: simulated kubelet {}",
-        if action == "down" {
-            "stopped (it goes NotReady after the grace period)"
-        } else {
-            "restarted"
+    let what = match action {
+        "down" | "up" => {
+            state.set_node_down(name, action == "down")?;
+            if action == "down" {
+                "stopped (it goes NotReady after the grace period)"
+            } else {
+                "restarted"
+            }
         }
-    );
+        _ => {
+            state.set_node_partitioned(name, action == "partition")?;
+            if action == "partition" {
+                "cut off from the API server, its guests still running (it goes NotReady after the grace period)"
+            } else {
+                "reconnected (it stops the pods deleted meanwhile)"
+            }
+        }
+    };
+    eprintln!("node {name}: simulated kubelet {what}");
     Ok(())
 }
 
@@ -458,6 +480,7 @@ async fn simulate(state: &StateDir) -> Result<()> {
         client,
         config: info.sim,
         nodes_down_dir: state.nodes_down(),
+        nodes_partitioned_dir: state.nodes_partitioned(),
         run_history: Some(state.launcher_runs()),
     };
     let task = tokio::spawn(sim.run(rx));

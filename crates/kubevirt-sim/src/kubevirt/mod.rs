@@ -29,7 +29,6 @@ use tokio::sync::Notify;
 
 use crate::crds::kubevirt_resource;
 use crate::sim::Simulator;
-use crate::state::read_nodes_down;
 use config::ClusterConfig;
 use migratable::PvcAccessModes;
 
@@ -43,7 +42,7 @@ pub struct World {
     pub config: ClusterConfig,
     /// PVC access modes by namespace, then claim name.
     pub pvcs: HashMap<String, PvcAccessModes>,
-    /// Nodes whose kubelet and virt-handler are down.
+    /// Nodes whose kubelet and virt-handler are down or cut off from the API server.
     pub nodes_down: HashSet<String>,
     /// Now, RFC 3339.
     pub now: String,
@@ -356,7 +355,7 @@ pub async fn run(sim: Simulator) {
         let world = World {
             config: ClusterConfig::from_kubevirt(kv.as_deref()),
             pvcs: pvc_modes,
-            nodes_down: read_nodes_down(&sim.nodes_down_dir),
+            nodes_down: sim.nodes_unreachable(),
             now: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             pods_expected: expected.keys().cloned().collect(),
             no_pvcs: PvcAccessModes::new(),
@@ -767,8 +766,9 @@ impl Drop for AbortOnDrop {
 }
 
 /// virt-handler's node heartbeat: `kubevirt.io/heartbeat` and `kubevirt.io/schedulable=true`
-/// on nodes that are up; virt-controller's node controller sets `schedulable=false` on a
-/// node whose heartbeat is older than the timeout.
+/// on nodes that are up and reachable (a partitioned virt-handler cannot patch its node);
+/// virt-controller's node controller sets `schedulable=false` on a node whose heartbeat is
+/// older than the timeout.
 async fn handler_heartbeats(sim: Simulator) {
     let nodes: Api<Node> = Api::all(sim.client.clone());
     let pp = PatchParams {
@@ -776,7 +776,7 @@ async fn handler_heartbeats(sim: Simulator) {
         ..Default::default()
     };
     loop {
-        let down = read_nodes_down(&sim.nodes_down_dir);
+        let down = sim.nodes_unreachable();
         let now = jiff::Timestamp::now();
         if let Ok(list) = nodes.list(&ListParams::default()).await {
             for n in list.items {

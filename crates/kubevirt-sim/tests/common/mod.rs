@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, DynamicObject};
-use serde_json::Value;
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use serde_json::{Value, json};
 
 /// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
@@ -50,4 +50,26 @@ pub async fn force_delete(pods: &Api<Pod>, name: &str) {
         ..Default::default()
     };
     pods.delete(name, &dp).await.unwrap();
+}
+
+/// Creates a VM `name` in `default`: runStrategy Always, 1Gi, a masquerade interface on the
+/// pod network, and `volumes` (a JSON array of VMI volumes).
+#[allow(dead_code)] // not every test binary uses it
+pub async fn create_vm(client: kube::Client, name: &str, volumes: Value) {
+    let vm: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": {"app": name}}, "spec": {
+            "domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": {"interfaces": [{"name": "default", "masquerade": {}}]}},
+            "networks": [{"name": "default", "pod": {}}],
+            "volumes": volumes,
+        }}},
+    }))
+    .unwrap();
+    let vms: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "default",
+        &kubevirt_sim::crds::kubevirt_resource("VirtualMachine"),
+    );
+    vms.create(&PostParams::default(), &vm).await.unwrap();
 }
