@@ -25,6 +25,7 @@ pub fn describe(event: &Event) -> String {
         }
         Event::MigrationPhase { vm, phase } => format!("{vm}: migration {phase}"),
         Event::Migrated { vm, node } => format!("{vm} now runs on {node}"),
+        Event::AlreadyGone { vm, why } => format!("{vm} already left the node ({why}): skipped"),
         Event::MigrationFailed { vm, attempt, reason } => {
             format!("{vm}: migration try {attempt} failed: {reason}")
         }
@@ -117,7 +118,7 @@ impl Reporter for BarReporter {
                 self.bar(vm).finish_with_message(format!("on {node}"));
                 self.overall.inc(1);
             }
-            Event::Stopping { vm, .. } => {
+            Event::Stopping { vm, .. } | Event::AlreadyGone { vm, .. } => {
                 self.bar(vm).finish_with_message(describe(event));
                 self.overall.inc(1);
             }
@@ -155,6 +156,7 @@ pub fn print_stopped_summary(summary: &vm_kube::drain::Summary) {
         }
     };
     println!("  migrated away:      {}", list(&summary.migrated));
+    println!("  already gone:       {}", list(&summary.already_gone));
     println!("  stopped:            {}", list(&summary.stopped));
     println!("  evicted:            {}", list(&summary.evicted));
     println!("  cancelled:          {}", list(&summary.cancelled));

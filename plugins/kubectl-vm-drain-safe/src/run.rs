@@ -50,6 +50,9 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         for vm in &report.lost {
             println!("{vm}: a standalone VMI the drain deleted; nothing can recreate it");
         }
+        for vm in &report.changed_by_others {
+            println!("{vm}");
+        }
         return Ok(ExitStatus::Success);
     }
     // The plan needs every VMI, pod and node: the whole cluster, whatever -n says.
@@ -98,19 +101,29 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
                 summary.evicted.len(),
                 cli.node
             );
+            for vm in &summary.already_gone {
+                println!("  already gone before its turn, nothing done: {vm}");
+            }
             ExitStatus::Success
         }
         Outcome::Stopped(why, summary) => {
+            let node_deleted = why == Stopped::NodeDeleted;
             let why = match why {
                 Stopped::Timeout => format!("the timeout ({} s) elapsed", cli.timeout.as_secs()),
                 other => other.to_string(),
             };
             println!("drain of node {} stopped: {why}", cli.node);
             vm_cli::progress::print_stopped_summary(&summary);
-            println!(
-                "the node stays cordoned; migrations that had not started were cancelled. Run the same command to resume, or `{PROGRAM} {} --uncordon`.",
-                cli.node
-            );
+            if node_deleted {
+                println!(
+                    "migrations that had not started were cancelled; with the node gone there is nothing to resume. Check where the VMs listed above run now: `kubectl get vmi -A -o wide`."
+                );
+            } else {
+                println!(
+                    "the node stays cordoned; migrations that had not started were cancelled. Run the same command to resume, or `{PROGRAM} {} --uncordon`.",
+                    cli.node
+                );
+            }
             ExitStatus::Partial
         }
     })

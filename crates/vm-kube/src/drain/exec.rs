@@ -1,8 +1,8 @@
 //! The steps of a drain and of `--uncordon`, against the API.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -12,11 +12,11 @@ use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostP
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use vm_core::drain::{DrainPlan, VmAction, controller_kind, stays_on_node};
+use vm_core::drain::{DrainPlan, VmAction, VmPlan, controller_kind, stays_on_node};
 use vm_core::kubevirt::{VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceMigration};
 
 use super::node::{StoppedVm, record_stopped, set_unschedulable, stopped_vms};
-use super::{DrainError, Event, ExecOptions, NODE_LABEL, Reporter, Stopped, Summary, lease};
+use super::{DrainError, Event, ExecOptions, NODE_LABEL, Reporter, Stopped, Summary, lease, retry};
 use crate::delete::delete_if_present;
 use crate::error::{ApiError, Scope};
 
@@ -69,17 +69,38 @@ pub async fn execute(
     reporter.event(&Event::Locked {
         lease: format!("{}/{}", opts.lock_namespace, lease::lease_name(&plan.node)),
     });
-    let renewal = lease::keep_renewed(leases, plan.node.clone(), opts.holder.clone());
+    let mut renewal = lease::keep_renewed(leases.clone(), plan.node.clone(), opts.holder.clone());
     let mut summary = Summary::default();
     let ended = tokio::select! {
         r = work(client, plan, opts, reporter, &mut summary) => r.err(),
         s = stop => Some(WorkEnd::Stopped(s)),
+        lost = &mut renewal => Some(WorkEnd::Failed(DrainError::LockLost {
+            node: plan.node.clone(),
+            holder: lost.ok().and_then(|l| l.holder),
+        })),
+        () = node_deleted(client, &plan.node) => Some(WorkEnd::Stopped(Stopped::NodeDeleted)),
     };
+    if matches!(ended, Some(WorkEnd::Failed(DrainError::LockLost { .. }))) {
+        // Another run owns the node now: leave the lock and the migrations to it.
+        renewal.abort();
+        return Err(match ended {
+            Some(WorkEnd::Failed(e)) => e,
+            _ => DrainError::Other("lost the lock".into()),
+        });
+    }
     renewal.abort();
+    let _ = renewal.await;
+    // A step that failed because the node went away: say so rather than name the failed call.
+    let ended = match ended {
+        Some(WorkEnd::Failed(e)) if node_is_gone(client, &plan.node).await => {
+            tracing::debug!("the drain failed after its node was deleted: {e}");
+            Some(WorkEnd::Stopped(Stopped::NodeDeleted))
+        }
+        other => other,
+    };
     // No drain runs any more: free the node for a resuming run at once (a killed run's lock
     // expires instead).
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.lock_namespace);
-    lease::release(&leases, &opts.lock_namespace, &plan.node).await?;
+    lease::release_if_held(&leases, &opts.lock_namespace, &plan.node, &opts.holder).await?;
     match ended {
         None => Ok(Outcome::Done(summary)),
         Some(WorkEnd::Failed(e)) => Err(e),
@@ -89,6 +110,35 @@ pub async fn execute(
             Ok(Outcome::Stopped(why, summary))
         }
     }
+}
+
+/// Resolves when `node` is deleted, or replaced by a new Node object of the same name; asks
+/// every 2 s (a node is one object: a GET needs no more rights than the drain has).
+async fn node_deleted(client: &Client, node: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut uid: Option<String> = None;
+    loop {
+        match nodes.get_opt(node).await {
+            Ok(None) => return,
+            Ok(Some(n)) => match (&uid, n.metadata.uid) {
+                (None, now) => uid = now,
+                (Some(first), Some(now)) if *first != now => return,
+                _ => {}
+            },
+            // The API server does not answer: the other steps retry; ask again later.
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Whether `node` is known to be gone (an API error counts as not known).
+async fn node_is_gone(client: &Client, node: &str) -> bool {
+    let nodes: Api<Node> = Api::all(client.clone());
+    matches!(
+        retry::transient(&format!("reading node {node}"), || nodes.get_opt(node)).await,
+        Ok(None)
+    )
 }
 
 async fn work(
@@ -122,69 +172,123 @@ async fn stop_vms(
     let nodes: Api<Node> = Api::all(client.clone());
     let mut record = stopped_vms(&nodes, &plan.node).await?;
     for vm in plan.vms.iter().filter(|v| v.action == VmAction::Shutdown) {
-        let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), &vm.namespace);
-        let vmis: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), &vm.namespace);
-        let owner = vms
-            .get_opt(&vm.name)
-            .await
-            .map_err(|e| api_error(e, "get", "virtualmachines.kubevirt.io", &vm.namespace))?;
-        // A re-run keeps the strategy recorded by the first run (the VM may be Halted by now).
-        let recorded = record
-            .iter()
-            .find(|r| r.namespace == vm.namespace && r.name == vm.name)
-            .cloned();
-        let strategy = recorded.map_or_else(
-            || {
-                owner
-                    .as_ref()
-                    .and_then(|o| vm_core::effective::run_strategy(&o.spec).strategy())
-                    .map(|s| s.to_string())
-            },
-            |r| r.run_strategy,
-        );
-        if !record
-            .iter()
-            .any(|r| r.namespace == vm.namespace && r.name == vm.name)
-        {
-            record.push(StoppedVm {
-                namespace: vm.namespace.clone(),
-                name: vm.name.clone(),
-                run_strategy: strategy.clone(),
-            });
-            record_stopped(&nodes, &plan.node, &record).await?;
-        }
-        let id = format!("{}/{}", vm.namespace, vm.name);
-        match (owner, strategy.as_deref()) {
-            (Some(_), Some("Always")) | (None, _) => {
-                let how = if strategy.is_some() {
-                    "deleting its VMI; runStrategy Always starts it on another node"
-                } else {
-                    "deleting the standalone VMI; nothing recreates it"
-                };
-                reporter.event(&Event::Stopping {
-                    vm: id.clone(),
-                    how: how.into(),
-                });
-                delete_if_present(&vmis, &vm.name, &DeleteParams::default())
-                    .await
-                    .map_err(|e| {
-                        api_error(e, "delete", "virtualmachineinstances.kubevirt.io", &vm.namespace)
-                    })?;
-            }
-            (Some(_), _) => {
-                reporter.event(&Event::Stopping {
-                    vm: id.clone(),
-                    how: "setting runStrategy Halted; --uncordon restores it".into(),
-                });
-                let patch = json!({"spec": {"runStrategy": "Halted", "running": null}});
-                vms.patch(&vm.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| api_error(e, "patch", "virtualmachines.kubevirt.io", &vm.namespace))?;
-            }
-        }
-        summary.stopped.push(id);
+        stop_vm(client, &nodes, &plan.node, vm, &mut record, reporter).await?;
+        summary.stopped.push(format!("{}/{}", vm.namespace, vm.name));
     }
     Ok(())
+}
+
+/// How long a write to a VM that someone else keeps editing (409 Conflict) is tried again, each
+/// time on a fresh read.
+const CONFLICT_PATIENCE: Duration = Duration::from_secs(30);
+const CONFLICT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Stops one VM: records it on the node (with the run strategy to restore), then deletes its
+/// VMI (runStrategy Always, or a standalone VMI) or sets runStrategy Halted. The patch carries
+/// the resourceVersion the decision was made on: a VM edited by someone else meanwhile (409)
+/// is read again and the decision made again, so the record never holds a stale strategy.
+async fn stop_vm(
+    client: &Client,
+    nodes: &Api<Node>,
+    node: &str,
+    vm: &VmPlan,
+    record: &mut Vec<StoppedVm>,
+    reporter: &dyn Reporter,
+) -> Result<(), DrainError> {
+    let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), &vm.namespace);
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), &vm.namespace);
+    let id = format!("{}/{}", vm.namespace, vm.name);
+    let mut reported = false;
+    let started = Instant::now();
+    while started.elapsed() < CONFLICT_PATIENCE {
+        let owner = retry::transient(&format!("reading VM {id}"), || vms.get_opt(&vm.name))
+            .await
+            .map_err(|e| api_error(e, "get", "virtualmachines.kubevirt.io", &vm.namespace))?;
+        let current = owner
+            .as_ref()
+            .and_then(|o| vm_core::effective::run_strategy(&o.spec).strategy())
+            .map(|s| s.to_string());
+        let recorded = record
+            .iter()
+            .position(|r| r.namespace == vm.namespace && r.name == vm.name);
+        // The strategy to restore: the VM's own, unless this drain already halted it (a re-run).
+        let strategy = match (recorded, current.as_deref()) {
+            (Some(i), Some("Halted") | None) => record[i].run_strategy.clone(),
+            (_, _) => current.clone(),
+        };
+        let entry = StoppedVm {
+            namespace: vm.namespace.clone(),
+            name: vm.name.clone(),
+            run_strategy: strategy.clone(),
+        };
+        match recorded {
+            Some(i) if record[i] == entry => {}
+            Some(i) => {
+                record[i] = entry;
+                record_stopped(nodes, node, record).await?;
+            }
+            None => {
+                record.push(entry);
+                record_stopped(nodes, node, record).await?;
+            }
+        }
+        let Some(owner) = owner.filter(|_| strategy.as_deref() != Some("Always")) else {
+            let how = if strategy.is_some() {
+                "deleting its VMI; runStrategy Always starts it on another node"
+            } else {
+                "deleting the standalone VMI; nothing recreates it"
+            };
+            reporter.event(&Event::Stopping {
+                vm: id.clone(),
+                how: how.into(),
+            });
+            let params = DeleteParams::default();
+            retry::transient(&format!("deleting VMI {id}"), || {
+                delete_if_present(&vmis, &vm.name, &params)
+            })
+            .await
+            .map_err(|e| api_error(e, "delete", "virtualmachineinstances.kubevirt.io", &vm.namespace))?;
+            return Ok(());
+        };
+        if !reported {
+            reporter.event(&Event::Stopping {
+                vm: id.clone(),
+                how: "setting runStrategy Halted; --uncordon restores it".into(),
+            });
+            reported = true;
+        }
+        if current.as_deref() == Some("Halted") {
+            return Ok(());
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": owner.metadata.resource_version},
+            "spec": {"runStrategy": "Halted", "running": null},
+        });
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        match retry::transient(&format!("halting VM {id}"), || {
+            vms.patch(&vm.name, &params, &patch)
+        })
+        .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tracing::info!("VM {id} was changed by someone else meanwhile; reading it again");
+                tokio::time::sleep(CONFLICT_PAUSE).await;
+            }
+            Err(e) => {
+                return Err(api_error(
+                    e,
+                    "patch",
+                    "virtualmachines.kubevirt.io",
+                    &vm.namespace,
+                ));
+            }
+        }
+    }
+    Err(DrainError::Other(format!(
+        "VM {id} kept changing while the drain tried to stop it (conflicts for {} s); nothing else was stopped. Run the same command again",
+        CONFLICT_PATIENCE.as_secs()
+    )))
 }
 
 fn phase(m: &VirtualMachineInstanceMigration) -> &str {
@@ -199,13 +303,37 @@ fn is_final(phase: &str) -> bool {
 async fn vmi_node(client: &Client, id: &str) -> Result<Option<String>, DrainError> {
     let (ns, name) = split(id);
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), ns);
-    let vmi = vmis
-        .get_opt(name)
+    let vmi = retry::transient(&format!("reading VMI {id}"), || vmis.get_opt(name))
         .await
         .map_err(|e| api_error(e, "get", "virtualmachineinstances.kubevirt.io", ns))?;
     Ok(vmi
-        .filter(vm_core::drain::vmi_is_active)
+        .filter(|v| vm_core::drain::vmi_is_active(v) && v.metadata.deletion_timestamp.is_none())
         .and_then(|v| v.status.and_then(|s| s.node_name)))
+}
+
+fn list_err_vmim(e: kube::Error) -> DrainError {
+    DrainError::Api(ApiError::from_kube(
+        e,
+        "list",
+        "virtualmachineinstancemigrations.kubevirt.io",
+        Scope::Cluster,
+    ))
+}
+
+/// The migrations in flight, by name, and the VMI (`ns/name`) each one moves.
+struct InFlight {
+    active: BTreeMap<String, String>, // VMI id → VMIM name
+    attempts: BTreeMap<String, u32>,
+    phases: BTreeMap<String, String>,
+}
+
+impl InFlight {
+    fn vmi_of(&self, migration: &str) -> Option<String> {
+        self.active
+            .iter()
+            .find(|(_, n)| *n == migration)
+            .map(|(id, _)| id.clone())
+    }
 }
 
 /// Migrates every VMI the plan migrates, at most `slots` at a time, retrying failures.
@@ -233,75 +361,118 @@ async fn migrate(
     }
     let all: Api<VirtualMachineInstanceMigration> = Api::all(client.clone());
     // Adopt what a previous run (or anyone) has in flight for these VMIs: never a second one.
-    let existing = all.list(&ListParams::default()).await.map_err(|e| {
-        DrainError::Api(ApiError::from_kube(
-            e,
-            "list",
-            "virtualmachineinstancemigrations.kubevirt.io",
-            Scope::Cluster,
-        ))
-    })?;
-    let mut active: BTreeMap<String, String> = BTreeMap::new(); // VMI id → VMIM name
-    let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
+    let everything = ListParams::default();
+    let existing = retry::transient("listing migrations", || all.list(&everything))
+        .await
+        .map_err(list_err_vmim)?;
+    let mut flight = InFlight {
+        active: BTreeMap::new(),
+        attempts: BTreeMap::new(),
+        phases: BTreeMap::new(),
+    };
     for m in &existing.items {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         let id = format!("{ns}/{}", m.spec.vmi_name);
         if queue.contains(&id) && !is_final(phase(m)) {
             queue.retain(|q| q != &id);
             let name = m.metadata.name.clone().unwrap_or_default();
-            attempts.insert(id.clone(), 1);
+            flight.attempts.insert(id.clone(), 1);
             reporter.event(&Event::MigrationStarted {
                 vm: id.clone(),
                 migration: name.clone(),
                 attempt: 1,
             });
-            active.insert(id, name);
+            flight.active.insert(id, name);
         }
     }
-    let selector = format!("{NODE_LABEL}={node}");
-    let stream = watcher(all.clone(), watcher::Config::default().labels(&selector)).default_backoff();
+    // Every migration, not only this drain's: an adopted one may be anyone's.
+    let stream = watcher(all.clone(), watcher::Config::default()).backoff(retry::Backoff::default());
     let mut stream = std::pin::pin!(stream);
-    let mut phases: BTreeMap<String, String> = BTreeMap::new();
+    // Names listed since the watch (re)started with a list, until that list is complete.
+    let mut relisted: Option<BTreeSet<String>> = None;
+    let mut watch_failing = false;
     loop {
-        while active.len() < slots
+        while flight.active.len() < slots
             && let Some(id) = queue.pop_front()
         {
-            match vmi_node(client, &id).await? {
-                Some(n) if n == node => {}
-                Some(elsewhere) => {
-                    reporter.event(&Event::Migrated {
+            let started = match start_migration(client, &id, node, opts).await? {
+                Start::Gone(why) => {
+                    reporter.event(&Event::AlreadyGone {
                         vm: id.clone(),
-                        node: elsewhere,
+                        why: why.clone(),
                     });
-                    summary.migrated.push(id);
+                    summary.already_gone.push(format!("{id} ({why})"));
                     continue;
                 }
-                None => continue, // stopped meanwhile: nothing left to move
-            }
-            let attempt = attempts.entry(id.clone()).or_insert(0);
+                Start::Created(name) | Start::Adopted(name) => name,
+            };
+            let attempt = flight.attempts.entry(id.clone()).or_insert(0);
             *attempt += 1;
-            let name = create_migration(client, &id, node).await?;
             reporter.event(&Event::MigrationStarted {
                 vm: id.clone(),
-                migration: name.clone(),
+                migration: started.clone(),
                 attempt: *attempt,
             });
-            active.insert(id, name);
+            flight.active.insert(id, started);
         }
-        if active.is_empty() && queue.is_empty() {
+        if flight.active.is_empty() && queue.is_empty() {
             return Ok(());
         }
         let Some(event) = stream.next().await else {
             return Err(DrainError::Other("the watch on migrations ended".into()).into());
         };
-        let event = event.map_err(|e| DrainError::Other(format!("watching migrations: {e}")))?;
+        let event = match event {
+            Ok(event) => {
+                if watch_failing {
+                    tracing::warn!("the watch on migrations resumed");
+                    watch_failing = false;
+                }
+                event
+            }
+            // kube-runtime's watcher resumes by itself (with backoff): say so once and wait.
+            Err(e) => {
+                if !watch_failing {
+                    tracing::warn!(
+                        "watching migrations: {}; the watch resumes when the API server answers",
+                        crate::error::chain(&e)
+                    );
+                    watch_failing = true;
+                }
+                continue;
+            }
+        };
         let (object, deleted) = match event {
-            watcher::Event::Apply(m) | watcher::Event::InitApply(m) => (m, false),
+            watcher::Event::Apply(m) => (m, false),
+            watcher::Event::InitApply(m) => {
+                if let Some(seen) = relisted.as_mut() {
+                    seen.insert(m.metadata.name.clone().unwrap_or_default());
+                }
+                (m, false)
+            }
             watcher::Event::Delete(m) => (m, true),
-            watcher::Event::Init | watcher::Event::InitDone => continue,
+            watcher::Event::Init => {
+                relisted = Some(BTreeSet::new());
+                continue;
+            }
+            watcher::Event::InitDone => {
+                // A migration missing from a complete list was deleted while the watch was
+                // down (the watcher lists again when it lost track, e.g. across an API server
+                // restart): no Delete event will come for it.
+                let seen = relisted.take().unwrap_or_default();
+                let vanished: Vec<String> = flight
+                    .active
+                    .iter()
+                    .filter(|(_, name)| !seen.contains(*name))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in vanished {
+                    migration_ended(&id, "Deleted", None, opts, reporter, &mut flight, &mut queue)?;
+                }
+                continue;
+            }
         };
         let name = object.metadata.name.clone().unwrap_or_default();
-        let Some(id) = active.iter().find(|(_, n)| **n == name).map(|(id, _)| id.clone()) else {
+        let Some(id) = flight.vmi_of(&name) else {
             continue;
         };
         let now = if deleted && !is_final(phase(&object)) {
@@ -309,47 +480,73 @@ async fn migrate(
         } else {
             phase(&object)
         };
-        if phases.get(&id).map(String::as_str) != Some(now) && !now.is_empty() {
-            phases.insert(id.clone(), now.to_string());
-            reporter.event(&Event::MigrationPhase {
+        if now == "Succeeded" {
+            flight.active.remove(&id);
+            note_phase(&id, now, reporter, &mut flight);
+            let at = vmi_node(client, &id).await?.unwrap_or_else(|| "?".into());
+            reporter.event(&Event::Migrated {
                 vm: id.clone(),
-                phase: now.to_string(),
+                node: at,
             });
-        }
-        match now {
-            "Succeeded" => {
-                active.remove(&id);
-                let at = vmi_node(client, &id).await?.unwrap_or_else(|| "?".into());
-                reporter.event(&Event::Migrated {
-                    vm: id.clone(),
-                    node: at,
-                });
-                summary.migrated.push(id);
-            }
-            "Failed" | "Deleted" => {
-                active.remove(&id);
-                let attempt = attempts.get(&id).copied().unwrap_or(1);
-                let reason = if now == "Deleted" {
-                    "the migration was deleted".to_string()
-                } else {
-                    failure_reason(&object)
-                };
-                reporter.event(&Event::MigrationFailed {
-                    vm: id.clone(),
-                    attempt,
-                    reason: reason.clone(),
-                });
-                if attempt >= opts.max_attempts {
-                    return Err(WorkEnd::Stopped(Stopped::MigrationKeptFailing { vm: id, reason }));
-                }
-                queue.push_back(id);
-            }
-            _ => {}
+            summary.migrated.push(id);
+        } else {
+            migration_ended(&id, now, Some(&object), opts, reporter, &mut flight, &mut queue)?;
         }
     }
 }
 
+/// Reports a new phase of the migration of `id`, once.
+fn note_phase(id: &str, now: &str, reporter: &dyn Reporter, flight: &mut InFlight) {
+    if flight.phases.get(id).map(String::as_str) != Some(now) && !now.is_empty() {
+        flight.phases.insert(id.to_string(), now.to_string());
+        reporter.event(&Event::MigrationPhase {
+            vm: id.to_string(),
+            phase: now.to_string(),
+        });
+    }
+}
+
+/// Follows a phase of the migration of `id` other than Succeeded: a failed or deleted
+/// migration is a failed try, queued again until `max_attempts`.
+fn migration_ended(
+    id: &str,
+    now: &str,
+    object: Option<&VirtualMachineInstanceMigration>,
+    opts: &ExecOptions,
+    reporter: &dyn Reporter,
+    flight: &mut InFlight,
+    queue: &mut VecDeque<String>,
+) -> Result<(), WorkEnd> {
+    note_phase(id, now, reporter, flight);
+    if !matches!(now, "Failed" | "Deleted") {
+        return Ok(());
+    }
+    flight.active.remove(id);
+    let attempt = flight.attempts.get(id).copied().unwrap_or(1);
+    let reason = match object {
+        Some(m) if now == "Failed" => failure_reason(m),
+        _ => "the migration was deleted by someone else".to_string(),
+    };
+    reporter.event(&Event::MigrationFailed {
+        vm: id.to_string(),
+        attempt,
+        reason: reason.clone(),
+    });
+    if attempt >= opts.max_attempts {
+        return Err(WorkEnd::Stopped(Stopped::MigrationKeptFailing {
+            vm: id.to_string(),
+            reason,
+        }));
+    }
+    queue.push_back(id.to_string());
+    Ok(())
+}
+
 fn failure_reason(m: &VirtualMachineInstanceMigration) -> String {
+    if m.metadata.deletion_timestamp.is_some() {
+        // Only a stopped run deletes migrations, and only unstarted ones: someone else did.
+        return "the migration was deleted by someone else (KubeVirt aborted it)".into();
+    }
     m.status
         .as_ref()
         .and_then(|s| s.migration_state.as_ref())
@@ -361,8 +558,27 @@ fn failure_reason(m: &VirtualMachineInstanceMigration) -> String {
         )
 }
 
-async fn create_migration(client: &Client, id: &str, node: &str) -> Result<String, DrainError> {
+/// How the migration of a VMI started.
+enum Start {
+    /// This run created it.
+    Created(String),
+    /// One was in flight already (anyone's, or ours from a create whose answer was lost).
+    Adopted(String),
+    /// The VMI is no longer on the node: where it went.
+    Gone(String),
+}
+
+/// Starts the migration of `id` off `node`: checks that the VMI is still there, adopts a
+/// migration in flight for it, or creates one. Creating is not idempotent (`generateName`):
+/// after a create that failed without an answer, the next try looks for the migration first.
+async fn start_migration(
+    client: &Client,
+    id: &str,
+    node: &str,
+    opts: &ExecOptions,
+) -> Result<Start, DrainError> {
     let (ns, name) = split(id);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.lock_namespace);
     let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(client.clone(), ns);
     let metadata = ObjectMeta {
         generate_name: Some(format!("vm-drain-safe-{name}-")),
@@ -371,11 +587,54 @@ async fn create_migration(client: &Client, id: &str, node: &str) -> Result<Strin
         ..ObjectMeta::default()
     };
     let vmim = VirtualMachineInstanceMigration::new(metadata, name);
-    let created = api
-        .create(&PostParams::default(), &vmim)
+    let started = Instant::now();
+    let mut backoff = retry::Backoff::default();
+    let everything = ListParams::default();
+    loop {
+        match vmi_node(client, id).await? {
+            Some(n) if n == node => {}
+            Some(elsewhere) => {
+                return Ok(Start::Gone(format!(
+                    "already on {elsewhere}, moved by someone else"
+                )));
+            }
+            None => {
+                return Ok(Start::Gone(
+                    "no longer running: stopped or deleted by someone else".into(),
+                ));
+            }
+        }
+        let listed = retry::transient(&format!("listing the migrations of {id}"), || {
+            api.list(&everything)
+        })
         .await
-        .map_err(|e| api_err_vmim(e, ns))?;
-    Ok(created.metadata.name.unwrap_or_default())
+        .map_err(list_err_vmim)?;
+        if let Some(m) = listed
+            .items
+            .iter()
+            .find(|m| m.spec.vmi_name == name && !is_final(phase(m)))
+        {
+            return Ok(Start::Adopted(m.metadata.name.clone().unwrap_or_default()));
+        }
+        if !lease::held_by(&leases, &opts.lock_namespace, node, &opts.holder).await? {
+            let lost = leases.get_opt(&lease::lease_name(node)).await.ok().flatten();
+            return Err(DrainError::LockLost {
+                node: node.to_string(),
+                holder: lost.and_then(|l| l.spec).and_then(|s| s.holder_identity),
+            });
+        }
+        match api.create(&PostParams::default(), &vmim).await {
+            Ok(created) => return Ok(Start::Created(created.metadata.name.unwrap_or_default())),
+            Err(e) if retry::is_transient(&e) && started.elapsed() < retry::PATIENCE => {
+                tracing::warn!(
+                    "creating the migration of {id}: {}; looking for it before trying again",
+                    crate::error::chain(&e)
+                );
+                tokio::time::sleep(backoff.pause()).await;
+            }
+            Err(e) => return Err(api_err_vmim(e, ns)),
+        }
+    }
 }
 
 fn api_err_vmim(e: kube::Error, ns: &str) -> DrainError {
@@ -388,10 +647,12 @@ fn is_live_launcher(pod: &Pod) -> bool {
 
 async fn pods_on(client: &Client, node: &str) -> Result<Vec<Pod>, DrainError> {
     let pods: Api<Pod> = Api::all(client.clone());
-    let list = pods
-        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-        .await
-        .map_err(|e| DrainError::Api(ApiError::from_kube(e, "list", "pods", Scope::Cluster)))?;
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let list = retry::transient(&format!("listing the pods of node {node}"), || {
+        pods.list(&on_node)
+    })
+    .await
+    .map_err(|e| DrainError::Api(ApiError::from_kube(e, "list", "pods", Scope::Cluster)))?;
     Ok(list.items)
 }
 
@@ -404,6 +665,7 @@ async fn evict_rest(
     reporter: &dyn Reporter,
     summary: &mut Summary,
 ) -> Result<(), DrainError> {
+    let evict_params = EvictParams::default();
     loop {
         let pending: Vec<Pod> = pods_on(client, node)
             .await?
@@ -419,7 +681,13 @@ async fn evict_rest(
             let name = pod.metadata.name.clone().unwrap_or_default();
             let id = format!("{ns}/{name}");
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            match api.evict(&name, &EvictParams::default()).await {
+            let evicted = retry::retry_while(
+                &format!("evicting pod {id}"),
+                retry::is_transient_for_eviction,
+                || api.evict(&name, &evict_params),
+            )
+            .await;
+            match evicted {
                 Ok(_) => {
                     reporter.event(&Event::Evicted { pod: id.clone() });
                     summary.evicted.push(id);
@@ -483,17 +751,10 @@ async fn wait_empty(
 /// returns the VMIs (`ns/name`) whose migration it cancelled.
 async fn cancel_unstarted(client: &Client, node: &str) -> Result<Vec<String>, DrainError> {
     let all: Api<VirtualMachineInstanceMigration> = Api::all(client.clone());
-    let ours = all
-        .list(&ListParams::default().labels(&format!("{NODE_LABEL}={node}")))
+    let selector = ListParams::default().labels(&format!("{NODE_LABEL}={node}"));
+    let ours = retry::transient("listing migrations", || all.list(&selector))
         .await
-        .map_err(|e| {
-            DrainError::Api(ApiError::from_kube(
-                e,
-                "list",
-                "virtualmachineinstancemigrations.kubevirt.io",
-                Scope::Cluster,
-            ))
-        })?;
+        .map_err(list_err_vmim)?;
     let mut cancelled = Vec::new();
     for m in ours
         .items
@@ -504,9 +765,12 @@ async fn cancel_unstarted(client: &Client, node: &str) -> Result<Vec<String>, Dr
         cancelled.push(format!("{ns}/{}", m.spec.vmi_name));
         let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(client.clone(), &ns);
         let name = m.metadata.name.as_deref().unwrap_or_default();
-        delete_if_present(&api, name, &DeleteParams::default())
-            .await
-            .map_err(|e| api_error(e, "delete", "virtualmachineinstancemigrations.kubevirt.io", &ns))?;
+        let params = DeleteParams::default();
+        retry::transient(&format!("cancelling migration {ns}/{name}"), || {
+            delete_if_present(&api, name, &params)
+        })
+        .await
+        .map_err(|e| api_error(e, "delete", "virtualmachineinstancemigrations.kubevirt.io", &ns))?;
     }
     Ok(cancelled)
 }
@@ -520,6 +784,79 @@ pub struct UncordonReport {
     pub already_running: Vec<String>,
     /// Standalone VMIs the drain deleted: nothing can recreate them.
     pub lost: Vec<String>,
+    /// VMs someone else changed since the drain stopped them (`ns/name: what`): left as they are.
+    pub changed_by_others: Vec<String>,
+}
+
+/// What became of one VM the drain had halted.
+enum Restore {
+    Restarted,
+    ChangedByOthers(String),
+}
+
+/// Gives a VM the drain halted its run strategy back, if it is still Halted: the patch carries
+/// the resourceVersion read, so an edit by someone else meanwhile (409) is read again, and a VM
+/// whose strategy someone changed, or that was deleted, is left alone.
+async fn restore_vm(client: &Client, vm: &StoppedVm, strategy: &str) -> Result<Restore, DrainError> {
+    let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), &vm.namespace);
+    let id = format!("{}/{}", vm.namespace, vm.name);
+    let started = Instant::now();
+    while started.elapsed() < CONFLICT_PATIENCE {
+        let Some(current) = retry::transient(&format!("reading VM {id}"), || vms.get_opt(&vm.name))
+            .await
+            .map_err(|e| api_error(e, "get", "virtualmachines.kubevirt.io", &vm.namespace))?
+        else {
+            return Ok(Restore::ChangedByOthers("deleted since the drain".into()));
+        };
+        let now = vm_core::effective::run_strategy(&current.spec)
+            .strategy()
+            .map(|s| s.to_string());
+        if now.as_deref() != Some("Halted") {
+            return Ok(Restore::ChangedByOthers(format!(
+                "runStrategy is {} since the drain, not Halted; left as it is",
+                now.as_deref().unwrap_or("unset")
+            )));
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "spec": {"runStrategy": strategy},
+        });
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        match retry::transient(&format!("restoring the runStrategy of VM {id}"), || {
+            vms.patch(&vm.name, &params, &patch)
+        })
+        .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tokio::time::sleep(CONFLICT_PAUSE).await;
+                continue;
+            }
+            Err(e) => {
+                return Err(api_error(
+                    e,
+                    "patch",
+                    "virtualmachines.kubevirt.io",
+                    &vm.namespace,
+                ));
+            }
+        }
+        if strategy == "Manual" {
+            // What `virtctl start` asks of a Manual VM.
+            let start = json!({"status": {"stateChangeRequests": [{"action": "Start"}]}});
+            let start = Patch::Merge(&start);
+            retry::transient(&format!("starting VM {id}"), || {
+                vms.patch_status(&vm.name, &params, &start)
+            })
+            .await
+            .map_err(|e| api_error(e, "patch", "virtualmachines/status", &vm.namespace))?;
+        }
+        return Ok(Restore::Restarted);
+    }
+    Err(DrainError::Other(format!(
+        "VM {id} kept changing while its runStrategy was restored (conflicts for {} s); run --uncordon again",
+        CONFLICT_PATIENCE.as_secs()
+    )))
 }
 
 /// Uncordons `node`, restores the run strategy of the VMs the drain stopped, and releases the lock.
@@ -543,19 +880,10 @@ pub async fn uncordon(
             report.already_running.push(id);
             continue;
         }
-        let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), &vm.namespace);
-        let patch = json!({"spec": {"runStrategy": strategy}});
-        vms.patch(&vm.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| api_error(e, "patch", "virtualmachines.kubevirt.io", &vm.namespace))?;
-        if strategy == "Manual" {
-            // What `virtctl start` asks of a Manual VM.
-            let start = json!({"status": {"stateChangeRequests": [{"action": "Start"}]}});
-            vms.patch_status(&vm.name, &PatchParams::default(), &Patch::Merge(&start))
-                .await
-                .map_err(|e| api_error(e, "patch", "virtualmachines/status", &vm.namespace))?;
+        match restore_vm(client, &vm, strategy).await? {
+            Restore::Restarted => report.restarted.push(id),
+            Restore::ChangedByOthers(what) => report.changed_by_others.push(format!("{id}: {what}")),
         }
-        report.restarted.push(id);
     }
     set_unschedulable(&nodes, node, false).await?;
     record_stopped(&nodes, node, &[]).await?;

@@ -1,8 +1,19 @@
 //! The per-node lock: a `coordination.k8s.io/v1` Lease named `vm-drain-safe-<node>`.
 //!
-//! A run holds it while it works and renews it; another run refuses while the holder renewed
-//! it within the lease duration, and takes it over once it has expired (a killed run). A run
-//! that ends, finished or stopped, deletes it.
+//! A run holds it while it works and renews it every third of its duration; another run
+//! refuses, naming the holder, while the holder renewed it within the lease duration. Once it
+//! has expired (a killed run: nothing released it), the next run takes it over, but only after
+//! seeing it unchanged for one more renewal period, so that a holder whose clock runs behind,
+//! or whose renewal was late, is never displaced while it still renews. A run that ends,
+//! finished or stopped, deletes the lock if it still holds it.
+//!
+//! The renewal rides out an API server outage (it retries every second until the server
+//! answers). If the lock was nevertheless taken over or deleted meanwhile, the renewal task
+//! ends with [`LockLost`] and the run stops: two runs never work on one node.
+//!
+//! The lease duration is [`LEASE_SECONDS`] (60 s). For tests only, the environment variable
+//! [`LEASE_SECONDS_ENV`] sets another (3 to 3600 s), so that the expiry of a killed run's lock
+//! can be shown in seconds.
 
 use std::time::Duration;
 
@@ -10,14 +21,34 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 
 use super::DrainError;
+use super::retry;
 use crate::delete::delete_if_present;
 use crate::error::{ApiError, Scope};
 
-/// How long a lease stays valid without renewal.
+/// How long a lease stays valid without renewal, in seconds.
 pub const LEASE_SECONDS: i32 = 60;
+
+/// For tests only: the lease duration in seconds, instead of [`LEASE_SECONDS`].
+pub const LEASE_SECONDS_ENV: &str = "VM_DRAIN_SAFE_LOCK_SECONDS";
+
+/// The lease duration this process writes: [`LEASE_SECONDS`] unless [`LEASE_SECONDS_ENV`]
+/// holds a number of seconds from 3 to 3600.
+#[must_use]
+pub fn lease_seconds() -> i32 {
+    std::env::var(LEASE_SECONDS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|s| (3..=3600).contains(s))
+        .unwrap_or(LEASE_SECONDS)
+}
+
+/// How often a holder renews a lease of `seconds`.
+fn renewal_period(seconds: i32) -> Duration {
+    Duration::from_secs(u64::try_from(seconds / 3).unwrap_or(1).max(1))
+}
 
 /// The lease name for `node`.
 #[must_use]
@@ -38,95 +69,211 @@ fn api_err(e: kube::Error, verb: &'static str, ns: &str) -> DrainError {
     ))
 }
 
-/// Takes the lock of `node` for `holder`, or says who holds it.
-///
-/// # Errors
-/// [`DrainError::Locked`] while another holder's lease is fresh; API errors.
-pub async fn acquire(api: &Api<Lease>, ns: &str, node: &str, holder: &str) -> Result<(), DrainError> {
-    let name = lease_name(node);
-    match api.get_opt(&name).await.map_err(|e| api_err(e, "get", ns))? {
-        None => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(name),
-                    namespace: Some(ns.to_string()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(holder.to_string()),
-                    lease_duration_seconds: Some(LEASE_SECONDS),
-                    acquire_time: Some(now()),
-                    renew_time: Some(now()),
-                    ..LeaseSpec::default()
-                }),
-            };
-            api.create(&PostParams::default(), &lease)
-                .await
-                .map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 409 => DrainError::Locked {
-                        node: node.to_string(),
-                        holder: "another run that started at the same moment".into(),
-                        age_seconds: 0,
-                    },
-                    e => api_err(e, "create", ns),
-                })?;
-            Ok(())
-        }
-        Some(mut lease) => {
-            let spec = lease.spec.clone().unwrap_or_default();
-            let current = spec.holder_identity.clone().unwrap_or_default();
-            let age = spec
-                .renew_time
-                .as_ref()
-                .map_or(i64::MAX, |t| Timestamp::now().as_second() - t.0.as_second());
-            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
-            if current != holder && age < duration {
-                return Err(DrainError::Locked {
-                    node: node.to_string(),
-                    holder: current,
-                    age_seconds: age,
-                });
-            }
-            // Expired (or ours): take it over. The resourceVersion makes a racing take-over fail.
-            lease.spec = Some(LeaseSpec {
-                holder_identity: Some(holder.to_string()),
-                lease_duration_seconds: Some(LEASE_SECONDS),
-                acquire_time: Some(now()),
-                renew_time: Some(now()),
-                lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + 1),
-                ..LeaseSpec::default()
-            });
-            api.replace(&lease_name(node), &PostParams::default(), &lease)
-                .await
-                .map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 409 => DrainError::Locked {
-                        node: node.to_string(),
-                        holder: "another run that took the expired lock first".into(),
-                        age_seconds: 0,
-                    },
-                    e => api_err(e, "update", ns),
-                })?;
-            Ok(())
-        }
+/// Seconds since the lease was last renewed, and the duration its holder wrote.
+fn age_and_duration(spec: &LeaseSpec) -> (i64, i64) {
+    let age = spec
+        .renew_time
+        .as_ref()
+        .map_or(i64::MAX, |t| Timestamp::now().as_second() - t.0.as_second());
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
+    (age, duration)
+}
+
+fn spec_for(holder: &str, transitions: Option<i32>) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: Some(holder.to_string()),
+        lease_duration_seconds: Some(lease_seconds()),
+        acquire_time: Some(now()),
+        renew_time: Some(now()),
+        lease_transitions: transitions,
+        ..LeaseSpec::default()
     }
 }
 
-/// Renews the lock every third of its duration until the task is dropped.
-pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs((LEASE_SECONDS / 3) as u64)).await;
-            let Ok(Some(mut lease)) = api.get_opt(&lease_name(&node)).await else {
-                continue;
-            };
-            let Some(spec) = lease.spec.as_mut() else { continue };
-            if spec.holder_identity.as_deref() != Some(holder.as_str()) {
-                return; // Taken over: stop renewing; the run notices through its own checks.
+fn locked(node: &str, holder: impl Into<String>, age_seconds: i64) -> DrainError {
+    DrainError::Locked {
+        node: node.to_string(),
+        holder: holder.into(),
+        age_seconds,
+    }
+}
+
+/// One try at the lock; `Err` only for an API error (transient ones are retried by the caller).
+async fn try_acquire(
+    api: &Api<Lease>,
+    ns: &str,
+    node: &str,
+    holder: &str,
+) -> Result<Result<(), DrainError>, kube::Error> {
+    let name = lease_name(node);
+    let Some(mut lease) = api.get_opt(&name).await? else {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(ns.to_string()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec_for(holder, None)),
+        };
+        return match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => Ok(Ok(())),
+            // Someone created it first, or an earlier create of ours whose answer was lost did.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let spec = api
+                    .get_opt(&lease_name(node))
+                    .await?
+                    .and_then(|l| l.spec)
+                    .unwrap_or_default();
+                let (age, _) = age_and_duration(&spec);
+                match spec.holder_identity {
+                    Some(h) if h == holder => Ok(Ok(())),
+                    Some(h) => Ok(Err(locked(node, h, age))),
+                    None => Ok(Err(locked(
+                        node,
+                        "another run that started at the same moment",
+                        0,
+                    ))),
+                }
             }
-            spec.renew_time = Some(now());
-            let _ = api
-                .replace(&lease_name(&node), &PostParams::default(), &lease)
-                .await;
+            Err(e) => Err(e),
+        };
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    let current = spec.holder_identity.clone().unwrap_or_default();
+    let (age, duration) = age_and_duration(&spec);
+    if current != holder {
+        if age < duration {
+            return Ok(Err(locked(node, current, age)));
+        }
+        // Expired by the clocks: make sure the holder really stopped renewing before taking over.
+        let settle =
+            renewal_period(i32::try_from(duration).unwrap_or(LEASE_SECONDS)) + Duration::from_secs(1);
+        tracing::warn!(
+            "node {node}: the lock held by {current} was last renewed {age} s ago (lease of {duration} s); \
+             taking it over if it is still not renewed in {} s",
+            settle.as_secs()
+        );
+        let seen = lease.metadata.resource_version.clone();
+        tokio::time::sleep(settle).await;
+        match api.get_opt(&lease_name(node)).await? {
+            Some(again) if again.metadata.resource_version == seen => lease = again,
+            // Renewed (the holder is alive), released, or taken by someone else: look again.
+            Some(again) => {
+                let spec = again.spec.unwrap_or_default();
+                let (age, _) = age_and_duration(&spec);
+                return Ok(Err(locked(node, spec.holder_identity.unwrap_or_default(), age)));
+            }
+            None => return Ok(Err(locked(node, "another run that released it just now", 0))),
+        }
+    }
+    // Expired or ours: take it over. The resourceVersion makes a racing take-over fail.
+    lease.spec = Some(spec_for(holder, Some(spec.lease_transitions.unwrap_or(0) + 1)));
+    match api
+        .replace(&lease_name(node), &PostParams::default(), &lease)
+        .await
+    {
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Err(locked(
+            node,
+            "another run that took the expired lock first",
+            0,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes the lock of `node` for `holder`, or says who holds it.
+///
+/// # Errors
+/// [`DrainError::Locked`] while another holder's lease is fresh (or was renewed while this
+/// run waited to take it over); API errors once retries of transient ones ran out.
+pub async fn acquire(api: &Api<Lease>, ns: &str, node: &str, holder: &str) -> Result<(), DrainError> {
+    retry::transient(&format!("taking the lock of node {node}"), || {
+        try_acquire(api, ns, node, holder)
+    })
+    .await
+    .map_err(|e| api_err(e, "update", ns))?
+}
+
+/// Whether `holder` still holds the lock of `node`: checked right before a step that must never
+/// be taken twice (creating a migration), so that a run that was paused past its lease (a
+/// frozen process, a suspended laptop) stops instead of working next to the run that took
+/// the lock over.
+///
+/// # Errors
+/// API errors once retries of transient ones ran out.
+pub async fn held_by(api: &Api<Lease>, ns: &str, node: &str, holder: &str) -> Result<bool, DrainError> {
+    let name = lease_name(node);
+    let lease = retry::transient(&format!("checking the lock of node {node}"), || {
+        api.get_opt(&name)
+    })
+    .await
+    .map_err(|e| api_err(e, "get", ns))?;
+    Ok(lease
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .as_deref()
+        == Some(holder))
+}
+
+/// Why a run no longer holds its lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockLost {
+    /// Who holds it now; `None` when the lease was deleted.
+    pub holder: Option<String>,
+}
+
+enum Renewal {
+    Renewed,
+    Lost(LockLost),
+}
+
+async fn renew(api: &Api<Lease>, node: &str, holder: &str) -> Result<Renewal, kube::Error> {
+    let Some(mut lease) = api.get_opt(&lease_name(node)).await? else {
+        return Ok(Renewal::Lost(LockLost { holder: None }));
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(holder) {
+        return Ok(Renewal::Lost(LockLost {
+            holder: spec.holder_identity.clone(),
+        }));
+    }
+    spec.renew_time = Some(now());
+    api.replace(&lease_name(node), &PostParams::default(), &lease)
+        .await
+        .map(|_| Renewal::Renewed)
+}
+
+/// Renews the lock every third of its duration until the task is aborted; retries every second
+/// while the API server does not answer. The task ends, with who holds the lock now, when the
+/// lock was taken over or deleted: the run must stop.
+pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::task::JoinHandle<LockLost> {
+    tokio::spawn(async move {
+        let period = renewal_period(lease_seconds());
+        let mut pause = period;
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(pause).await;
+            match renew(&api, &node, &holder).await {
+                Ok(Renewal::Renewed) => {
+                    if failing {
+                        tracing::warn!("node {node}: the lock is renewed again");
+                    }
+                    failing = false;
+                    pause = period;
+                }
+                Ok(Renewal::Lost(lost)) => return lost,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(
+                            "node {node}: renewing the lock failed ({}); retrying every second",
+                            crate::error::chain(&e)
+                        );
+                    }
+                    failing = true;
+                    pause = Duration::from_secs(1);
+                }
+            }
         }
     })
 }
@@ -136,8 +283,58 @@ pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::tas
 /// # Errors
 /// API errors other than 404.
 pub async fn release(api: &Api<Lease>, ns: &str, node: &str) -> Result<(), DrainError> {
-    delete_if_present(api, &lease_name(node), &DeleteParams::default())
-        .await
-        .map_err(|e| api_err(e, "delete", ns))?;
+    let (name, params) = (lease_name(node), DeleteParams::default());
+    retry::transient(&format!("releasing the lock of node {node}"), || {
+        delete_if_present(api, &name, &params)
+    })
+    .await
+    .map_err(|e| api_err(e, "delete", ns))?;
     Ok(())
+}
+
+/// Deletes the lock if `holder` still holds it, so that a run that lost its lock never frees
+/// the new holder's.
+///
+/// # Errors
+/// API errors other than 404 (gone) and 409 (changed meanwhile: not ours to delete).
+pub async fn release_if_held(api: &Api<Lease>, ns: &str, node: &str, holder: &str) -> Result<(), DrainError> {
+    let what = format!("releasing the lock of node {node}");
+    let name = lease_name(node);
+    // A renewal of ours that was in flight when the run ended may change the lease once more.
+    for _ in 0..3 {
+        let Some(lease) = retry::transient(&what, || api.get_opt(&name))
+            .await
+            .map_err(|e| api_err(e, "get", ns))?
+        else {
+            return Ok(());
+        };
+        if lease.spec.and_then(|s| s.holder_identity).as_deref() != Some(holder) {
+            return Ok(());
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: lease.metadata.resource_version,
+                uid: lease.metadata.uid,
+            }),
+            ..DeleteParams::default()
+        };
+        match retry::transient(&what, || delete_if_present(api, &name, &params)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(api_err(e, "delete", ns)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_renewed_every_third_of_its_duration() {
+        assert_eq!(renewal_period(LEASE_SECONDS), Duration::from_secs(20));
+        assert_eq!(renewal_period(3), Duration::from_secs(1));
+        assert_eq!(renewal_period(10), Duration::from_secs(3));
+    }
 }

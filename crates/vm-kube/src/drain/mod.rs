@@ -3,11 +3,19 @@
 //! only DaemonSet pods are left.
 //!
 //! # Guarantees
-//! - Idempotent: a second run adopts the migrations the first one created (label
-//!   `vm-drain-safe.kubevirt.io/node`) and skips VMIs that already left the node; it never
-//!   creates a second migration for a VMI that has one in flight.
+//! - Idempotent: a run adopts the migrations in flight for the VMIs it moves (a killed run's,
+//!   or anyone's) and skips, reporting them, VMIs that already left the node; it never creates
+//!   a second migration for a VMI that has one in flight, and looks for one before every
+//!   create, so a create whose answer was lost is not repeated.
+//! - One run per node: the lock ([`lease`]) refuses a second run while the first renews it;
+//!   a run that loses its lock stops at once.
+//! - API server outages: watches resume with kube-runtime's backoff, other calls are retried
+//!   while the failure is transient ([`retry`]); the run goes on where it was.
 //! - Cancellation (timeout, Ctrl-C) deletes only the migrations it created that have not been
 //!   handed off yet (`Pending`, `Scheduling`); the node stays cordoned.
+//! - Someone else's changes: a migration deleted by someone else counts as a failed try (and
+//!   is retried within `max_attempts`); a VM edited meanwhile is read again before it is
+//!   stopped (writes carry the resourceVersion read); a deleted node stops the run.
 //!
 //! # Caveats
 //! A VM is stopped only when the plan says `shutdown`, and it is recorded on the node first.
@@ -15,6 +23,7 @@
 mod exec;
 pub mod lease;
 pub mod node;
+pub mod retry;
 pub mod whereabouts;
 
 use std::time::Duration;
@@ -65,6 +74,14 @@ pub enum Event {
         vm: String,
         /// Where it runs now.
         node: String,
+    },
+    /// A VMI the plan migrates had left the node before its turn (moved, stopped or deleted
+    /// by someone else): no migration is created for it.
+    AlreadyGone {
+        /// `ns/name` of the VMI.
+        vm: String,
+        /// Where it went, as far as known.
+        why: String,
     },
     /// A migration failed.
     MigrationFailed {
@@ -130,6 +147,8 @@ pub enum Stopped {
         /// The last reason.
         reason: String,
     },
+    /// The Node object was deleted (or replaced by a new one of the same name) mid-drain.
+    NodeDeleted,
 }
 
 impl std::fmt::Display for Stopped {
@@ -140,6 +159,7 @@ impl std::fmt::Display for Stopped {
             Stopped::MigrationKeptFailing { vm, reason } => {
                 write!(f, "the migration of {vm} kept failing (last: {reason})")
             }
+            Stopped::NodeDeleted => f.write_str("the node was deleted"),
         }
     }
 }
@@ -157,6 +177,8 @@ pub struct Summary {
     pub cancelled: Vec<String>,
     /// VMIs still on the node when a run stopped, with their migration's phase if one runs.
     pub left_on_node: Vec<String>,
+    /// VMIs that had left the node before their turn (`ns/name (where)`): nothing was done.
+    pub already_gone: Vec<String>,
 }
 
 /// Why a drain could not run or finish.
@@ -173,6 +195,18 @@ pub enum DrainError {
         holder: String,
         /// Seconds since its last renewal.
         age_seconds: i64,
+    },
+    /// The run's lock was taken over or deleted while it worked (it could not renew it for a
+    /// whole lease duration, or someone deleted it): it stopped at once.
+    #[error(
+        "node {node}: this run lost its lock ({}); it stopped so that two runs never work on one node. Migrations in flight were left to finish; once the lock is free, the same command resumes",
+        .holder.as_ref().map_or_else(|| "the lease was deleted".to_string(), |h| format!("now held by {h}"))
+    )]
+    LockLost {
+        /// The node.
+        node: String,
+        /// Who holds the lock now; `None` when the lease was deleted.
+        holder: Option<String>,
     },
     /// An API call failed.
     #[error(transparent)]

@@ -7,7 +7,7 @@ use kube::api::{Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::DrainError;
+use super::{DrainError, retry};
 use crate::error::{ApiError, Scope};
 
 /// Annotation on the node listing the VMs this drain stopped, as JSON.
@@ -35,7 +35,9 @@ fn node_err(e: kube::Error, verb: &'static str) -> DrainError {
 /// API errors (a 404 names the node).
 pub async fn set_unschedulable(api: &Api<Node>, node: &str, on: bool) -> Result<(), DrainError> {
     let patch = json!({"spec": {"unschedulable": if on { json!(true) } else { json!(null) }}});
-    api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+    let what = format!("{} node {node}", if on { "cordoning" } else { "uncordoning" });
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    retry::transient(&what, || api.patch(node, &params, &patch))
         .await
         .map_err(|e| node_err(e, "patch"))?;
     Ok(())
@@ -46,7 +48,9 @@ pub async fn set_unschedulable(api: &Api<Node>, node: &str, on: bool) -> Result<
 /// # Errors
 /// API errors; an annotation that is not valid JSON.
 pub async fn stopped_vms(api: &Api<Node>, node: &str) -> Result<Vec<StoppedVm>, DrainError> {
-    let n = api.get(node).await.map_err(|e| node_err(e, "get"))?;
+    let n = retry::transient(&format!("reading node {node}"), || api.get(node))
+        .await
+        .map_err(|e| node_err(e, "get"))?;
     let Some(text) = n
         .metadata
         .annotations
@@ -72,9 +76,13 @@ pub async fn record_stopped(api: &Api<Node>, node: &str, vms: &[StoppedVm]) -> R
     } else {
         json!(serde_json::to_string(vms).unwrap_or_default())
     };
+    // A merge patch of this one annotation: someone else's changes to the node never conflict.
     let patch = json!({"metadata": {"annotations": {STOPPED_ANNOTATION: value}}});
-    api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| node_err(e, "patch"))?;
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    retry::transient(&format!("recording the stopped VMs on node {node}"), || {
+        api.patch(node, &params, &patch)
+    })
+    .await
+    .map_err(|e| node_err(e, "patch"))?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use vm_core::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceMigration};
 
-use super::{DrainError, NODE_LABEL};
+use super::{DrainError, NODE_LABEL, retry};
 use crate::error::{ApiError, Scope};
 
 fn list_error(e: kube::Error, resource: &'static str) -> DrainError {
@@ -19,13 +19,13 @@ fn list_error(e: kube::Error, resource: &'static str) -> DrainError {
 /// Listing VMIs or migrations failed.
 pub async fn left_on_node(client: &Client, node: &str) -> Result<Vec<String>, DrainError> {
     let vmis: Api<VirtualMachineInstance> = Api::all(client.clone());
-    let on_node = vmis
-        .list(&ListParams::default())
+    let everything = ListParams::default();
+    let on_node = retry::transient("listing VMIs", || vmis.list(&everything))
         .await
         .map_err(|e| list_error(e, "virtualmachineinstances.kubevirt.io"))?;
     let migrations: Api<VirtualMachineInstanceMigration> = Api::all(client.clone());
-    let ours = migrations
-        .list(&ListParams::default().labels(&format!("{NODE_LABEL}={node}")))
+    let selector = ListParams::default().labels(&format!("{NODE_LABEL}={node}"));
+    let ours = retry::transient("listing migrations", || migrations.list(&selector))
         .await
         .map_err(|e| list_error(e, "virtualmachineinstancemigrations.kubevirt.io"))?;
     let mut lines = Vec::new();
