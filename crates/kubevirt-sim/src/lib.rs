@@ -23,6 +23,7 @@ pub mod controlplane;
 pub mod crds;
 pub mod error;
 pub mod history;
+pub mod interference;
 pub mod kubelet;
 pub mod kubevirt;
 pub mod nodes;

@@ -285,9 +285,21 @@ pub fn reconcile(inputs: &Inputs, world: &World, timings: MigrationTimings) -> V
                     })
                     .and_then(|p| str_at(p, "/metadata/name"))
                     .unwrap_or_default();
+                // The hand-off replaces the VMI's migration state (KubeVirt writes a new one): the
+                // outcome of an earlier, failed or aborted, migration must not carry over.
                 actions.push(vmi_patch(vmi, json!({
                     "metadata": {"labels": {"kubevirt.io/migrationTargetNodeName": target_node}},
                     "status": {"migrationState": {
+                        "completed": null,
+                        "failed": null,
+                        "failureReason": null,
+                        "startTimestamp": null,
+                        "endTimestamp": null,
+                        "targetNodeAddress": null,
+                        "targetNodeDomainDetected": null,
+                        "targetNodeDomainReadyTimestamp": null,
+                        "abortRequested": null,
+                        "abortStatus": null,
                         "migrationUid": uid,
                         "sourceNode": source_node,
                         "sourcePod": source_pod,
