@@ -1,7 +1,8 @@
-//! `kubectl vm-recover` when the "dead" node comes back while the recovery runs: the kubelet
-//! renews its Lease after the assessment, so the node is alive and may still run its VMs. The
-//! recovery must stop before its next destructive step, take its own taint off again, say so,
-//! and never leave two running copies of a VM.
+//! `kubectl vm-recover` under races: the "dead" node comes back while the recovery runs (its
+//! kubelet renews its Lease after the assessment, so it is alive and may still run its VMs:
+//! the recovery must stop before its next destructive step, take its own taint off again and
+//! say so), and the API server restarts in the middle of a recovery. Never two running copies
+//! of a VM, checked against the simulator's record of every launcher pod that ran.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -67,6 +68,7 @@ fn on_a_terminal(kc: &Path, args: &str) -> (Child, Arc<Mutex<String>>) {
     (child, output)
 }
 
+/// The exit status of `child`, or `None` if it was still running after `limit` (it is killed).
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -76,7 +78,8 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = child.kill();
-    panic!("vm-recover did not finish within {limit:?}");
+    let _ = child.wait();
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +90,18 @@ async fn a_node_that_renews_its_lease_after_the_assessment_is_not_fenced() {
     let kc = sandbox.kubeconfig();
     start_vms_on_node_1(&kc, &[vm("a"), vm("b"), vm("c")].concat(), 3);
 
-    sandbox.node_down("node-1").unwrap();
+    let vmis_before = kubectl(
+        &kc,
+        &[
+            "get",
+            "vmi",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.uid} {end}",
+        ],
+    );
+    // node-1 is cut off from the network, not powered off: its VMs keep running, but to the
+    // cluster it looks dead.
+    sandbox.partition("node-1").unwrap();
     wait_until("node-1 is not Ready", || node_ready(&kc, "node-1") != "True").await;
     wait_until("node-1 is tainted unreachable:NoExecute", || {
         kubectl(&kc, &["get", "node", "node-1", "-o", "jsonpath={.spec.taints}"]).contains("NoExecute")
@@ -101,8 +115,8 @@ async fn a_node_that_renews_its_lease_after_the_assessment_is_not_fenced() {
         output.lock().unwrap().contains("Type the node name to confirm")
     })
     .await;
-    // …while the node comes back and its kubelet renews the Lease.
-    sandbox.node_up("node-1").unwrap();
+    // …while the network comes back and the kubelet renews the Lease.
+    sandbox.heal("node-1").unwrap();
     wait_until("node-1 renews its Lease", || {
         lease_renew_time(&kc) != silent_since
     })
@@ -142,4 +156,111 @@ async fn a_node_that_renews_its_lease_after_the_assessment_is_not_fenced() {
     for uid in pods_before.split_whitespace() {
         assert!(pods_after.contains(uid), "pod {uid} was deleted: {out}");
     }
+    // The VMs never stopped: the same VMIs still run on node-1, one copy each.
+    assert_eq!(
+        kubectl(
+            &kc,
+            &[
+                "get",
+                "vmi",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.uid} {end}"
+            ],
+        ),
+        vmis_before
+    );
+    let placements = vm_e2e::vmi_placements(&kc);
+    assert_eq!(
+        placements
+            .iter()
+            .filter(|p| p.ends_with("=Running/node-1"))
+            .count(),
+        3,
+        "{placements:?}"
+    );
+    let runs = kubevirt_sim::history::read(sandbox.state_dir());
+    let overlaps = kubevirt_sim::history::overlapping_runs(&runs);
+    assert!(overlaps.is_empty(), "two copies at once: {overlaps:?}");
+}
+
+/// vm-recover with `args`, its standard error collected line by line as it comes.
+fn with_stderr_lines(kc: &Path, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(plugin_bin("kubectl-vm_recover"))
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vm-recover runs");
+    let lines = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_rides_out_an_api_server_restart_without_two_copies() {
+    let mut sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
+        .await
+        .expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    let names = ["a", "b", "c", "d"];
+    start_vms_on_node_1(&kc, &names.map(vm).concat(), names.len());
+    sandbox.node_down("node-1").unwrap();
+    wait_until("node-1 is not Ready", || node_ready(&kc, "node-1") != "True").await;
+    wait_until("node-1 is tainted unreachable:NoExecute", || {
+        kubectl(&kc, &["get", "node", "node-1", "-o", "jsonpath={.spec.taints}"]).contains("NoExecute")
+    })
+    .await;
+
+    let (mut child, stderr) = with_stderr_lines(
+        &kc,
+        &[
+            "--from-node",
+            "node-1",
+            "--confirm-fenced",
+            "--yes",
+            "--timeout",
+            "5m",
+        ],
+    );
+    wait_until("vm-recover has tainted node-1", || {
+        stderr.lock().unwrap().contains("tainted node node-1")
+    })
+    .await;
+    // The API server goes away in the middle of the fencing, for a few seconds.
+    sandbox
+        .restart_apiserver(Duration::from_secs(3))
+        .await
+        .expect("the API server restarts");
+    let code = wait_exit(&mut child, Duration::from_secs(360));
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let context = format!("{stdout}\n--- stderr ---\n{}", stderr.lock().unwrap());
+    assert_eq!(code, Some(0), "{context}");
+    assert!(stdout.contains("4 VM(s) running elsewhere"), "{context}");
+    let placements = vm_e2e::vmi_placements(&kc);
+    for name in names {
+        assert!(
+            placements
+                .iter()
+                .any(|p| p.starts_with(&format!("{name}=Running/")) && !p.ends_with("/node-1")),
+            "{name} runs elsewhere: {placements:?}\n{context}"
+        );
+    }
+    let runs = kubevirt_sim::history::read(sandbox.state_dir());
+    let overlaps = kubevirt_sim::history::overlapping_runs(&runs);
+    assert!(overlaps.is_empty(), "two copies at once: {overlaps:?}");
 }
