@@ -54,17 +54,7 @@ fn on_a_terminal(kc: &Path, args: &str) -> (Child, Arc<Mutex<String>>) {
         .spawn()
         .expect("util-linux script is installed");
     let output = Arc::new(Mutex::new(String::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let sink = Arc::clone(&output);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    collect(child.stdout.take().unwrap(), &output);
     (child, output)
 }
 
@@ -183,8 +173,8 @@ async fn a_node_that_renews_its_lease_after_the_assessment_is_not_fenced() {
     assert!(overlaps.is_empty(), "two copies at once: {overlaps:?}");
 }
 
-/// vm-recover with `args`, its standard error collected line by line as it comes.
-fn with_stderr_lines(kc: &Path, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
+/// vm-recover with `args`, its standard output and error collected together as they come.
+fn collecting_output(kc: &Path, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
     let mut child = Command::new(plugin_bin("kubectl-vm_recover"))
         .env_remove("KUBECONFIG")
         .env("NO_COLOR", "1")
@@ -195,19 +185,44 @@ fn with_stderr_lines(kc: &Path, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("vm-recover runs");
-    let lines = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
-    let sink = Arc::clone(&lines);
+    let output = Arc::new(Mutex::new(String::new()));
+    collect(child.stdout.take().unwrap(), &output);
+    collect(child.stderr.take().unwrap(), &output);
+    (child, output)
+}
+
+/// Sends SIG`name` to `child`.
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name}");
+}
+
+/// Whether the API server answers its readiness check.
+fn api_server_answers(kc: &Path) -> bool {
+    Command::new("kubectl")
+        .env_remove("KUBECONFIG")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(["get", "--raw", "/readyz", "--request-timeout=1s"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Appends what `stream` gives to `sink` until it closes, on a thread of its own.
+fn collect(mut stream: impl Read + Send + 'static, sink: &Arc<Mutex<String>>) {
+    let sink = Arc::clone(sink);
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
+        while let Ok(n) = stream.read(&mut buf) {
             if n == 0 {
                 break;
             }
             sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    (child, lines)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +240,7 @@ async fn a_recovery_rides_out_an_api_server_restart_without_two_copies() {
     })
     .await;
 
-    let (mut child, stderr) = with_stderr_lines(
+    let (mut child, output) = collecting_output(
         &kc,
         &[
             "--from-node",
@@ -236,21 +251,28 @@ async fn a_recovery_rides_out_an_api_server_restart_without_two_copies() {
             "5m",
         ],
     );
-    wait_until("vm-recover has tainted node-1", || {
-        stderr.lock().unwrap().contains("tainted node node-1")
+    wait_until("vm-recover has printed its assessment", || {
+        output.lock().unwrap().contains("restart-elsewhere")
     })
     .await;
-    // The API server goes away in the middle of the fencing, for a few seconds.
-    sandbox
-        .restart_apiserver(Duration::from_secs(3))
-        .await
-        .expect("the API server restarts");
+    // The API server goes away for a few seconds just as the fencing starts: vm-recover is
+    // frozen while the server stops, and thawed once it is gone, so that the lock, the Lease
+    // check, the taint, the force-deletions and the watch all meet the outage.
+    signal(&child, "STOP");
+    let thaw = async {
+        wait_until("the API server is down", || !api_server_answers(&kc)).await;
+        signal(&child, "CONT");
+    };
+    let (restarted, ()) = tokio::join!(sandbox.restart_apiserver(Duration::from_secs(3)), thaw);
+    restarted.expect("the API server restarts");
     let code = wait_exit(&mut child, Duration::from_secs(360));
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let context = format!("{stdout}\n--- stderr ---\n{}", stderr.lock().unwrap());
+    let context = output.lock().unwrap().clone();
     assert_eq!(code, Some(0), "{context}");
-    assert!(stdout.contains("4 VM(s) running elsewhere"), "{context}");
+    assert!(context.contains("4 VM(s) running elsewhere"), "{context}");
+    assert!(
+        context.contains("the API server answers again"),
+        "the outage was met: {context}"
+    );
     let placements = vm_e2e::vmi_placements(&kc);
     for name in names {
         assert!(

@@ -12,6 +12,7 @@ use vm_core::recover::OUT_OF_SERVICE_TAINT;
 use super::vigil::Vigil;
 use crate::delete::delete_if_present;
 use crate::drain::DrainError;
+use crate::drain::retry::transient;
 use crate::error::{ApiError, Scope};
 
 /// The taint as `kubectl taint` writes it, for messages.
@@ -42,8 +43,7 @@ async fn edit_taints(
     edit: impl Fn(&mut Vec<Taint>) -> bool,
 ) -> Result<bool, DrainError> {
     loop {
-        let node = nodes
-            .get(name)
+        let node = transient(&format!("reading node {name}"), || nodes.get(name))
             .await
             .map_err(|e| err(e, "get", "nodes", Scope::Cluster))?;
         let mut list = taints(&node);
@@ -54,10 +54,9 @@ async fn edit_taints(
             "metadata": {"resourceVersion": node.metadata.resource_version},
             "spec": {"taints": list},
         });
-        match nodes
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+        let what = format!("updating the taints of node {name}");
+        match transient(&what, || nodes.patch(name, &params, &merge)).await {
             Ok(_) => return Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(err(e, "patch", "nodes", Scope::Cluster)),
@@ -123,10 +122,12 @@ pub async fn force_delete_launchers(
     log: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(Vec<String>, Option<String>), DrainError> {
     let all: Api<Pod> = Api::all(client.clone());
-    let on_node = all
-        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-        .await
-        .map_err(|e| err(e, "list", "pods", Scope::Cluster))?;
+    let on_node_only = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let on_node = transient(&format!("listing the pods of node {node}"), || {
+        all.list(&on_node_only)
+    })
+    .await
+    .map_err(|e| err(e, "list", "pods", Scope::Cluster))?;
     let mut deleted = Vec::new();
     for pod in on_node.items.iter().filter(|p| is_vm_pod(p)) {
         if let Some(renewed) = vigil.renewed_since_assessment().await? {
@@ -139,7 +140,8 @@ pub async fn force_delete_launchers(
             grace_period_seconds: Some(0),
             ..DeleteParams::default()
         };
-        if delete_if_present(&api, &name, &params)
+        let what = format!("force-deleting pod {ns}/{name}");
+        if transient(&what, || delete_if_present(&api, &name, &params))
             .await
             .map_err(|e| err(e, "delete", "pods", Scope::Namespace(ns.clone())))?
         {
@@ -158,7 +160,11 @@ pub async fn delete_attachments(client: &Client, names: &[String]) -> Result<Vec
     let api: Api<VolumeAttachment> = Api::all(client.clone());
     let mut deleted = Vec::new();
     for name in names {
-        if delete_if_present(&api, name, &DeleteParams::default())
+        let (what, params) = (
+            format!("deleting VolumeAttachment {name}"),
+            DeleteParams::default(),
+        );
+        if transient(&what, || delete_if_present(&api, name, &params))
             .await
             .map_err(|e| err(e, "delete", "volumeattachments.storage.k8s.io", Scope::Cluster))?
         {

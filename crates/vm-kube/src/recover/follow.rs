@@ -17,6 +17,7 @@ use vm_core::recover::{RecoveryAction, RecoveryPlan};
 
 use crate::delete::delete_if_present;
 use crate::drain::DrainError;
+use crate::drain::retry::{Backoff, transient};
 use crate::error::{ApiError, Scope};
 
 /// A VM the recovery waits for.
@@ -54,8 +55,8 @@ pub async fn awaited(client: &Client, plan: &RecoveryPlan) -> Result<Vec<Awaited
         .filter(|v| v.action == RecoveryAction::RestartElsewhere)
     {
         let api: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), &vm.namespace);
-        let current = api
-            .get_opt(&vm.name)
+        let id = format!("{}/{}", vm.namespace, vm.name);
+        let current = transient(&format!("reading VMI {id}"), || api.get_opt(&vm.name))
             .await
             .map_err(|e| err(e, "get", "virtualmachineinstances.kubevirt.io", &vm.namespace))?;
         out.push(Awaited {
@@ -96,7 +97,7 @@ pub async fn until_running(
     let (store, writer) = reflector::store();
     let api: Api<VirtualMachineInstance> = Api::all(client.clone());
     let mut events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
+        .backoff(Backoff::default())
         .boxed();
     let mut cleared: BTreeSet<String> = BTreeSet::new();
     let mut requested: BTreeSet<String> = BTreeSet::new();
@@ -149,16 +150,19 @@ pub async fn until_running(
 
 async fn delete_vmi(client: &Client, waited: &Awaited) -> Result<(), DrainError> {
     let api: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), &waited.namespace);
-    delete_if_present(&api, &waited.name, &DeleteParams::default())
-        .await
-        .map_err(|e| {
-            err(
-                e,
-                "delete",
-                "virtualmachineinstances.kubevirt.io",
-                &waited.namespace,
-            )
-        })?;
+    let params = DeleteParams::default();
+    transient(&format!("deleting the finished VMI {}", waited.id), || {
+        delete_if_present(&api, &waited.name, &params)
+    })
+    .await
+    .map_err(|e| {
+        err(
+            e,
+            "delete",
+            "virtualmachineinstances.kubevirt.io",
+            &waited.namespace,
+        )
+    })?;
     Ok(())
 }
 
@@ -166,9 +170,12 @@ async fn delete_vmi(client: &Client, waited: &Awaited) -> Result<(), DrainError>
 async fn request_start(client: &Client, waited: &Awaited) -> Result<(), DrainError> {
     let api: Api<VirtualMachine> = Api::namespaced(client.clone(), &waited.namespace);
     let start = json!({"status": {"stateChangeRequests": [{"action": "Start"}]}});
-    api.patch_status(&waited.name, &PatchParams::default(), &Patch::Merge(&start))
-        .await
-        .map_err(|e| err(e, "patch", "virtualmachines/status", &waited.namespace))?;
+    let (params, merge) = (PatchParams::default(), Patch::Merge(&start));
+    transient(&format!("starting VM {}", waited.id), || {
+        api.patch_status(&waited.name, &params, &merge)
+    })
+    .await
+    .map_err(|e| err(e, "patch", "virtualmachines/status", &waited.namespace))?;
     Ok(())
 }
 
@@ -179,8 +186,7 @@ async fn request_start(client: &Client, waited: &Awaited) -> Result<(), DrainErr
 pub async fn state_of(client: &Client, id: &str) -> Result<String, DrainError> {
     let (ns, name) = id.split_once('/').unwrap_or(("default", id));
     let api: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), ns);
-    let vmi = api
-        .get_opt(name)
+    let vmi = transient(&format!("reading VMI {id}"), || api.get_opt(name))
         .await
         .map_err(|e| err(e, "get", "virtualmachineinstances.kubevirt.io", ns))?;
     Ok(match vmi.and_then(|v| v.status) {

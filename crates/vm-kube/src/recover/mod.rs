@@ -17,6 +17,9 @@
 //! VMs, so the run stops there ([`NodeCameBack`]), takes its own out-of-service
 //! taint off again, and leaves the rest to a new assessment.
 //!
+//! Every call is retried with backoff while the API server is away or overloaded
+//! ([`crate::drain::retry`]), so a control-plane restart does not cut a recovery short.
+//!
 //! The per-node lock of the drain ([`crate::drain::lease`]) is held throughout, so a drain and
 //! a recovery of one node never run at once.
 //!

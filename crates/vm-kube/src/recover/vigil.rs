@@ -11,6 +11,7 @@ use kube::{Api, Client};
 use vm_core::recover::{NODE_LEASE_NAMESPACE, RecoveryPlan, lease_renew_time};
 
 use crate::drain::DrainError;
+use crate::drain::retry::transient;
 use crate::error::{ApiError, Scope};
 
 /// Watches one node's kubelet Lease for a renewal after the assessment.
@@ -44,14 +45,17 @@ impl Vigil {
         if !self.active {
             return Ok(None);
         }
-        let lease = self.leases.get_opt(&self.node).await.map_err(|e| {
-            DrainError::Api(ApiError::from_kube(
-                e,
-                "get",
-                "leases.coordination.k8s.io",
-                Scope::Namespace(NODE_LEASE_NAMESPACE.to_string()),
-            ))
-        })?;
+        let what = format!("reading the kubelet Lease of node {}", self.node);
+        let lease = transient(&what, || self.leases.get_opt(&self.node))
+            .await
+            .map_err(|e| {
+                DrainError::Api(ApiError::from_kube(
+                    e,
+                    "get",
+                    "leases.coordination.k8s.io",
+                    Scope::Namespace(NODE_LEASE_NAMESPACE.to_string()),
+                ))
+            })?;
         let now = lease_renew_time(lease.as_ref()).map(|t| t.to_string());
         Ok(now.filter(|t| Some(t) != self.seen.as_ref()))
     }
