@@ -4,9 +4,16 @@
 //! appears, even inside a block scalar), so each document knows the line it starts on and an
 //! error can name `file:line`. Each document is read as a generic value first (syntax errors),
 //! then converted to its typed object (type errors, with the field path).
+//!
+//! Hostile input is bounded (see [`limits`]): the size of one input, the nesting depth, and the
+//! number of values once aliases are expanded.
+
+mod limits;
 
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
+
+pub use limits::{MAX_DEPTH, MAX_INPUT_BYTES, MAX_VALUES};
 
 use crate::audit::ObjectRef;
 use crate::snapshot::{ClusterSnapshot, Origin};
@@ -35,8 +42,17 @@ pub struct Note {
     pub message: String,
 }
 
-/// Splits `text` into documents with the 1-based line each starts on.
+/// Splits `text` into documents with the 1-based line each starts on; documents with nothing
+/// but blank lines and comments are left out as they are found.
 fn split_documents(text: &str) -> Vec<(usize, String)> {
+    fn push(docs: &mut Vec<(usize, String)>, start: usize, doc: String) {
+        let has_content = doc
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        if has_content {
+            docs.push((start, doc));
+        }
+    }
     let mut docs = Vec::new();
     let mut start = 1;
     let mut current = String::new();
@@ -44,7 +60,7 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         let is_marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
         let is_end = line == "...";
         if is_marker || is_end {
-            docs.push((start, std::mem::take(&mut current)));
+            push(&mut docs, start, std::mem::take(&mut current));
             start = i + 2;
             if let Some(rest) = line.strip_prefix("---").filter(|r| !r.trim().is_empty()) {
                 // `--- {inline: document}`: keep the content, on this line.
@@ -57,11 +73,7 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         current.push_str(line);
         current.push('\n');
     }
-    docs.push((start, current));
-    docs.retain(|(_, d)| {
-        d.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
+    push(&mut docs, start, current);
     docs
 }
 
@@ -69,21 +81,53 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 ///
 /// # Errors
 /// The first document that is not valid YAML/JSON, not an object, or a known kind of the wrong
-/// shape. Documents of unknown kinds are skipped and reported as [`Note`]s.
+/// shape; or an input beyond the [`limits`]: more than [`MAX_INPUT_BYTES`], nested deeper than
+/// [`MAX_DEPTH`], or more than [`MAX_VALUES`] values with aliases expanded. Documents of unknown
+/// kinds are skipped and reported as [`Note`]s.
 pub fn load_into(
     snapshot: &mut ClusterSnapshot,
     source_name: &str,
     text: &str,
 ) -> Result<Vec<Note>, ManifestError> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(ManifestError {
+            source_name: source_name.to_string(),
+            line: 1,
+            column: None,
+            message: format!(
+                "{} bytes, more than the {MAX_INPUT_BYTES} bytes ({} MiB) vm-audit reads from one input",
+                text.len(),
+                MAX_INPUT_BYTES >> 20
+            ),
+        });
+    }
+    load_with_budget(snapshot, source_name, text, MAX_VALUES)
+}
+
+/// [`load_into`] with `budget` values for the whole input.
+fn load_with_budget(
+    snapshot: &mut ClusterSnapshot,
+    source_name: &str,
+    text: &str,
+    mut budget: usize,
+) -> Result<Vec<Note>, ManifestError> {
     let mut notes = Vec::new();
     for (line, doc) in split_documents(text) {
-        let value: Value = serde_yaml::from_str(&doc).map_err(|e| {
+        if let Some((deep_line, column)) = limits::flow_too_deep(&doc) {
+            return Err(ManifestError {
+                source_name: source_name.to_string(),
+                line: line + deep_line - 1,
+                column: Some(column),
+                message: limits::explain("recursion limit exceeded".to_string()),
+            });
+        }
+        let value = limits::parse_document(&doc, &mut budget).map_err(|e| {
             let loc = e.location();
             ManifestError {
                 source_name: source_name.to_string(),
                 line: loc.as_ref().map_or(line, |l| line + l.line() - 1),
                 column: Some(loc.as_ref().map_or(1, serde_yaml::Location::column)),
-                message: strip_location(&e.to_string()),
+                message: limits::explain(strip_location(&e.to_string())),
             }
         })?;
         add_value(snapshot, source_name, line, value, &mut notes)?;
@@ -280,9 +324,11 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
         assert!(err.contains("no `kind`"), "{err}");
     }
 
+    /// The classic "billion laughs": ten levels of nine aliases each, 9^10 values if expanded.
     #[test]
     fn alias_bombs_are_refused() {
-        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let mut text = String::from("apiVersion: v1\nkind: Node\nmetadata: {name: n}\n");
+        text.push_str("a: &a [x, x, x, x, x, x, x, x, x]\n");
         for i in 0..9 {
             let prev = if i == 0 {
                 "a".to_string()
@@ -291,8 +337,108 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
             };
             text.push_str(&format!("a{i}: &a{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
         }
-        text.push_str("kind: Node\napiVersion: v1\n");
         let mut snap = ClusterSnapshot::default();
-        assert!(load_into(&mut snap, "bomb.yaml", &text).is_err());
+        let err = load_into(&mut snap, "bomb.yaml", &text).unwrap_err().to_string();
+        assert!(err.starts_with("bomb.yaml:"), "{err}");
+        assert!(
+            err.contains("alias bomb") || err.contains("aliases expanded"),
+            "{err}"
+        );
+        assert!(snap.nodes.is_empty());
+        // Two levels of the same bomb are an ordinary document.
+        let small: String = text.lines().take(6).map(|l| format!("{l}\n")).collect();
+        load_into(&mut snap, "small.yaml", &small).unwrap();
+        assert_eq!(snap.nodes.len(), 1);
+    }
+
+    /// A bomb that serde_yaml's own repetition limit lets through: 20,000 aliases of one
+    /// 20,000-item anchor (100 KB of text, 400 million values) is stopped by the value budget.
+    #[test]
+    fn quadratic_alias_expansion_stops_at_the_value_budget() {
+        let n = 20_000;
+        let text = format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: n}}\nitems: &a [{}]\nmore: [{}]\n",
+            vec!["x"; n].join(","),
+            vec!["*a"; n].join(",")
+        );
+        let mut snap = ClusterSnapshot::default();
+        let err = load_into(&mut snap, "quad.yaml", &text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("quad.yaml:") && err.contains(&format!("more than {MAX_VALUES} values")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_value_budget_is_for_the_whole_input_not_per_document() {
+        // 9 values a document (the mapping, 3 keys and their values, the name key and value):
+        // with a budget of 20, two documents pass and the third is refused.
+        let doc = "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n";
+        let mut snap = ClusterSnapshot::default();
+        load_with_budget(&mut snap, "two.yaml", &[doc; 2].join("---\n"), 20).unwrap();
+        let err = load_with_budget(&mut snap, "three.yaml", &[doc; 3].join("---\n"), 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("three.yaml:") && err.contains("values with aliases expanded"),
+            "{err}"
+        );
+        load_with_budget(&mut snap, "one.yaml", doc, 9).unwrap();
+        assert!(load_with_budget(&mut snap, "one.yaml", doc, 8).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_the_place() {
+        let mut snap = ClusterSnapshot::default();
+        let flow = format!("kind: Node\nx: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let err = load_into(&mut snap, "deep.yaml", &flow).unwrap_err().to_string();
+        assert!(
+            err.starts_with("deep.yaml:2:") && err.contains("nested more than 128 levels"),
+            "{err}"
+        );
+        let maps = format!("kind: Node\nx: {}1{}\n", "{a: ".repeat(5_000), "}".repeat(5_000));
+        let err = load_into(&mut snap, "maps.json", &maps).unwrap_err().to_string();
+        assert!(err.contains("nested more than 128 levels"), "{err}");
+        let block: String = (0..1_000).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+        let err = load_into(&mut snap, "block.yaml", &block)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("block.yaml:12"), "{err}");
+        // Brackets in quoted strings, comments and plain text do not nest anything.
+        let text = format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n # {open}\n  annotations:\n    a: \"{open}\\\"{open}\"\n    b: '{open}''{open}'\n    c: see {open}\nextra: {{e: \"{close}\", f: [\"{open}\"]}}\n",
+            open = "[".repeat(200),
+            close = "]".repeat(200)
+        );
+        load_into(&mut snap, "text.yaml", &text).unwrap();
+        assert_eq!(
+            snap.nodes.last().unwrap().metadata.annotations.as_ref().unwrap()["c"].len(),
+            204
+        );
+        // 100 levels is deep but allowed.
+        let ok = format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: n}}\nx: {}{}\n",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        load_into(&mut snap, "ok.yaml", &ok).unwrap();
+    }
+
+    #[test]
+    fn inputs_over_the_size_limit_are_refused() {
+        let text = format!("kind: Node\nx: {}\n", "y".repeat(MAX_INPUT_BYTES));
+        let mut snap = ClusterSnapshot::default();
+        let err = load_into(&mut snap, "huge.yaml", &text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("huge.yaml:1: ") && err.contains("32 MiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_million_document_markers_cost_no_memory() {
+        let text = "---\n".repeat(1_000_000);
+        let mut snap = ClusterSnapshot::default();
+        assert!(load_into(&mut snap, "markers.yaml", &text).unwrap().is_empty());
     }
 }

@@ -69,13 +69,16 @@ pub fn summarise(reasons: &[String]) -> String {
     }
 }
 
-/// Merges the reasons that are the same sentence about different nodes, in first-seen order;
-/// exact repeats are dropped.
+/// Merges the reasons that are the same sentence about different nodes; exact repeats are
+/// dropped. Reasons are taken in the order of the node they name (a node's own in the order
+/// given), so the text does not depend on the order in which the nodes were listed.
 #[must_use]
 pub fn group_by_node(reasons: &[String]) -> Vec<String> {
+    let mut ordered: Vec<&String> = reasons.iter().collect();
+    ordered.sort_by_key(|r| split_at_node(r).1);
     // (text before the node name, text after it) → the node names, in order.
     let mut groups: Vec<((&str, &str), Vec<&str>)> = Vec::new();
-    for reason in reasons {
+    for reason in ordered {
         let (shape, node) = split_at_node(reason);
         match groups.iter_mut().find(|(s, _)| *s == shape) {
             Some((_, nodes)) => {

@@ -30,17 +30,20 @@ pub enum InstancetypeLookup<'a> {
 }
 
 impl<'a> AuditContext<'a> {
-    /// Resolves the cluster configuration and node views of `snapshot` once.
+    /// Resolves the cluster configuration and node views of `snapshot` once. Nodes are sorted
+    /// by name, so that messages naming several do not depend on the order they were listed in.
     #[must_use]
     pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
+        let mut nodes: Vec<NodeView> = snapshot
+            .nodes
+            .iter()
+            .map(|n| NodeView::new(n, &snapshot.pods))
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
             snapshot,
             cluster: ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
-            nodes: snapshot
-                .nodes
-                .iter()
-                .map(|n| NodeView::new(n, &snapshot.pods))
-                .collect(),
+            nodes,
         }
     }
 

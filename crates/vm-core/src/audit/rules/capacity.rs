@@ -78,9 +78,9 @@ pub(crate) fn check_nodes<'a>(
     ctx: &AuditContext<'a>,
 ) -> Vec<(ObjectRef, &'a BTreeMap<String, String>, Vec<Finding>)> {
     let mut audited = Vec::new();
-    for (index, node) in ctx.snapshot.nodes.iter().enumerate() {
+    for node in &ctx.snapshot.nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
-        let demands: Vec<Demand> = ctx
+        let mut demands: Vec<Demand> = ctx
             .snapshot
             .vmis
             .iter()
@@ -107,18 +107,14 @@ pub(crate) fn check_nodes<'a>(
         if demands.is_empty() {
             continue;
         }
+        // By name, so that the verdict and its message do not depend on the listing order.
+        demands.sort_by(|a, b| a.id.cmp(&b.id));
         let object = ObjectRef {
             kind: "Node".into(),
             namespace: None,
             name: name.to_string(),
         };
-        let others: Vec<_> = ctx
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != index)
-            .map(|(_, n)| n.clone())
-            .collect();
+        let others: Vec<_> = ctx.nodes.iter().filter(|n| n.name != name).cloned().collect();
         let mut findings = Vec::new();
         let mut out = Out::new(&object, &mut findings);
         let placements = place_jointly(&demands, &others);
