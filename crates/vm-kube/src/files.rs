@@ -3,11 +3,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use vm_core::manifest::{ManifestError, Note, load_into};
+use vm_core::manifest::{MAX_INPUT_BYTES, ManifestError, Note, load_into};
 use vm_core::snapshot::ClusterSnapshot;
 
-/// Files bigger than this are refused before they are read, to bound memory.
-pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// The most bytes read from one file or from stdin ([`MAX_INPUT_BYTES`]): a bigger file is
+/// refused before it is read, and no input is read further than one byte past the limit.
+pub const MAX_FILE_BYTES: u64 = MAX_INPUT_BYTES as u64;
 
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
@@ -37,14 +38,16 @@ pub enum FileError {
         reason: String,
     },
     /// Bigger than [`MAX_FILE_BYTES`].
-    #[error("{path}: {size} bytes is more than the {limit} bytes vm-audit reads from one file")]
+    #[error(
+        "{path}: {} the {} MiB vm-audit reads from one file or stdin; split it into several files, or audit the cluster live",
+        size.map_or_else(|| "more than".to_string(), |s| format!("{s} bytes, more than")),
+        MAX_FILE_BYTES >> 20
+    )]
     TooLarge {
-        /// The file.
+        /// The file, or `-`.
         path: String,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: u64,
+        /// Its size, when the file system says (not for stdin or a pipe).
+        size: Option<u64>,
     },
     /// A manifest that does not parse.
     #[error(transparent)]
@@ -60,21 +63,7 @@ pub fn load(inputs: &[PathBuf], stdin: &mut dyn Read) -> Result<(ClusterSnapshot
     let mut notes = Vec::new();
     for input in inputs {
         if input.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            stdin
-                .take(MAX_FILE_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| FileError::Unreadable {
-                    path: "-".into(),
-                    message: e.to_string(),
-                })?;
-            if bytes.len() as u64 > MAX_FILE_BYTES {
-                return Err(FileError::TooLarge {
-                    path: "-".into(),
-                    size: bytes.len() as u64,
-                    limit: MAX_FILE_BYTES,
-                });
-            }
+            let bytes = read_limited(stdin, Path::new("-"))?;
             notes.extend(load_bytes(&mut snapshot, "-", &bytes)?);
             continue;
         }
@@ -129,16 +118,33 @@ fn manifests_under(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
 }
 
 fn load_file(snapshot: &mut ClusterSnapshot, path: &Path) -> Result<Vec<Note>, FileError> {
-    let size = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?.len();
-    if size > MAX_FILE_BYTES {
+    let mut file = std::fs::File::open(path).map_err(|e| unreadable(path, &e))?;
+    let meta = file.metadata().map_err(|e| unreadable(path, &e))?;
+    if meta.is_file() && meta.len() > MAX_FILE_BYTES {
         return Err(FileError::TooLarge {
             path: path.display().to_string(),
-            size,
-            limit: MAX_FILE_BYTES,
+            size: Some(meta.len()),
         });
     }
-    let bytes = std::fs::read(path).map_err(|e| unreadable(path, &e))?;
+    // Pipes, devices and files that grow are stopped at the limit as they are read.
+    let bytes = read_limited(&mut file, path)?;
     load_bytes(snapshot, &path.display().to_string(), &bytes)
+}
+
+/// Reads `reader` to its end, or refuses once it has given more than [`MAX_FILE_BYTES`].
+fn read_limited(reader: &mut dyn Read, path: &Path) -> Result<Vec<u8>, FileError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreadable(path, &e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge {
+            path: path.display().to_string(),
+            size: None,
+        });
+    }
+    Ok(bytes)
 }
 
 fn load_bytes(snapshot: &mut ClusterSnapshot, name: &str, bytes: &[u8]) -> Result<Vec<Note>, FileError> {
@@ -203,5 +209,68 @@ mod tests {
         std::fs::write(&bin, [0x7f, b'E', b'L', b'F', 0, 1, 2]).unwrap();
         let err = load(&[bin], &mut std::io::empty()).unwrap_err();
         assert!(err.to_string().contains("NUL byte"), "{err}");
+    }
+
+    #[test]
+    fn inputs_over_the_limit_are_refused_without_reading_them_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("huge.yaml");
+        // Sparse: 200 MB on paper, nothing on disk; refused from its size alone.
+        std::fs::File::create(&huge).unwrap().set_len(200 << 20).unwrap();
+        let err = load(&[huge], &mut std::io::empty()).unwrap_err().to_string();
+        assert!(
+            err.contains("huge.yaml: 209715200 bytes, more than the 32 MiB") && err.contains("split it"),
+            "{err}"
+        );
+        // A stream (stdin, a pipe, a device) is read up to one byte past the limit, then refused.
+        let mut endless = std::io::repeat(b'x');
+        let err = load(&[PathBuf::from("-")], &mut endless).unwrap_err().to_string();
+        assert!(err.starts_with("-: more than the 32 MiB"), "{err}");
+        let err = load(&[PathBuf::from("/dev/zero")], &mut std::io::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/dev/zero: more than the 32 MiB"), "{err}");
+        // Exactly at the limit is read (and then judged as YAML).
+        let mut at_limit = std::io::repeat(b'#').take(MAX_FILE_BYTES);
+        let (snap, _) = load(&[PathBuf::from("-")], &mut at_limit).unwrap();
+        assert!(snap.vms.is_empty());
+    }
+
+    /// Random bytes through files and stdin: loaded, or refused with the input's name; never a
+    /// panic. Fixed seed and case count.
+    #[test]
+    fn arbitrary_bytes_from_a_file_or_stdin_load_or_name_the_input() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fuzz.yaml");
+        let config = Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let mut runner = TestRunner::new_with_rng(
+            config,
+            TestRng::from_seed(RngAlgorithm::ChaCha, b"kubectl-vm-plugins: files 000006"),
+        );
+        let bytes = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            "[ -~\\n]{0,512}".prop_map(String::into_bytes),
+        ];
+        runner
+            .run(&bytes, |bytes| {
+                std::fs::write(&file, &bytes).unwrap();
+                for (input, name) in [
+                    (file.clone(), file.display().to_string()),
+                    (PathBuf::from("-"), "-".into()),
+                ] {
+                    if let Err(err) = load(&[input], &mut bytes.as_slice()) {
+                        let text = err.to_string();
+                        prop_assert!(text.starts_with(&format!("{name}:")), "{}", text);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -22,6 +22,9 @@ Examples:
   kubectl vm-audit --list-rules
   kubectl vm-audit --explain live-migrate-not-migratable
 
+Input limits (-f): at most 32 MiB per file or stdin, 128 levels of nesting,
+and 4,194,304 values once YAML aliases are expanded; more is refused (exit 2).
+
 Suppress a rule on one object with two annotations:
   vm-audit/suppress: probes-readiness-missing,probes-liveness-missing
   vm-audit/suppress-reason: batch worker, nothing to probe
