@@ -78,8 +78,9 @@ fn arrived(vmi: &VirtualMachineInstance, waited: &Awaited, dead: &str) -> Option
         .then(|| node.to_string())
 }
 
-/// Waits until every awaited VM runs on another node; returns where and how long after
-/// `confirmed`. Runs until done: the caller bounds it.
+/// Waits until every awaited VM runs on another node, recording in `arrivals` where and how
+/// long after `confirmed` each one did, as it happens: a caller that stops the wait (timeout,
+/// Ctrl-C) still knows which arrived. Runs until done: the caller bounds it.
 ///
 /// # Errors
 /// Deleting a finished VMI or sending a Start request failed.
@@ -89,10 +90,10 @@ pub async fn until_running(
     awaited: &[Awaited],
     confirmed: Instant,
     log: &(dyn Fn(String) + Send + Sync),
-) -> Result<BTreeMap<String, (String, Duration)>, DrainError> {
-    let mut arrivals = BTreeMap::new();
+    arrivals: &mut BTreeMap<String, (String, Duration)>,
+) -> Result<(), DrainError> {
     if awaited.is_empty() {
-        return Ok(arrivals);
+        return Ok(());
     }
     let (store, writer) = reflector::store();
     let api: Api<VirtualMachineInstance> = Api::all(client.clone());
@@ -145,7 +146,7 @@ pub async fn until_running(
             break;
         }
     }
-    Ok(arrivals)
+    Ok(())
 }
 
 async fn delete_vmi(client: &Client, waited: &Awaited) -> Result<(), DrainError> {

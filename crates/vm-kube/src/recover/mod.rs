@@ -152,10 +152,20 @@ pub async fn fence_and_restart(
 ) -> Result<RecoveryReport, DrainError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.lock_namespace);
     lease::acquire(&leases, &opts.lock_namespace, &plan.node, &opts.holder).await?;
-    let renewal = lease::keep_renewed(leases.clone(), plan.node.clone(), opts.holder.clone());
-    let result = run(client, plan, confirmed, stop, log).await;
+    let mut renewal = lease::keep_renewed(leases.clone(), plan.node.clone(), opts.holder.clone());
+    let result = tokio::select! {
+        r = run(client, plan, confirmed, stop, log) => r,
+        lost = &mut renewal => {
+            // Another run owns the node now: leave the lock and its work to it.
+            return Err(DrainError::LockLost {
+                node: plan.node.clone(),
+                holder: lost.ok().and_then(|l| l.holder),
+            });
+        }
+    };
     renewal.abort();
-    lease::release(&leases, &opts.lock_namespace, &plan.node).await?;
+    let _ = renewal.await;
+    lease::release_if_held(&leases, &opts.lock_namespace, &plan.node, &opts.holder).await?;
     result
 }
 
@@ -198,12 +208,14 @@ async fn run(
         log(format!("deleted VolumeAttachment {name}"));
     }
 
-    let arrivals = tokio::select! {
-        r = follow::until_running(client, &plan.node, &awaited, confirmed, log) => Some(r?),
-        _ = stop => None,
+    let mut arrivals = BTreeMap::new();
+    report.stopped_early = tokio::select! {
+        r = follow::until_running(client, &plan.node, &awaited, confirmed, log, &mut arrivals) => {
+            r?;
+            false
+        }
+        _ = stop => true,
     };
-    report.stopped_early = arrivals.is_none();
-    let arrivals = arrivals.unwrap_or_default();
     report.started = awaited
         .iter()
         .filter(|a| a.start_request)
