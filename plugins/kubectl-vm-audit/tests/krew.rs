@@ -27,6 +27,16 @@ fn workspace_binaries() -> Vec<String> {
     names
 }
 
+/// `[workspace.package] version` of the root Cargo.toml.
+fn workspace_version() -> String {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("version = "))
+        .expect("workspace version");
+    line["version = ".len()..].trim_matches('"').to_string()
+}
+
 fn is_semver_with_v(version: &str) -> bool {
     let Some(rest) = version.strip_prefix('v') else {
         return false;
@@ -83,8 +93,15 @@ fn every_plugin_document_is_valid_for_krew() {
             "caveats state the RBAC"
         );
         assert!(str_at(spec, &["homepage"]).starts_with("https://"));
+        let version = str_at(spec, &["version"]);
+        assert_eq!(
+            version,
+            format!("v{}", workspace_version()),
+            "{name}: scripts/release writes the workspace version"
+        );
         let platforms = spec["platforms"].as_sequence().expect("platforms");
         assert!(!platforms.is_empty());
+        let mut selectors = Vec::new();
         let expected_bin = format!("kubectl-{}", name.replace('-', "_"));
         for p in platforms {
             let uri = str_at(p, &["uri"]);
@@ -110,6 +127,21 @@ fn every_plugin_document_is_valid_for_krew() {
                     "{v}"
                 );
             }
+            let (os, arch) = (
+                str_at(p, &["selector", "matchLabels", "os"]),
+                str_at(p, &["selector", "matchLabels", "arch"]),
+            );
+            assert!(
+                uri.ends_with(&format!(
+                    "/{version}/kubectl-vm-plugins-{version}-{os}-{arch}.tar.gz"
+                )),
+                "{name}: the {os}/{arch} entry points to {uri}"
+            );
+            assert!(
+                !selectors.contains(&(os, arch)),
+                "{name}: two entries for {os}/{arch}"
+            );
+            selectors.push((os, arch));
             let bin = str_at(p, &["bin"]);
             assert_eq!(
                 bin, expected_bin,
@@ -128,6 +160,24 @@ fn every_plugin_document_is_valid_for_krew() {
                 assert!(
                     files.iter().any(|f| str_at(f, &["from"]) == "LICENSE"),
                     "LICENSE is extracted"
+                );
+                // What scripts/release puts at the top of the archive: the plugin, its
+                // kubectl completion executable, LICENSE.
+                let completer = bin.replacen("kubectl-", "kubectl_complete-", 1);
+                for f in files {
+                    let from = str_at(f, &["from"]);
+                    assert!(
+                        from == "LICENSE" || from == bin || from == completer,
+                        "{name}: {from} is not in the archive"
+                    );
+                }
+                assert!(
+                    files.iter().any(|f| str_at(f, &["from"]) == completer),
+                    "{name}: {completer} is extracted (for kubectl's completion)"
+                );
+                assert!(
+                    root().join("completions/kubectl").join(&completer).exists(),
+                    "{completer} is generated in completions/kubectl/"
                 );
             }
         }
