@@ -48,6 +48,29 @@ impl NamespaceArgs {
     }
 }
 
+/// Checks a node name (for `NODE` and `--from-node`): a Kubernetes node name is a DNS
+/// subdomain (RFC 1123: lowercase letters, digits, `-` and `.`, at most 253 characters,
+/// starting and ending with a letter or digit). Anything else cannot name a node, and is refused
+/// before the cluster is asked.
+///
+/// # Errors
+/// A message saying what a node name may contain.
+pub fn node_name(text: &str) -> Result<String, String> {
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let valid = !text.is_empty()
+        && text.len() <= 253
+        && text.chars().all(valid_char)
+        && text
+            .split('.')
+            .all(|label| !label.is_empty() && alnum(label.chars().next()) && alnum(label.chars().last()));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("not a node name: node names are lowercase letters, digits, '-' and '.' (as `kubectl get nodes` shows them)".into())
+    }
+}
+
 /// Parses `90`, `90s`, `15m`, `1h` (for `--timeout`).
 ///
 /// # Errors
@@ -112,4 +135,30 @@ pub fn parse<T: clap::Parser>() -> Result<T, crate::exit::ExitStatus> {
             crate::exit::ExitStatus::Success
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_follow_rfc_1123() {
+        for ok in ["node-1", "worker.example.com", "a", "10.0.0.1", &"n".repeat(253)] {
+            assert_eq!(node_name(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Node-1",
+            "-node",
+            "node-",
+            "a..b",
+            "../nodes",
+            "a/b",
+            "node 1",
+            "nöde",
+            &"n".repeat(254),
+        ] {
+            assert!(node_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

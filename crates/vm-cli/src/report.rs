@@ -54,11 +54,20 @@ impl<E: std::error::Error> From<E> for UserError {
 }
 
 /// A failed API call for the user; a 403 gets the `kubectl auth can-i` line that checks the
-/// missing permission, and an unreachable server a hint about the kubeconfig.
+/// missing permission, an unreachable server a hint about the kubeconfig, rejected
+/// credentials (401) one about logging in again, and a name that is not found (404) the
+/// command that lists what exists.
 #[must_use]
 pub fn api_error(err: vm_kube::error::ApiError) -> UserError {
     let can_i = err.can_i_hint();
     let unreachable = matches!(err, vm_kube::error::ApiError::Unreachable { .. });
+    let unauthorized = matches!(err, vm_kube::error::ApiError::Unauthorized { .. });
+    let not_found = match &err {
+        vm_kube::error::ApiError::Status {
+            code: 404, resource, ..
+        } => Some(resource.split('.').next().unwrap_or(resource).to_string()),
+        _ => None,
+    };
     let mut user = UserError::from(err);
     if let Some(line) = can_i {
         user = user.hint(format!(
@@ -67,6 +76,16 @@ pub fn api_error(err: vm_kube::error::ApiError) -> UserError {
     }
     if unreachable {
         user = user.hint("check that the cluster is up and that --kubeconfig/--context select it");
+    }
+    if let Some(resource) = not_found {
+        user = user.hint(format!(
+            "check the name: `kubectl get {resource}` lists what exists"
+        ));
+    }
+    if unauthorized {
+        user = user.hint(
+            "the token or client certificate of the kubeconfig's user is wrong or has expired: log in again (renew the credentials) and retry",
+        );
     }
     user
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
 use crate::error::chain;
@@ -61,10 +61,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ClientError> {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),
     }
-    .map_err(|e| ClientError::Kubeconfig {
-        location: location.clone(),
-        message: chain(&e),
-    })?;
+    .map_err(|e| unusable(&location, &e, &[]))?;
     if let Some(context) = &opts.context
         && !kubeconfig.contexts.iter().any(|c| &c.name == context)
     {
@@ -86,12 +83,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ClientError> {
         .clone()
         .or_else(|| kubeconfig.current_context.clone())
         .unwrap_or_default();
+    let contexts: Vec<String> = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
     let config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| ClientError::Kubeconfig {
-            location,
-            message: chain(&e),
-        })?;
+        .map_err(|e| unusable(&location, &e, &contexts))?;
     let default_namespace = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(|e| ClientError::Build {
         context,
@@ -101,4 +96,42 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ClientError> {
         client,
         default_namespace,
     })
+}
+
+/// A kubeconfig that cannot be used, in a user's words: the file that could not be read and
+/// why, the first line of a YAML error, or the missing `current-context`.
+fn unusable(location: &str, err: &KubeconfigError, contexts: &[String]) -> ClientError {
+    let (location, message) = match err {
+        KubeconfigError::ReadConfig(io, path) => {
+            let why = match io.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
+                _ => io.to_string(),
+            };
+            (path.display().to_string(), format!("cannot be read: {why}"))
+        }
+        KubeconfigError::Parse(yaml) => {
+            let text = yaml.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            (location.to_string(), format!("not a valid kubeconfig: {first}"))
+        }
+        KubeconfigError::CurrentContextNotSet if contexts.is_empty() => (
+            location.to_string(),
+            "it defines no context (is it empty?)".to_string(),
+        ),
+        KubeconfigError::CurrentContextNotSet => (
+            location.to_string(),
+            format!(
+                "no current-context is set; pass --context (contexts: {})",
+                contexts.join(", ")
+            ),
+        ),
+        other => (location.to_string(), chain(other)),
+    };
+    ClientError::Kubeconfig { location, message }
 }

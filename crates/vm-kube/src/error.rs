@@ -17,6 +17,17 @@ pub enum ApiError {
         /// The API server's words.
         message: String,
     },
+    /// The API server rejected the credentials (HTTP 401): a wrong or expired token or
+    /// certificate.
+    #[error(
+        "the API server rejected the credentials (HTTP 401 Unauthorized) when trying to {verb} {resource}"
+    )]
+    Unauthorized {
+        /// The verb.
+        verb: &'static str,
+        /// `plural.group`.
+        resource: String,
+    },
     /// The API server does not serve the resource (HTTP 404 on a list).
     #[error("the cluster does not serve {resource} ({api_version}){hint}")]
     NotServed {
@@ -81,6 +92,10 @@ impl ApiError {
                 resource: resource.to_string(),
                 scope,
                 message: status.message.clone(),
+            },
+            kube::Error::Api(status) if status.code == 401 => Self::Unauthorized {
+                verb,
+                resource: resource.to_string(),
             },
             kube::Error::Api(status) => Self::Status {
                 verb,

@@ -36,7 +36,7 @@ Exit status:
 #[command(name = "kubectl-vm_drain_safe", bin_name = "kubectl vm-drain-safe", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The node to drain.
-    #[arg(value_name = "NODE")]
+    #[arg(value_name = "NODE", value_parser = vm_cli::args::node_name)]
     pub node: String,
 
     /// Print the plan and stop; change nothing.

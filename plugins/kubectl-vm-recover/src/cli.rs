@@ -39,7 +39,7 @@ Exit status:
 #[command(name = "kubectl-vm_recover", bin_name = "kubectl vm-recover", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The node whose VMs to recover.
-    #[arg(long, value_name = "NODE")]
+    #[arg(long, value_name = "NODE", value_parser = vm_cli::args::node_name)]
     pub from_node: String,
 
     /// Print the assessment and stop; change nothing.
