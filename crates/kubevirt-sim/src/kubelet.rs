@@ -205,6 +205,8 @@ enum Outcome {
     Deleted(jiff::Timestamp),
     /// Nothing to record.
     Nothing,
+    /// The write failed (say the API server is away): to be tried again.
+    Failed,
 }
 
 /// Pods bound to up, reachable nodes: start them once their volumes are attached, follow
@@ -216,7 +218,8 @@ async fn pod_loop(
     volumes: VolumeView,
     events: Arc<Notify>,
 ) {
-    // (uid, resourceVersion) already acted on: the store lags our own writes.
+    // (uid, resourceVersion) already acted on: the store lags our own writes. A failed
+    // write is forgotten, so that it is made again.
     let mut done: HashMap<String, String> = HashMap::new();
     let mut pod_ips: HashMap<String, u32> = HashMap::new();
     let mut history = Recorder::open(sim.run_history.clone());
@@ -298,6 +301,14 @@ async fn pod_loop(
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
                     history.stopped(&uid, StopReason::Deleted, at);
                 }
+                // As the kubelet's status manager does, try again on the next pass: the
+                // pod may not change again (a pod bound just before an API server outage
+                // would stay Pending for ever).
+                Outcome::Failed => {
+                    if let Some(uid) = &pod.metadata.uid {
+                        done.remove(uid);
+                    }
+                }
                 Outcome::Nothing => {}
             }
         }
@@ -345,7 +356,7 @@ async fn act(client: kube::Client, pod: &Pod, action: PodAction) -> Outcome {
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Outcome::Nothing,
         Err(e) => {
             tracing::warn!("pod {ns}/{name}: {e}");
-            Outcome::Nothing
+            Outcome::Failed
         }
     }
 }
