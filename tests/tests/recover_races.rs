@@ -173,44 +173,6 @@ async fn a_node_that_renews_its_lease_after_the_assessment_is_not_fenced() {
     assert!(overlaps.is_empty(), "two copies at once: {overlaps:?}");
 }
 
-/// vm-recover with `args`, its standard output and error collected together as they come.
-fn collecting_output(kc: &Path, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
-    let mut child = Command::new(plugin_bin("kubectl-vm_recover"))
-        .env_remove("KUBECONFIG")
-        .env("NO_COLOR", "1")
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vm-recover runs");
-    let output = Arc::new(Mutex::new(String::new()));
-    collect(child.stdout.take().unwrap(), &output);
-    collect(child.stderr.take().unwrap(), &output);
-    (child, output)
-}
-
-/// Sends SIG`name` to `child`.
-fn signal(child: &Child, name: &str) {
-    let sent = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill -{name}");
-}
-
-/// Whether the API server answers its readiness check.
-fn api_server_answers(kc: &Path) -> bool {
-    Command::new("kubectl")
-        .env_remove("KUBECONFIG")
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(["get", "--raw", "/readyz", "--request-timeout=1s"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Appends what `stream` gives to `sink` until it closes, on a thread of its own.
 fn collect(mut stream: impl Read + Send + 'static, sink: &Arc<Mutex<String>>) {
     let sink = Arc::clone(sink);
@@ -223,6 +185,17 @@ fn collect(mut stream: impl Read + Send + 'static, sink: &Arc<Mutex<String>>) {
             sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
+}
+
+/// Whether the API server answers its readiness check.
+fn api_server_answers(kc: &Path) -> bool {
+    Command::new("kubectl")
+        .env_remove("KUBECONFIG")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(["get", "--raw", "/readyz", "--request-timeout=1s"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,30 +213,19 @@ async fn a_recovery_rides_out_an_api_server_restart_without_two_copies() {
     })
     .await;
 
-    let (mut child, output) = collecting_output(
-        &kc,
-        &[
-            "--from-node",
-            "node-1",
-            "--confirm-fenced",
-            "--yes",
-            "--timeout",
-            "5m",
-        ],
-    );
-    wait_until("vm-recover has printed its assessment", || {
-        output.lock().unwrap().contains("restart-elsewhere")
+    // The operator is asked to confirm; the API server goes away while the question waits,
+    // and the answer comes once it is gone: the lock, the Lease check, the taint, the
+    // force-deletions and the watch all meet the outage.
+    let (mut child, output) = on_a_terminal(&kc, "--from-node node-1 --timeout 5m");
+    wait_until("vm-recover asks for the node name", || {
+        output.lock().unwrap().contains("Type the node name to confirm")
     })
     .await;
-    // The API server goes away for a few seconds just as the fencing starts: vm-recover is
-    // frozen while the server stops, and thawed once it is gone, so that the lock, the Lease
-    // check, the taint, the force-deletions and the watch all meet the outage.
-    signal(&child, "STOP");
-    let thaw = async {
+    let answer = async {
         wait_until("the API server is down", || !api_server_answers(&kc)).await;
-        signal(&child, "CONT");
+        child.stdin.as_mut().unwrap().write_all(b"node-1\n").unwrap();
     };
-    let (restarted, ()) = tokio::join!(sandbox.restart_apiserver(Duration::from_secs(3)), thaw);
+    let (restarted, ()) = tokio::join!(sandbox.restart_apiserver(Duration::from_secs(3)), answer);
     restarted.expect("the API server restarts");
     let code = wait_exit(&mut child, Duration::from_secs(360));
     let context = output.lock().unwrap().clone();
