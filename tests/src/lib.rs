@@ -193,3 +193,14 @@ pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting until {what}");
 }
+
+/// A VirtualMachine in `default` that runs Always, live-migrates on eviction and asks for 1Gi:
+/// the plain VM of the node-operation tests.
+#[must_use]
+pub fn always_vm(name: &str) -> String {
+    format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n\
+      domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
+    )
+}

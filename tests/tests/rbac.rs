@@ -9,16 +9,9 @@ use std::path::{Path, PathBuf};
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
 use vm_e2e::{
-    impersonating, kubectl, node_ready, run_plugin, start_vms_on_node_1, vmi_placements, wait_until,
+    always_vm as vm, impersonating, kubectl, node_ready, run_plugin, start_vms_on_node_1, vmi_placements,
+    wait_until,
 };
-
-fn vm(name: &str) -> String {
-    format!(
-        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n\
-      domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
-    )
-}
 
 fn role_file(role: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../deploy/rbac/{role}.yaml"))

@@ -11,15 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
-use vm_e2e::{kubectl, node_ready, plugin_bin, start_vms_on_node_1, wait_until};
-
-fn vm(name: &str) -> String {
-    format!(
-        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n\
-      domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
-    )
-}
+use vm_e2e::{always_vm as vm, kubectl, node_ready, plugin_bin, start_vms_on_node_1, wait_until};
 
 fn lease_renew_time(kc: &Path) -> String {
     kubectl(
