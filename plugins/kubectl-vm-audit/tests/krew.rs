@@ -63,6 +63,8 @@ fn every_plugin_document_is_valid_for_krew() {
     let text = std::fs::read_to_string(root().join("krew-manifest.yaml")).unwrap();
     let binaries = workspace_binaries();
     let mut names = Vec::new();
+    // (os, arch) -> (uri, sha256) of the first document: the plugins share one archive.
+    let mut archives: Vec<((String, String), (String, String))> = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
         assert_eq!(
@@ -142,6 +144,15 @@ fn every_plugin_document_is_valid_for_krew() {
                 "{name}: two entries for {os}/{arch}"
             );
             selectors.push((os, arch));
+            let platform = (os.to_string(), arch.to_string());
+            let archive = (uri.to_string(), sha.to_string());
+            match archives.iter().find(|(p, _)| *p == platform) {
+                Some((_, first)) => assert_eq!(
+                    *first, archive,
+                    "{name}: the {os}/{arch} archive differs from the other plugins'"
+                ),
+                None => archives.push((platform, archive)),
+            }
             let bin = str_at(p, &["bin"]);
             assert_eq!(
                 bin, expected_bin,
@@ -181,6 +192,18 @@ fn every_plugin_document_is_valid_for_krew() {
                 );
             }
         }
+        // Every platform a kubectl user is likely to run: linux and darwin, amd64 and arm64.
+        selectors.sort();
+        assert_eq!(
+            selectors,
+            [
+                ("darwin", "amd64"),
+                ("darwin", "arm64"),
+                ("linux", "amd64"),
+                ("linux", "arm64")
+            ],
+            "{name}: the platforms"
+        );
     }
     for plugin in ["vm-audit", "vm-drain-safe", "vm-recover"] {
         assert!(names.contains(&plugin.to_string()), "{plugin} missing: {names:?}");
