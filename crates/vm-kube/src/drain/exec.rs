@@ -388,8 +388,9 @@ async fn migrate(
     // Every migration, not only this drain's: an adopted one may be anyone's.
     let stream = watcher(all.clone(), watcher::Config::default()).backoff(retry::Backoff::default());
     let mut stream = std::pin::pin!(stream);
-    // Names listed since the watch (re)started with a list, until that list is complete.
-    let mut relisted: Option<BTreeSet<String>> = None;
+    // During a re-list of the watch: the migrations in flight when it began, and those the list
+    // has shown so far.
+    let mut relisted: Option<(BTreeSet<String>, BTreeSet<String>)> = None;
     let mut watch_failing = false;
     loop {
         while flight.active.len() < slots
@@ -444,25 +445,29 @@ async fn migrate(
         let (object, deleted) = match event {
             watcher::Event::Apply(m) => (m, false),
             watcher::Event::InitApply(m) => {
-                if let Some(seen) = relisted.as_mut() {
+                if let Some((_, seen)) = relisted.as_mut() {
                     seen.insert(m.metadata.name.clone().unwrap_or_default());
                 }
                 (m, false)
             }
             watcher::Event::Delete(m) => (m, true),
             watcher::Event::Init => {
-                relisted = Some(BTreeSet::new());
+                let before: BTreeSet<String> = flight.active.values().cloned().collect();
+                relisted = Some((before, BTreeSet::new()));
                 continue;
             }
             watcher::Event::InitDone => {
                 // A migration missing from a complete list was deleted while the watch was
                 // down (the watcher lists again when it lost track, e.g. across an API server
-                // restart): no Delete event will come for it.
-                let seen = relisted.take().unwrap_or_default();
+                // restart): no Delete event will come for it. Only the migrations in flight
+                // when the re-list began can be judged by it: one this run created meanwhile
+                // (the next VM, started as an earlier one succeeded in the list) may be newer
+                // than the list, and is followed by the watch from here on.
+                let (before, seen) = relisted.take().unwrap_or_default();
                 let vanished: Vec<String> = flight
                     .active
                     .iter()
-                    .filter(|(_, name)| !seen.contains(*name))
+                    .filter(|(_, name)| before.contains(*name) && !seen.contains(*name))
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in vanished {
