@@ -1,4 +1,5 @@
 complete -c kubectl-vm_drain_safe -l timeout -d 'Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned' -r
+complete -c kubectl-vm_drain_safe -l pending-timeout -d 'How long a migration\'s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler\'s message: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default: KubeVirt\'s own limit for an unschedulable target pod' -r
 complete -c kubectl-vm_drain_safe -l migration-attempts -d 'Tries per VM before a failing migration stops the drain' -r
 complete -c kubectl-vm_drain_safe -l lock-namespace -d 'Namespace of the per-node lock (a Lease named vm-drain-safe-NODE)' -r
 complete -c kubectl-vm_drain_safe -s o -l output -d 'Output format of the plan' -r -f -a "table\t'One row per VM and pod, for people'

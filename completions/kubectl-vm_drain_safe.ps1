@@ -22,6 +22,7 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_drain_safe' -ScriptB
     $completions = @(switch ($command) {
         'kubectl-vm_drain_safe' {
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned')
+            [CompletionResult]::new('--pending-timeout', '--pending-timeout', [CompletionResultType]::ParameterName, 'How long a migration''s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler''s message: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default: KubeVirt''s own limit for an unschedulable target pod')
             [CompletionResult]::new('--migration-attempts', '--migration-attempts', [CompletionResultType]::ParameterName, 'Tries per VM before a failing migration stops the drain')
             [CompletionResult]::new('--lock-namespace', '--lock-namespace', [CompletionResultType]::ParameterName, 'Namespace of the per-node lock (a Lease named vm-drain-safe-NODE)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format of the plan')

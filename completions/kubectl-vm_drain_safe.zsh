@@ -16,6 +16,7 @@ _kubectl-vm_drain_safe() {
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
 '--timeout=[Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned]:DURATION:_default' \
+'--pending-timeout=[How long a migration'\''s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler'\''s message\: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default\: KubeVirt'\''s own limit for an unschedulable target pod]:DURATION:_default' \
 '--migration-attempts=[Tries per VM before a failing migration stops the drain]:N:_default' \
 '--lock-namespace=[Namespace of the per-node lock (a Lease named vm-drain-safe-NODE)]:NAMESPACE:_default' \
 '-o+[Output format of the plan]:OUTPUT:((table\:"One row per VM and pod, for people"

@@ -23,7 +23,7 @@ _kubectl__vm_recover() {
 
     case "${cmd}" in
         kubectl__vm_recover)
-            opts="-y -o -v -h -V --from-node --dry-run --confirm-fenced --force --start-stopped --yes --cleanup --timeout --lock-namespace --output --kubeconfig --context --verbose --help --version"
+            opts="-y -o -v -h -V --from-node --dry-run --confirm-fenced --force --start-stopped --yes --cleanup --timeout --pending-timeout --lock-namespace --output --kubeconfig --context --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -34,6 +34,10 @@ _kubectl__vm_recover() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pending-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

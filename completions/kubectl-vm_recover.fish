@@ -1,5 +1,6 @@
 complete -c kubectl-vm_recover -l from-node -d 'The node whose VMs to recover' -r
 complete -c kubectl-vm_recover -l timeout -d 'Give up waiting after this long (e.g. 90s, 15m, 1h); what is where is reported' -r
+complete -c kubectl-vm_recover -l pending-timeout -d 'How long a migration\'s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler\'s message: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default: KubeVirt\'s own limit for an unschedulable target pod' -r
 complete -c kubectl-vm_recover -l lock-namespace -d 'Namespace of the per-node lock shared with vm-drain-safe (a Lease named vm-drain-safe-NODE)' -r
 complete -c kubectl-vm_recover -s o -l output -d 'Output format of the assessment and the result' -r -f -a "table\t'One row per VM, for people'
 wide\t'The table with launcher pods and volume attachments'

@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_recover' -ScriptBloc
         'kubectl-vm_recover' {
             [CompletionResult]::new('--from-node', '--from-node', [CompletionResultType]::ParameterName, 'The node whose VMs to recover')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up waiting after this long (e.g. 90s, 15m, 1h); what is where is reported')
+            [CompletionResult]::new('--pending-timeout', '--pending-timeout', [CompletionResultType]::ParameterName, 'How long a migration''s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler''s message: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default: KubeVirt''s own limit for an unschedulable target pod')
             [CompletionResult]::new('--lock-namespace', '--lock-namespace', [CompletionResultType]::ParameterName, 'Namespace of the per-node lock shared with vm-drain-safe (a Lease named vm-drain-safe-NODE)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format of the assessment and the result')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the assessment and the result')

@@ -17,6 +17,7 @@ _kubectl-vm_recover() {
     _arguments "${_arguments_options[@]}" : \
 '--from-node=[The node whose VMs to recover]:NODE:_default' \
 '--timeout=[Give up waiting after this long (e.g. 90s, 15m, 1h); what is where is reported]:DURATION:_default' \
+'--pending-timeout=[How long a migration'\''s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler'\''s message\: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default\: KubeVirt'\''s own limit for an unschedulable target pod]:DURATION:_default' \
 '--lock-namespace=[Namespace of the per-node lock shared with vm-drain-safe (a Lease named vm-drain-safe-NODE)]:NAMESPACE:_default' \
 '-o+[Output format of the assessment and the result]:OUTPUT:((table\:"One row per VM, for people"
 wide\:"The table with launcher pods and volume attachments"

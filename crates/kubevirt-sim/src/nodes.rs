@@ -29,18 +29,130 @@ pub struct NodeTemplate {
     pub labels: BTreeMap<String, String>,
     /// Taints as written.
     pub taints: Vec<Taint>,
+    /// Annotations as written.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.unschedulable` (cordoned).
+    #[serde(default)]
+    pub unschedulable: bool,
+    /// Further capacity besides cpu, memory and pods: extended resources (`hugepages-1Gi`,
+    /// `nvidia.com/gpu`, SR-IOV pools, ...), `ephemeral-storage`, or the KubeVirt device
+    /// plugins (which default to 1000 each).
+    #[serde(default)]
+    pub extra_capacity: BTreeMap<String, String>,
+    /// Allocatable where it differs from capacity.
+    #[serde(default)]
+    pub allocatable: BTreeMap<String, String>,
+}
+
+/// The device plugins virt-handler registers on every node, with their default count
+/// (`--max-devices`).
+pub const KUBEVIRT_DEVICES: [&str; 3] = [
+    "devices.kubevirt.io/kvm",
+    "devices.kubevirt.io/tun",
+    "devices.kubevirt.io/vhost-net",
+];
+const KUBEVIRT_DEVICE_COUNT: &str = "1000";
+
+/// Node annotation describing the node's CPU, expanded into the node-labeller's labels
+/// (see [`cpu_labels`]).
+pub const CPU_ANNOTATION: &str = "sandbox.kubevirt-sim.io/cpu";
+/// Node annotation `"false"`: the node has no `/dev/kvm` (`devices.kubevirt.io/kvm: 0`).
+pub const KVM_ANNOTATION: &str = "sandbox.kubevirt-sim.io/kvm";
+
+/// The CPU of default nodes: an Intel Skylake, as the node-labeller would describe it.
+pub const DEFAULT_CPU: &str = "vendor=Intel model=Skylake-Client-IBRS \
+    features=vmx,ss,tsc_adjust,clflushopt,umip,md-clear,ssbd,xsaves \
+    models=Broadwell-noTSX-IBRS,Haswell-noTSX-IBRS,IvyBridge-IBRS,SandyBridge-IBRS,Westmere-IBRS,Nehalem-IBRS,Penryn";
+
+/// Machine types a node advertises unless told otherwise.
+const DEFAULT_MACHINE_TYPES: &str = "q35,pc-q35-rhel9.6.0";
+
+/// The labels KubeVirt's node-labeller writes for a CPU described as space-separated
+/// `key=value` words (all label values `"true"`):
+///
+/// - `vendor=AMD`: `cpu-vendor.node.kubevirt.io/AMD`;
+/// - `model=EPYC-Milan`: the host-model, `host-model-cpu.node.kubevirt.io/EPYC-Milan`, plus
+///   `cpu-model.…` and `cpu-model-migration.…` for it;
+/// - `features=avx2,sev`: `host-model-required-features.node.kubevirt.io/<f>` and
+///   `cpu-feature.node.kubevirt.io/<f>` for each;
+/// - `models=EPYC-Rome,EPYC`: further (older) usable models, `cpu-model.…` and
+///   `cpu-model-migration.…`;
+/// - `machine-types=q35,pc-q35-rhel9.6.0`: `machine-type.node.kubevirt.io/<m>` (this default
+///   when not given).
+pub fn cpu_labels(spec: &str) -> Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    let mut add = |k: String| {
+        labels.insert(k, "true".to_string());
+    };
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut machine_types = list(DEFAULT_MACHINE_TYPES);
+    for word in spec.split_whitespace() {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| Error::Other(format!("{CPU_ANNOTATION}: {word:?} is not key=value")))?;
+        match key {
+            "vendor" => add(format!("cpu-vendor.node.kubevirt.io/{value}")),
+            "model" => {
+                add(format!("host-model-cpu.node.kubevirt.io/{value}"));
+                add(format!("cpu-model.node.kubevirt.io/{value}"));
+                add(format!("cpu-model-migration.node.kubevirt.io/{value}"));
+            }
+            "features" => {
+                for f in list(value) {
+                    add(format!("host-model-required-features.node.kubevirt.io/{f}"));
+                    add(format!("cpu-feature.node.kubevirt.io/{f}"));
+                }
+            }
+            "models" => {
+                for m in list(value) {
+                    add(format!("cpu-model.node.kubevirt.io/{m}"));
+                    add(format!("cpu-model-migration.node.kubevirt.io/{m}"));
+                }
+            }
+            "machine-types" => machine_types = list(value),
+            _ => {
+                return Err(Error::Other(format!(
+                    "{CPU_ANNOTATION}: unknown key {key:?} (vendor, model, features, models, machine-types)"
+                )));
+            }
+        }
+    }
+    for m in machine_types {
+        add(format!("machine-type.node.kubevirt.io/{m}"));
+    }
+    Ok(labels)
+}
+
+/// Whether a label is one the node-labeller writes.
+fn is_labeller_label(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(prefix, _)| {
+        prefix.ends_with(".node.kubevirt.io") || prefix == "node-labeller.kubevirt.io"
+    })
 }
 
 impl NodeTemplate {
     /// A worker `name` with the given capacity.
+    /// It carries the node-labeller labels of [`DEFAULT_CPU`], like every node of a uniform
+    /// Intel cluster.
     pub fn worker(name: impl Into<String>, cpu: &str, memory: &str, pods: &str) -> Self {
         NodeTemplate {
             name: name.into(),
             cpu: cpu.into(),
             memory: memory.into(),
             pods: pods.into(),
-            labels: BTreeMap::new(),
+            labels: cpu_labels(DEFAULT_CPU).unwrap_or_default(),
             taints: Vec::new(),
+            annotations: BTreeMap::new(),
+            unschedulable: false,
+            extra_capacity: BTreeMap::new(),
+            allocatable: BTreeMap::new(),
         }
     }
 
@@ -51,37 +163,90 @@ impl NodeTemplate {
             .collect()
     }
 
-    /// From a scenario's Node object: its name, labels, taints and capacity as written
-    /// (missing capacity falls back to the defaults given).
+    /// From a scenario's Node object: its name, labels, annotations, taints,
+    /// `spec.unschedulable`, capacity and allocatable as written (missing cpu, memory and
+    /// pods capacity falls back to the defaults given; allocatable defaults to capacity).
+    /// The annotation [`CPU_ANNOTATION`] adds the node-labeller labels it describes; a node
+    /// with neither that nor any node-labeller label gets those of [`DEFAULT_CPU`]. Labels
+    /// written in the scenario win. [`KVM_ANNOTATION`] `"false"` sets
+    /// `devices.kubevirt.io/kvm` to 0 unless the capacity names it.
     pub fn from_node(node: &Node, default: &NodeTemplate) -> Result<Self> {
         let name = node
             .metadata
             .name
             .clone()
             .ok_or_else(|| Error::Other("a scenario Node has no name".into()))?;
-        let capacity = node
-            .status
-            .as_ref()
-            .and_then(|s| s.capacity.clone())
-            .unwrap_or_default();
+        let status = node.status.as_ref();
+        let capacity = status.and_then(|s| s.capacity.clone()).unwrap_or_default();
         let get = |key: &str, fallback: &str| {
             capacity
                 .get(key)
                 .map(|q| q.0.clone())
                 .unwrap_or_else(|| fallback.to_string())
         };
+        let mut extra_capacity: BTreeMap<String, String> = capacity
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "cpu" | "memory" | "pods"))
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        let allocatable: BTreeMap<String, String> = status
+            .and_then(|s| s.allocatable.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let annotations = node.metadata.annotations.clone().unwrap_or_default();
+        let written = node.metadata.labels.clone().unwrap_or_default();
+        let mut labels = match annotations.get(CPU_ANNOTATION) {
+            Some(spec) => cpu_labels(spec).map_err(|e| Error::Other(format!("node {name}: {e}")))?,
+            None if !written.keys().any(|k| is_labeller_label(k)) => cpu_labels(DEFAULT_CPU)?,
+            None => BTreeMap::new(),
+        };
+        labels.extend(written);
+        if annotations.get(KVM_ANNOTATION).map(String::as_str) == Some("false") {
+            extra_capacity
+                .entry(KUBEVIRT_DEVICES[0].to_string())
+                .or_insert_with(|| "0".to_string());
+        }
         Ok(NodeTemplate {
             cpu: get("cpu", &default.cpu),
             memory: get("memory", &default.memory),
             pods: get("pods", &default.pods),
-            labels: node.metadata.labels.clone().unwrap_or_default(),
+            labels,
             taints: node
                 .spec
                 .as_ref()
                 .and_then(|s| s.taints.clone())
                 .unwrap_or_default(),
+            annotations,
+            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
+            extra_capacity,
+            allocatable,
             name,
         })
+    }
+
+    /// The capacity the node's kubelet reports: cpu, memory, pods, the extra capacity and
+    /// the KubeVirt device plugins (1000 each unless set).
+    pub fn capacity(&self) -> BTreeMap<String, String> {
+        let mut c = BTreeMap::from([
+            ("cpu".to_string(), self.cpu.clone()),
+            ("memory".to_string(), self.memory.clone()),
+            ("pods".to_string(), self.pods.clone()),
+        ]);
+        for d in KUBEVIRT_DEVICES {
+            c.insert(d.to_string(), KUBEVIRT_DEVICE_COUNT.to_string());
+        }
+        c.extend(self.extra_capacity.clone());
+        c
+    }
+
+    /// The allocatable the node's kubelet reports: the capacity, overridden by what the
+    /// template says.
+    pub fn allocatable(&self) -> BTreeMap<String, String> {
+        let mut a = self.capacity();
+        a.extend(self.allocatable.clone());
+        a
     }
 
     /// The Node object to create. Capacity is kept in an annotation too, so the simulated
@@ -97,12 +262,14 @@ impl NodeTemplate {
         ]);
         labels.extend(self.labels.clone());
         let capacity =
-            serde_json::json!({"cpu": self.cpu, "memory": self.memory, "pods": self.pods}).to_string();
+            serde_json::json!({"capacity": self.capacity(), "allocatable": self.allocatable()}).to_string();
+        let mut annotations = self.annotations.clone();
+        annotations.insert(CAPACITY_ANNOTATION.to_string(), capacity);
         Node {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 labels: Some(labels),
-                annotations: Some(BTreeMap::from([(CAPACITY_ANNOTATION.to_string(), capacity)])),
+                annotations: Some(annotations),
                 ..Default::default()
             },
             spec: Some(NodeSpec {
@@ -111,6 +278,7 @@ impl NodeTemplate {
                 } else {
                     Some(self.taints.clone())
                 },
+                unschedulable: self.unschedulable.then_some(true),
                 ..Default::default()
             }),
             status: None,
@@ -128,31 +296,57 @@ impl NodeTemplate {
     }
 }
 
-/// Annotation recording the capacity a simulated node reports.
+/// Annotation recording the capacity and allocatable a simulated node reports, as JSON
+/// `{"capacity": {...}, "allocatable": {...}}` (a flat map is read as both).
 pub const CAPACITY_ANNOTATION: &str = "sandbox.kubevirt-sim.io/capacity";
+
+/// The capacity and allocatable recorded on `node` (defaults: 32 CPUs, 128Gi, 110 pods,
+/// the KubeVirt device plugins; `ephemeral-storage` 100Gi unless set).
+fn reported_resources(node: &Node) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+    let recorded: Option<serde_json::Value> = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CAPACITY_ANNOTATION))
+        .and_then(|c| serde_json::from_str(c).ok());
+    let map = |v: Option<&serde_json::Value>| -> Option<BTreeMap<String, String>> {
+        serde_json::from_value(v?.clone()).ok()
+    };
+    let (capacity, allocatable) = match &recorded {
+        Some(r) if r.get("capacity").is_some_and(serde_json::Value::is_object) => {
+            let c = map(r.get("capacity")).unwrap_or_default();
+            let a = map(r.get("allocatable")).unwrap_or_else(|| c.clone());
+            (c, a)
+        }
+        Some(r) => {
+            let c = map(Some(r)).unwrap_or_default();
+            (c.clone(), c)
+        }
+        None => {
+            let t = NodeTemplate::worker("", "32", "128Gi", "110");
+            (t.capacity(), t.allocatable())
+        }
+    };
+    let quantities = |m: BTreeMap<String, String>| -> BTreeMap<String, Quantity> {
+        let mut q: BTreeMap<String, Quantity> = m.into_iter().map(|(k, v)| (k, Quantity(v))).collect();
+        q.entry("ephemeral-storage".into())
+            .or_insert_with(|| Quantity("100Gi".into()));
+        q
+    };
+    let cap = quantities(capacity);
+    let mut alloc = quantities(allocatable);
+    // Allocatable never names what capacity lacks, nor lacks what it has.
+    for (k, v) in &cap {
+        alloc.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    (cap, alloc)
+}
 
 /// The status a healthy simulated kubelet reports for `node`, with heartbeat `now`.
 /// `index` makes the node's InternalIP unique.
 pub fn ready_status(node: &Node, index: u32, now: Time) -> NodeStatus {
     let name = node.metadata.name.clone().unwrap_or_default();
-    let capacity: BTreeMap<String, String> = node
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CAPACITY_ANNOTATION))
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_else(|| {
-            BTreeMap::from([
-                ("cpu".into(), "32".into()),
-                ("memory".into(), "128Gi".into()),
-                ("pods".into(), "110".into()),
-            ])
-        });
-    let mut resources: BTreeMap<String, Quantity> =
-        capacity.into_iter().map(|(k, v)| (k, Quantity(v))).collect();
-    resources
-        .entry("ephemeral-storage".into())
-        .or_insert_with(|| Quantity("100Gi".into()));
+    let (capacity, allocatable) = reported_resources(node);
     let cond = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
         type_: type_.into(),
         status: status.into(),
@@ -207,8 +401,8 @@ pub fn ready_status(node: &Node, index: u32, now: Time) -> NodeStatus {
     })
     .collect();
     NodeStatus {
-        capacity: Some(resources.clone()),
-        allocatable: Some(resources),
+        capacity: Some(capacity),
+        allocatable: Some(allocatable),
         conditions: Some(conditions),
         addresses: Some(vec![
             NodeAddress {
@@ -221,7 +415,13 @@ pub fn ready_status(node: &Node, index: u32, now: Time) -> NodeStatus {
             },
         ]),
         node_info: Some(NodeSystemInfo {
-            architecture: "amd64".into(),
+            architecture: node
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/arch"))
+                .cloned()
+                .unwrap_or_else(|| "amd64".into()),
             boot_id: format!("sim-boot-{index}"),
             container_runtime_version: "containerd://1.4.0-sim".into(),
             kernel_version: "6.1.0-sim".into(),
@@ -241,4 +441,131 @@ pub fn ready_status(node: &Node, index: u32, now: Time) -> NodeStatus {
 /// The InternalIP of the node with this index.
 pub fn node_ip(index: u32) -> String {
     format!("10.0.{}.{}", index / 250, index % 250 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario_node(yaml: &str) -> NodeTemplate {
+        let node: Node = serde_yaml::from_str(yaml).unwrap();
+        NodeTemplate::from_node(&node, &NodeTemplate::worker("", "32", "128Gi", "110")).unwrap()
+    }
+
+    fn status(t: &NodeTemplate) -> NodeStatus {
+        ready_status(&t.to_node(), 1, Time(jiff::Timestamp::UNIX_EPOCH))
+    }
+
+    fn q(m: &Option<BTreeMap<String, Quantity>>, k: &str) -> Option<String> {
+        m.as_ref()?.get(k).map(|q| q.0.clone())
+    }
+
+    #[test]
+    fn default_workers_carry_a_cpu_identity_and_the_kubevirt_devices() {
+        let w = NodeTemplate::worker("node-1", "32", "128Gi", "110");
+        for l in [
+            "cpu-vendor.node.kubevirt.io/Intel",
+            "host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS",
+            "cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS",
+            "cpu-model.node.kubevirt.io/Skylake-Client-IBRS",
+            "host-model-required-features.node.kubevirt.io/vmx",
+            "cpu-feature.node.kubevirt.io/vmx",
+            "machine-type.node.kubevirt.io/q35",
+            "machine-type.node.kubevirt.io/pc-q35-rhel9.6.0",
+        ] {
+            assert_eq!(w.labels.get(l).map(String::as_str), Some("true"), "{l}");
+        }
+        let s = status(&w);
+        for d in KUBEVIRT_DEVICES {
+            assert_eq!(q(&s.capacity, d).as_deref(), Some("1000"));
+            assert_eq!(q(&s.allocatable, d).as_deref(), Some("1000"));
+        }
+        assert_eq!(q(&s.capacity, "cpu").as_deref(), Some("32"));
+        assert_eq!(q(&s.allocatable, "ephemeral-storage").as_deref(), Some("100Gi"));
+    }
+
+    #[test]
+    fn scenario_nodes_keep_what_they_say() {
+        let t = scenario_node(
+            r#"
+metadata:
+  name: gpu-1
+  labels: {accelerator: a100, cpu-vendor.node.kubevirt.io/AMD: "true"}
+  annotations: {team: ml}
+spec: {unschedulable: true}
+status:
+  capacity: {cpu: "64", memory: 512Gi, hugepages-1Gi: 64Gi, nvidia.com/gpu: "8", devices.kubevirt.io/kvm: "0"}
+  allocatable: {cpu: "62", memory: 500Gi, hugepages-1Gi: 64Gi, nvidia.com/gpu: "8"}
+"#,
+        );
+        assert!(t.unschedulable);
+        let node = t.to_node();
+        assert_eq!(node.spec.as_ref().unwrap().unschedulable, Some(true));
+        assert_eq!(node.metadata.annotations.as_ref().unwrap()["team"], "ml");
+        let labels = node.metadata.labels.clone().unwrap();
+        assert_eq!(labels["accelerator"], "a100");
+        // It has a labeller label: no default identity is added.
+        assert!(!labels.keys().any(|k| k.starts_with("host-model-cpu.")));
+        let s = status(&t);
+        assert_eq!(q(&s.capacity, "cpu").as_deref(), Some("64"));
+        assert_eq!(q(&s.allocatable, "cpu").as_deref(), Some("62"));
+        assert_eq!(q(&s.allocatable, "memory").as_deref(), Some("500Gi"));
+        assert_eq!(q(&s.capacity, "nvidia.com/gpu").as_deref(), Some("8"));
+        assert_eq!(q(&s.allocatable, "hugepages-1Gi").as_deref(), Some("64Gi"));
+        assert_eq!(q(&s.capacity, "devices.kubevirt.io/kvm").as_deref(), Some("0"));
+        assert_eq!(q(&s.allocatable, "devices.kubevirt.io/kvm").as_deref(), Some("0"));
+        assert_eq!(
+            q(&s.allocatable, "devices.kubevirt.io/tun").as_deref(),
+            Some("1000")
+        );
+        assert_eq!(q(&s.allocatable, "pods").as_deref(), Some("110"));
+    }
+
+    #[test]
+    fn cpu_annotation_expands_to_labeller_labels() {
+        let t = scenario_node(
+            r#"
+metadata:
+  name: amd-1
+  annotations:
+    sandbox.kubevirt-sim.io/cpu: "vendor=AMD model=EPYC-Milan features=avx2,sev models=EPYC-Rome"
+    sandbox.kubevirt-sim.io/kvm: "false"
+  labels: {cpu-feature.node.kubevirt.io/sev: "false"}
+"#,
+        );
+        let l = &t.labels;
+        for k in [
+            "cpu-vendor.node.kubevirt.io/AMD",
+            "host-model-cpu.node.kubevirt.io/EPYC-Milan",
+            "cpu-model.node.kubevirt.io/EPYC-Milan",
+            "cpu-model-migration.node.kubevirt.io/EPYC-Milan",
+            "cpu-model.node.kubevirt.io/EPYC-Rome",
+            "cpu-model-migration.node.kubevirt.io/EPYC-Rome",
+            "host-model-required-features.node.kubevirt.io/avx2",
+            "cpu-feature.node.kubevirt.io/avx2",
+            "machine-type.node.kubevirt.io/q35",
+        ] {
+            assert_eq!(l.get(k).map(String::as_str), Some("true"), "{k}");
+        }
+        // Written labels win.
+        assert_eq!(l["cpu-feature.node.kubevirt.io/sev"], "false");
+        assert!(!l.keys().any(|k| k.contains("Intel") || k.contains("Skylake")));
+        assert_eq!(t.capacity()["devices.kubevirt.io/kvm"], "0");
+        // A plain scenario node looks like a default worker.
+        let plain = scenario_node("metadata: {name: n}\n");
+        assert!(plain.labels.contains_key("cpu-vendor.node.kubevirt.io/Intel"));
+        assert!(cpu_labels("vendor").is_err());
+        assert!(cpu_labels("colour=red").is_err());
+    }
+
+    #[test]
+    fn old_flat_capacity_annotation_is_read() {
+        let mut node = NodeTemplate::worker("n", "8", "16Gi", "50").to_node();
+        node.metadata.annotations = Some(BTreeMap::from([(
+            CAPACITY_ANNOTATION.to_string(),
+            r#"{"cpu": "8", "memory": "16Gi", "pods": "50"}"#.to_string(),
+        )]));
+        let s = ready_status(&node, 1, Time(jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(q(&s.allocatable, "cpu").as_deref(), Some("8"));
+    }
 }

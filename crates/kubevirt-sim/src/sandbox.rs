@@ -60,7 +60,22 @@ impl SandboxConfig {
         }
     }
 
-    /// All nodes: the configured ones and the scenario's.
+    /// A config for `scenario`: its nodes only when it has Node objects, else the default
+    /// workers.
+    pub fn from_scenario(scenario: Scenario) -> Self {
+        let nodes = if scenario.nodes.is_empty() {
+            SandboxConfig::default().nodes
+        } else {
+            Vec::new()
+        };
+        SandboxConfig {
+            nodes,
+            scenario,
+            ..Default::default()
+        }
+    }
+
+    /// All nodes: the configured ones (`nodes`, set explicitly) and the scenario's.
     pub fn all_nodes(&self) -> Vec<NodeTemplate> {
         let mut all = self.nodes.clone();
         all.extend(self.scenario.nodes.iter().cloned());

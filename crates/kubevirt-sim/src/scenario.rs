@@ -1,6 +1,8 @@
 //! Scenarios: ordinary multi-document Kubernetes YAML. Its `Node` objects become simulated
-//! nodes (capacity, labels and taints as written); a `KubeVirt` object configures the
-//! cluster's KubeVirt CR; everything else is applied as is, namespaces first.
+//! nodes (labels, annotations, taints, `spec.unschedulable`, capacity and allocatable as
+//! written; see [`NodeTemplate::from_node`] for the CPU helper annotation); a `KubeVirt`
+//! object configures the cluster's KubeVirt CR; everything else is applied as is,
+//! namespaces first.
 
 use std::path::Path;
 

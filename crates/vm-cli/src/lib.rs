@@ -6,6 +6,7 @@ pub mod args;
 pub mod completions;
 pub mod exit;
 pub mod manpage;
+pub mod outcome;
 pub mod progress;
 pub mod report;
 pub mod session;

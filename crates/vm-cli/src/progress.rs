@@ -26,6 +26,16 @@ pub fn describe(event: &Event) -> String {
         Event::MigrationPhase { vm, phase } => format!("{vm}: migration {phase}"),
         Event::Migrated { vm, node } => format!("{vm} now runs on {node}"),
         Event::AlreadyGone { vm, why } => format!("{vm} already left the node ({why}): skipped"),
+        Event::TargetPending { vm, message } => {
+            format!("{vm}: migration target pod Pending, the scheduler says: {message}")
+        }
+        Event::MigrationBlocked {
+            vm,
+            message,
+            waited_seconds,
+        } => format!(
+            "{vm}: BLOCKED, the migration target pod stayed Pending for {waited_seconds} s; migration cancelled, not retried. The scheduler says: {message}"
+        ),
         Event::MigrationFailed { vm, attempt, reason } => {
             format!("{vm}: migration try {attempt} failed: {reason}")
         }
@@ -111,8 +121,12 @@ impl Reporter for BarReporter {
         match event {
             Event::MigrationStarted { vm, .. }
             | Event::MigrationPhase { vm, .. }
+            | Event::TargetPending { vm, .. }
             | Event::MigrationFailed { vm, .. } => {
                 self.bar(vm).set_message(describe(event));
+            }
+            Event::MigrationBlocked { vm, .. } => {
+                self.bar(vm).abandon_with_message(describe(event));
             }
             Event::Migrated { vm, node } => {
                 self.bar(vm).finish_with_message(format!("on {node}"));
@@ -160,5 +174,16 @@ pub fn print_stopped_summary(summary: &vm_kube::drain::Summary) {
     println!("  stopped:            {}", list(&summary.stopped));
     println!("  evicted:            {}", list(&summary.evicted));
     println!("  cancelled:          {}", list(&summary.cancelled));
+    let blocked: Vec<String> = summary
+        .blocked
+        .iter()
+        .map(|b| {
+            format!(
+                "{} (target pod Pending for {} s; the scheduler says: {})",
+                b.vm, b.waited_seconds, b.message
+            )
+        })
+        .collect();
+    println!("  blocked:            {}", list(&blocked));
     println!("  still on the node:  {}", list(&summary.left_on_node));
 }

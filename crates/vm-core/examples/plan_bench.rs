@@ -1,10 +1,15 @@
-//! Benchmark of the placement engine: a cluster of 500 nodes and 5,000 running VMIs, built in
-//! memory. Times (median of several runs):
+//! Benchmark of the placement engine: a heterogeneous cluster built in memory (500 nodes and
+//! 5,000 running VMIs unless given as arguments). Nodes alternate between two CPU generations
+//! (Intel Skylake, AMD Milan: vendor, host-model and feature labels as the node-labeller writes
+//! them), report KubeVirt's device plugins, a pod limit, and one in ten has 1Gi hugepages;
+//! every VMI has its running launcher pod (requests with the device-plugin resources), so the
+//! planner takes the live path: the target pod built from the launcher pod plus the source
+//! node's CPU selectors. Times (median of several runs):
 //! - `plan_drain` of one node (its 10 VMs placed jointly onto the other 499 nodes);
 //! - `plan_drain` of a node that holds 1,000 of the VMs;
 //! - the whole audit, whose capacity rule plans the evacuation of every node.
 //!
-//! `cargo run --release -p vm-core --example plan_bench`
+//! `cargo run --release -p vm-core --example plan_bench [NODES VMS]`
 
 use std::time::{Duration, Instant};
 
@@ -13,27 +18,52 @@ use vm_core::drain::{DrainPolicy, plan_drain};
 use vm_core::manifest::load_into;
 use vm_core::snapshot::ClusterSnapshot;
 
-const NODES: usize = 500;
-const VMS: usize = 5000;
+/// The labels of one of the two CPU generations.
+fn cpu_labels(n: usize) -> &'static str {
+    if n.is_multiple_of(2) {
+        "cpu-vendor.node.kubevirt.io/Intel: 'true', host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS: 'true', \
+cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS: 'true', host-model-required-features.node.kubevirt.io/avx512f: 'true', \
+cpu-feature.node.kubevirt.io/avx512f: 'true'"
+    } else {
+        "cpu-vendor.node.kubevirt.io/AMD: 'true', host-model-cpu.node.kubevirt.io/EPYC-Milan: 'true', \
+cpu-model-migration.node.kubevirt.io/EPYC-Milan: 'true', host-model-required-features.node.kubevirt.io/svm: 'true', \
+cpu-feature.node.kubevirt.io/svm: 'true'"
+    }
+}
 
-fn cluster(big_node_vms: usize) -> ClusterSnapshot {
+fn cluster(nodes: usize, vms: usize, big_node_vms: usize) -> ClusterSnapshot {
     let mut text = String::new();
-    for n in 0..NODES {
+    for n in 0..nodes {
+        let hugepages = if n.is_multiple_of(10) {
+            ", hugepages-1Gi: 64Gi"
+        } else {
+            ""
+        };
         text.push_str(&format!(
-            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{n}, labels: {{kubevirt.io/schedulable: 'true', zone: z{}}}}}\n\
-status: {{allocatable: {{cpu: '64', memory: 512Gi}}, conditions: [{{type: Ready, status: 'True'}}]}}\n",
-            n % 3
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{n}, labels: {{kubevirt.io/schedulable: 'true', zone: z{}, {}}}}}\n\
+status: {{allocatable: {{cpu: '64', memory: 512Gi, pods: '250', devices.kubevirt.io/kvm: '1000', devices.kubevirt.io/tun: '1000', \
+devices.kubevirt.io/vhost-net: '1000'{hugepages}}}, conditions: [{{type: Ready, status: 'True'}}]}}\n",
+            n % 3,
+            cpu_labels(n)
         ));
     }
-    for i in 0..VMS {
-        let node = if i < big_node_vms { 0 } else { i % NODES };
+    for i in 0..vms {
+        let node = if i < big_node_vms { 0 } else { i % nodes };
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: virt-launcher-vm-{i}, namespace: ns-{}, labels: {{kubevirt.io: virt-launcher, kubevirt.io/created-by: uid-{i}}}}}\n\
+spec: {{nodeName: node-{node}, nodeSelector: {{kubevirt.io/schedulable: 'true'}}, containers: [{{name: compute, resources: {{requests: {{cpu: {}00m, memory: {}Mi}}, \
+limits: {{devices.kubevirt.io/kvm: '1', devices.kubevirt.io/tun: '1', devices.kubevirt.io/vhost-net: '1'}}}}}}]}}\nstatus: {{phase: Running}}\n",
+            i % 50,
+            1 + i % 4,
+            (1 + i % 8) * 1024 + 300
+        ));
         let selector = if i % 4 == 0 {
             format!("nodeSelector: {{zone: z{}}}, ", node % 3)
         } else {
             String::new()
         };
         text.push_str(&format!(
-            "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vm-{i}, namespace: ns-{}}}\n\
+            "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vm-{i}, namespace: ns-{}, uid: uid-{i}}}\n\
 spec: {{{selector}evictionStrategy: LiveMigrate, domain: {{cpu: {{cores: {}}}, resources: {{requests: {{memory: {}Gi}}}}}}}}\n\
 status: {{phase: Running, nodeName: node-{node}, conditions: [{{type: LiveMigratable, status: 'True'}}]}}\n",
             i % 50,
@@ -59,8 +89,13 @@ fn median(mut f: impl FnMut(), runs: usize) -> Duration {
 }
 
 fn main() {
-    let spread = cluster(0);
-    let crowded = cluster(1000);
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let (nodes, vms) = match args.as_slice() {
+        [n, v] => (*n, *v),
+        _ => (500, 5000),
+    };
+    let spread = cluster(nodes, vms, 0);
+    let crowded = cluster(nodes, vms, 1000);
     let policy = DrainPolicy::default();
     let one = median(
         || drop(std::hint::black_box(plan_drain(&spread, "node-7", &policy))),
@@ -75,7 +110,7 @@ fn main() {
         .expect("node exists")
         .vms
         .len();
-    println!("{NODES} nodes, {VMS} running VMIs");
+    println!("{nodes} nodes, {vms} running VMIs");
     println!(
         "plan_drain, one node ({vms_on_7} VMs):        {:>10.2} ms",
         one.as_secs_f64() * 1e3
@@ -85,7 +120,7 @@ fn main() {
         big.as_secs_f64() * 1e3
     );
     println!(
-        "audit (evacuation plan of all {NODES} nodes): {:>10.2} ms",
+        "audit (evacuation plan of all {nodes} nodes): {:>10.2} ms",
         all.as_secs_f64() * 1e3
     );
 }

@@ -20,9 +20,9 @@ use serde::Serialize;
 use crate::effective::{ClusterConfig, RunStrategy, eviction_strategy, run_strategy};
 use crate::kubevirt::VirtualMachineInstance;
 use crate::migratability::Migratability;
-use crate::placement::{Constraints, Demand, Placement, place_jointly};
-use crate::planning::{migration_blocker, other_nodes, summarise, vmi_migratability};
-use crate::resources::launcher_requests;
+use crate::migration_target::{LauncherPods, migration_target_with};
+use crate::placement::{Demand, Placement, place_jointly_except};
+use crate::planning::{all_nodes, migration_blocker, summarise, vmi_migratability};
 use crate::snapshot::ClusterSnapshot;
 
 pub use pods::{PodAction, PodPlan, controller_kind, is_mirror_pod, stays_on_node};
@@ -182,7 +182,8 @@ pub fn plan_drain(
         return Err(PlanError::NoSuchNode(node.to_string()));
     }
     let cluster = ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds);
-    let others = other_nodes(snapshot, node);
+    let nodes = all_nodes(snapshot);
+    let launchers = LauncherPods::of(snapshot);
     let vmis = vmis_on(snapshot, node);
 
     let mut plans = Vec::new();
@@ -193,7 +194,6 @@ pub fn plan_drain(
         let eviction = eviction_strategy(vmi.spec.eviction_strategy.as_deref(), None, &cluster);
         let migratability = vmi_migratability(snapshot, vmi);
         let strategy = owner_run_strategy(snapshot, vmi);
-        let requests = launcher_requests(&vmi.spec, None, &cluster).unwrap_or_default();
         let mut plan = VmPlan {
             kind: "VirtualMachineInstance",
             namespace,
@@ -208,7 +208,12 @@ pub fn plan_drain(
                 .memory
                 .unwrap_or(0.0),
         };
+        let target = migration_target_with(snapshot, &launchers, vmi, &cluster);
         match migration_blocker(&migratability) {
+            None if target.is_err() => {
+                plan.action = VmAction::Blocked;
+                plan.reasons.push(target.err().unwrap_or_default());
+            }
             None => {
                 if eviction.raw != "LiveMigrate" && eviction.raw != "LiveMigrateIfPossible" {
                     plan.reasons.push(format!(
@@ -217,11 +222,12 @@ pub fn plan_drain(
                         if eviction.raw == "External" { "leave it to an external controller" } else { "shut it down" }
                     ));
                 }
+                let (constraints, requests) = target.unwrap_or_default();
                 demand_index.push(plans.len());
                 demands.push(Demand {
                     id: format!("{}/{}", plan.namespace, plan.name),
                     requests,
-                    constraints: Constraints::of(&vmi.spec),
+                    constraints,
                 });
             }
             Some(why) => {
@@ -239,7 +245,10 @@ pub fn plan_drain(
         plans.push(plan);
     }
 
-    for (placement, &i) in place_jointly(&demands, &others).into_iter().zip(&demand_index) {
+    for (placement, &i) in place_jointly_except(&demands, &nodes, &[node])
+        .into_iter()
+        .zip(&demand_index)
+    {
         match placement {
             Placement::Placed(target) => plans[i].target = Some(target),
             Placement::Unplaceable(reasons) => {

@@ -171,6 +171,10 @@ pub struct ClusterConfig {
     pub parallel_migrations_per_cluster: u32,
     /// `migrations.parallelOutboundMigrationsPerNode` (default 2).
     pub parallel_outbound_migrations_per_node: u32,
+    /// `cpuModel`: the model VMIs without one get (`None`: `host-model`).
+    pub cpu_model: Option<String>,
+    /// `developerConfiguration.nodeSelectors`, added to every launcher pod.
+    pub node_selectors: std::collections::BTreeMap<String, String>,
 }
 
 impl ClusterConfig {
@@ -183,6 +187,8 @@ impl ClusterConfig {
             memory_overcommit: 100,
             parallel_migrations_per_cluster: 5,
             parallel_outbound_migrations_per_node: 2,
+            cpu_model: None,
+            node_selectors: std::collections::BTreeMap::new(),
         }
     }
 
@@ -206,7 +212,11 @@ impl ClusterConfig {
         if let Some(dev) = kv_conf.and_then(|c| c.developer_configuration.as_ref()) {
             cfg.cpu_allocation_ratio = dev.cpu_allocation_ratio.filter(|r| *r > 0).unwrap_or(10);
             cfg.memory_overcommit = dev.memory_overcommit.filter(|r| *r > 0).unwrap_or(100);
+            cfg.node_selectors = dev.node_selectors.clone().unwrap_or_default();
         }
+        cfg.cpu_model = kv_conf
+            .and_then(|c| c.cpu_model.clone())
+            .filter(|m| !m.is_empty());
         let migrations: Option<&MigrationConfiguration> = kv_conf
             .and_then(|c| c.migrations.as_ref())
             .or_else(|| hco.and_then(|h| h.spec.live_migration_config.as_ref()));

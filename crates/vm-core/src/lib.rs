@@ -12,6 +12,7 @@ pub mod kubevirt;
 pub mod labels;
 pub mod manifest;
 pub mod migratability;
+pub mod migration_target;
 pub mod placement;
 pub mod planning;
 pub mod quantity;

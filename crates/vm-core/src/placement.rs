@@ -36,12 +36,45 @@ pub struct NodeView {
     pub ready: bool,
     /// `spec.unschedulable` (cordoned).
     pub cordoned: bool,
+    /// `status.allocatable.pods`: how many pods the kubelet admits (`None`: not reported).
+    pub max_pods: Option<f64>,
+    /// How many unfinished pods are bound to it.
+    pub pod_count: usize,
 }
 
 impl NodeView {
     /// Builds the view of `node` with the requests of `pods` bound to it.
     #[must_use]
     pub fn new(node: &Node, pods: &[Pod]) -> Self {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        let bound: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name))
+            .collect();
+        Self::with_pods(node, &bound)
+    }
+
+    /// The views of all `nodes`, with one pass over `pods`.
+    #[must_use]
+    pub fn all(nodes: &[Node], pods: &[Pod]) -> Vec<Self> {
+        let mut by_node: std::collections::HashMap<&str, Vec<&Pod>> = std::collections::HashMap::new();
+        for pod in pods {
+            if let Some(n) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+                by_node.entry(n).or_default().push(pod);
+            }
+        }
+        nodes
+            .iter()
+            .map(|n| {
+                let name = n.metadata.name.as_deref().unwrap_or_default();
+                Self::with_pods(n, by_node.get(name).map_or(&[][..], Vec::as_slice))
+            })
+            .collect()
+    }
+
+    /// The view of `node` with the pods bound to it.
+    #[must_use]
+    pub fn with_pods(node: &Node, bound: &[&Pod]) -> Self {
         let name = node.metadata.name.clone().unwrap_or_default();
         let status = node.status.as_ref();
         let alloc = status.and_then(|s| s.allocatable.as_ref());
@@ -54,12 +87,19 @@ impl NodeView {
         let ready = status
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let requested = pods
-            .iter()
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
-            .filter(|p| !pod_is_finished(p))
-            .map(pod_requests)
-            .fold(Requests::default(), |a, b| a + b);
+        let bound: Vec<&Pod> = bound.iter().copied().filter(|p| !pod_is_finished(p)).collect();
+        let mut requested = Requests::default();
+        for pod in &bound {
+            requested += &pod_requests(pod);
+        }
+        let mut allocatable = Requests::new(get("cpu"), get("memory"));
+        for (key, q) in alloc.into_iter().flatten() {
+            if !matches!(key.as_str(), "cpu" | "memory" | "pods")
+                && let Ok(v) = parse_quantity(q)
+            {
+                allocatable.add(key, v);
+            }
+        }
         Self {
             labels: node.metadata.labels.clone().unwrap_or_default(),
             taints: node
@@ -67,24 +107,36 @@ impl NodeView {
                 .as_ref()
                 .and_then(|s| s.taints.clone())
                 .unwrap_or_default(),
-            allocatable: Requests {
-                cpu: get("cpu"),
-                memory: get("memory"),
-            },
+            allocatable,
             requested,
+            max_pods: alloc
+                .and_then(|a| a.get("pods"))
+                .and_then(|q| parse_quantity(q).ok()),
+            pod_count: bound.len(),
             ready,
             cordoned: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
             name,
         }
     }
 
-    /// Allocatable minus requested.
+    /// Allocatable minus requested, for every resource name either side has.
     #[must_use]
     pub fn free(&self) -> Requests {
-        Requests {
-            cpu: self.allocatable.cpu - self.requested.cpu,
-            memory: self.allocatable.memory - self.requested.memory,
-        }
+        let mut free = self.allocatable.clone();
+        free -= &self.requested;
+        free
+    }
+
+    /// Whether virt-handler marks the node able to run VMs.
+    #[must_use]
+    pub fn is_kubevirt_schedulable(&self) -> bool {
+        self.labels.get(SCHEDULABLE_LABEL).map(String::as_str) == Some("true")
+    }
+
+    /// [`Self::unavailable_reason`] without the sentence.
+    #[must_use]
+    pub fn unavailable_reason_kind(&self) -> Option<()> {
+        (self.cordoned || !self.ready || !self.is_kubevirt_schedulable()).then_some(())
     }
 
     /// Why no new launcher pod can land here at all, if so.
@@ -120,39 +172,58 @@ pub fn pod_requests(pod: &Pod) -> Requests {
     let Some(spec) = pod.spec.as_ref() else {
         return Requests::default();
     };
+    // A request that is not set defaults to the limit (API defaulting), so a pod read from a
+    // manifest counts the same as one read back from the API server.
     let of = |c: &k8s_openapi::api::core::v1::Container| {
-        let req = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-        let get = |k: &str| {
-            req.and_then(|r| r.get(k))
-                .and_then(|q| parse_quantity(q).ok())
-                .unwrap_or(0.0)
-        };
-        Requests {
-            cpu: get("cpu"),
-            memory: get("memory"),
+        let mut r = Requests::default();
+        let res = c.resources.as_ref();
+        let requests = res.and_then(|r| r.requests.as_ref());
+        let limits = res.and_then(|r| r.limits.as_ref());
+        for (k, q) in limits.into_iter().flatten() {
+            if requests.is_none_or(|req| !req.contains_key(k))
+                && let Ok(v) = parse_quantity(q)
+            {
+                r.add(k, v);
+            }
         }
+        for (k, q) in requests.into_iter().flatten() {
+            if let Ok(v) = parse_quantity(q) {
+                r.add(k, v);
+            }
+        }
+        r
     };
-    let sum = spec
-        .containers
-        .iter()
-        .map(of)
-        .fold(Requests::default(), |a, b| a + b);
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(of)
-        .fold(Requests::default(), |a, b| Requests {
-            cpu: a.cpu.max(b.cpu),
-            memory: a.memory.max(b.memory),
-        });
-    Requests {
-        cpu: sum.cpu.max(init.cpu),
-        memory: sum.memory.max(init.memory),
+    let mut sum = Requests::default();
+    for c in &spec.containers {
+        sum += &of(c);
     }
+    // Native sidecars (init containers with restartPolicy Always) run beside the others and
+    // count in the sum; ordinary init containers count only as a maximum.
+    let mut init_max = Requests::default();
+    for c in spec.init_containers.iter().flatten() {
+        let r = of(c);
+        if c.restart_policy.as_deref() == Some("Always") {
+            sum += &r;
+        } else {
+            for (k, v) in r.iter() {
+                if v > init_max.get(k) {
+                    let delta = v - init_max.get(k);
+                    init_max.add(k, delta);
+                }
+            }
+        }
+    }
+    for (k, v) in init_max.iter() {
+        if v > sum.get(k) {
+            let delta = v - sum.get(k);
+            sum.add(k, delta);
+        }
+    }
+    sum
 }
 
-/// The scheduling constraints of a launcher pod, taken from its VMI spec.
+/// The scheduling constraints of a launcher pod: taken from its VMI spec, or from the pod
+/// KubeVirt really rendered, plus what a migration target adds (see [`crate::migration_target`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Constraints {
     /// `spec.nodeSelector`.
@@ -161,6 +232,9 @@ pub struct Constraints {
     pub required_terms: Vec<NodeSelectorTerm>,
     /// `spec.tolerations`.
     pub tolerations: Vec<Toleration>,
+    /// Why KubeVirt put a node-selector key there ("host-model on node n1"), for reasons an
+    /// operator can act on. Keys the VMI itself selects have no entry.
+    pub origins: BTreeMap<String, String>,
 }
 
 impl Constraints {
@@ -171,7 +245,32 @@ impl Constraints {
             node_selector: spec.node_selector.clone().unwrap_or_default(),
             required_terms: required_terms(spec.affinity.as_ref()),
             tolerations: spec.tolerations.clone().unwrap_or_default(),
+            origins: BTreeMap::new(),
         }
+    }
+
+    /// The constraints of a pod as the API server holds it (a running launcher pod).
+    #[must_use]
+    pub fn of_pod(pod: &Pod) -> Self {
+        let spec = pod.spec.as_ref();
+        Self {
+            node_selector: spec.and_then(|s| s.node_selector.clone()).unwrap_or_default(),
+            required_terms: required_terms(spec.and_then(|s| s.affinity.as_ref())),
+            tolerations: spec.and_then(|s| s.tolerations.clone()).unwrap_or_default(),
+            origins: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the pod tolerates the taint that cordoning stands for (such a VMI may be placed
+    /// on cordoned nodes, kube-scheduler's NodeUnschedulable filter).
+    #[must_use]
+    pub fn tolerates_cordon(&self) -> bool {
+        let cordon = Taint {
+            key: "node.kubernetes.io/unschedulable".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        self.tolerations.iter().any(|t| tolerates(t, &cordon))
     }
 
     /// Whether anything narrows the nodes at all.
@@ -182,16 +281,44 @@ impl Constraints {
 
     /// `Ok` when a pod with these constraints may run on `node`, else why not.
     ///
+    /// Whether a pod with these constraints may run on `node`: [`Self::admit`] without the
+    /// sentence, for the many nodes a planner only needs a yes or no from.
+    #[must_use]
+    pub fn admits(&self, node: &NodeView) -> bool {
+        self.node_selector
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v))
+            && (self.required_terms.is_empty() || self.required_terms.iter().any(|t| term_matches(t, node)))
+            && node.taints.iter().all(|taint| {
+                !matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
+                    || self.tolerations.iter().any(|t| tolerates(t, taint))
+            })
+    }
+
     /// # Errors
     /// A sentence naming the selector, term or taint that excludes the node.
     pub fn admit(&self, node: &NodeView) -> Result<(), String> {
-        for (key, value) in &self.node_selector {
-            if node.labels.get(key) != Some(value) {
-                return Err(format!(
-                    "nodeSelector {key}={value} does not match node {}",
-                    node.name
-                ));
-            }
+        // Every selector entry the node lacks, in one sentence, each with why KubeVirt put
+        // it there: "which labels does a target need" is what an operator acts on.
+        let missing: Vec<String> = self
+            .node_selector
+            .iter()
+            .filter(|(key, value)| node.labels.get(*key) != Some(*value))
+            .map(|(key, value)| {
+                let why = self
+                    .origins
+                    .get(key)
+                    .map(|o| format!(" ({o})"))
+                    .unwrap_or_default();
+                format!("{key}={value}{why}")
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "nodeSelector {} does not match node {}",
+                missing.join(", "),
+                node.name
+            ));
         }
         if !self.required_terms.is_empty() && !self.required_terms.iter().any(|t| term_matches(t, node)) {
             return Err(format!(
@@ -308,10 +435,19 @@ pub enum Placement {
 }
 
 /// Places every demand at once onto `nodes`, biggest memory first; each placement takes its
-/// room from the node so the next VM sees what is left. The result is in the input order.
+/// room (every resource name, and one pod slot) from the node so the next VM sees what is
+/// left. Nodes named in `exclude` (the node being drained) take nothing and are not
+/// mentioned. The result is in the input order.
 #[must_use]
 pub fn place_jointly(demands: &[Demand], nodes: &[NodeView]) -> Vec<Placement> {
-    let mut free: Vec<Requests> = nodes.iter().map(NodeView::free).collect();
+    place_jointly_except(demands, nodes, &[])
+}
+
+/// [`place_jointly`], leaving out the nodes named in `exclude`.
+#[must_use]
+pub fn place_jointly_except(demands: &[Demand], nodes: &[NodeView], exclude: &[&str]) -> Vec<Placement> {
+    // What the plan has put on each node so far, by node index.
+    let mut taken: std::collections::HashMap<usize, (Requests, usize)> = std::collections::HashMap::new();
     let mut order: Vec<usize> = (0..demands.len()).collect();
     order.sort_by(|&a, &b| {
         demands[b]
@@ -324,34 +460,145 @@ pub fn place_jointly(demands: &[Demand], nodes: &[NodeView]) -> Vec<Placement> {
     for i in order {
         let demand = &demands[i];
         let mut reasons = Vec::new();
-        let mut best: Option<usize> = None;
+        let mut best: Option<(usize, f64)> = None;
         for (n, node) in nodes.iter().enumerate() {
-            if let Some(reason) = node.unavailable_reason() {
-                reasons.push(reason);
+            if exclude.contains(&node.name.as_str()) {
                 continue;
             }
-            if let Err(reason) = demand.constraints.admit(node) {
-                reasons.push(reason);
+            if !node_fits(demand, node, taken.get(&n)) {
                 continue;
             }
-            if let Some(reason) = shortfall(&demand.requests, &free[n], &node.name) {
-                reasons.push(reason);
-                continue;
-            }
-            if best.is_none_or(|b| free[n].memory > free[b].memory) {
-                best = Some(n);
+            let free_memory = node.free().memory - taken.get(&n).map_or(0.0, |(r, _)| r.memory);
+            if best.is_none_or(|(_, m)| free_memory > m) {
+                best = Some((n, free_memory));
             }
         }
         result[i] = match best {
-            Some(n) => {
-                free[n].cpu -= demand.requests.cpu;
-                free[n].memory -= demand.requests.memory;
+            Some((n, _)) => {
+                let entry = taken.entry(n).or_default();
+                entry.0 += &demand.requests;
+                entry.1 += 1;
                 Placement::Placed(nodes[n].name.clone())
             }
-            None => Placement::Unplaceable(reasons),
+            None => {
+                // Only now the sentences: most nodes fail most VMs of a large cluster.
+                for (n, node) in nodes.iter().enumerate() {
+                    if !exclude.contains(&node.name.as_str()) {
+                        reasons.extend(node_failures(demand, node, taken.get(&n)));
+                    }
+                }
+                Placement::Unplaceable(reasons)
+            }
         };
     }
     result
+}
+
+/// Whether `node` can take `demand` now: [`node_failures`] is empty, without its sentences.
+fn node_fits(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usize)>) -> bool {
+    let available = node.unavailable_reason_kind().is_none()
+        || (node.cordoned
+            && node.ready
+            && demand.constraints.tolerates_cordon()
+            && node.is_kubevirt_schedulable());
+    if !available || !demand.constraints.admits(node) {
+        return false;
+    }
+    if let Some(max) = node.max_pods
+        && (node.pod_count + taken.map_or(0, |(_, n)| *n)) as f64 + 1.0 > max
+    {
+        return false;
+    }
+    let used = |name: &str| taken.map_or(0.0, |(r, _)| r.get(name));
+    demand.requests.iter().all(|(name, amount)| {
+        if amount <= 0.0 {
+            return true;
+        }
+        let reported = matches!(name, "cpu" | "memory") || node.allocatable.extended.contains_key(name);
+        if !reported {
+            return name.starts_with("devices.kubevirt.io/") || name == "ephemeral-storage";
+        }
+        let free = node.allocatable.get(name) - node.requested.get(name) - used(name);
+        if name == "memory" {
+            amount <= free
+        } else {
+            amount <= free + 1e-9
+        }
+    })
+}
+
+/// Every reason `node` cannot take `demand` now, given what the plan already put there
+/// (`taken`: requests and pod count). Empty when it can.
+fn node_failures(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usize)>) -> Vec<String> {
+    let mut failures = Vec::new();
+    match node.unavailable_reason() {
+        Some(_)
+            if node.cordoned
+                && node.ready
+                && node.is_kubevirt_schedulable()
+                && demand.constraints.tolerates_cordon() => {}
+        Some(reason) => return vec![reason],
+        None => {}
+    }
+    if let Err(reason) = demand.constraints.admit(node) {
+        failures.push(reason);
+    }
+    let mut free = node.free();
+    if let Some((used, _)) = taken {
+        free -= used;
+    }
+    failures.extend(shortfalls(&demand.requests, &free, node));
+    if let Some(max) = node.max_pods {
+        let pods = node.pod_count + taken.map_or(0, |(_, n)| *n);
+        if pods as f64 + 1.0 > max {
+            failures.push(format!(
+                "node {} already runs its maximum of {max} pods",
+                node.name
+            ));
+        }
+    }
+    failures
+}
+
+/// Every resource of `need` that `free` lacks on `node`, one sentence each. A resource that the
+/// node does not report at all is missing there, except KubeVirt's own device plugins and
+/// ephemeral storage, which nodes read from hand-written manifests often leave out: those are
+/// checked only where the node reports them.
+#[must_use]
+pub fn shortfalls(need: &Requests, free: &Requests, node: &NodeView) -> Vec<String> {
+    let mut out: Vec<String> = shortfall(need, free, &node.name).into_iter().collect();
+    for (name, amount) in &need.extended {
+        if *amount <= 0.0 {
+            continue;
+        }
+        let reported = node.allocatable.extended.contains_key(name);
+        if !reported && (name.starts_with("devices.kubevirt.io/") || name == "ephemeral-storage") {
+            continue;
+        }
+        let have = free.get(name);
+        if *amount > have + 1e-9 {
+            let amount_text = format_amount(name, *amount);
+            out.push(if node.allocatable.get(name) <= 0.0 {
+                format!("node {} has no {name}, {amount_text} needed", node.name)
+            } else {
+                format!(
+                    "node {} has {} {name} free, {amount_text} needed",
+                    node.name,
+                    format_amount(name, have.max(0.0))
+                )
+            });
+        }
+    }
+    out
+}
+
+/// An amount of a resource in its own units: bytes for memory-like ones, a count otherwise.
+fn format_amount(name: &str, amount: f64) -> String {
+    if name.starts_with("hugepages-") || name == "ephemeral-storage" {
+        format_bytes(amount)
+    } else {
+        format!("{amount}")
+    }
 }
 
 /// Why `need` does not fit into `free` on `node`, naming the resource and the amounts.

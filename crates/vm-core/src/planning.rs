@@ -43,12 +43,15 @@ pub fn migration_blocker(migratability: &Migratability) -> Option<String> {
 /// unschedulable ones included: the engine says why each one takes nothing).
 #[must_use]
 pub fn other_nodes(snapshot: &ClusterSnapshot, node: &str) -> Vec<NodeView> {
-    snapshot
-        .nodes
-        .iter()
-        .filter(|n| n.metadata.name.as_deref() != Some(node))
-        .map(|n| NodeView::new(n, &snapshot.pods))
-        .collect()
+    let mut views = all_nodes(snapshot);
+    views.retain(|v| v.name != node);
+    views
+}
+
+/// Every node, as the placement engine sees it, built in one pass over the pods.
+#[must_use]
+pub fn all_nodes(snapshot: &ClusterSnapshot) -> Vec<NodeView> {
+    NodeView::all(&snapshot.nodes, &snapshot.pods)
 }
 
 /// The reasons a joint placement gave for one VM, on one line: reasons that differ only in the

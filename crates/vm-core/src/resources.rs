@@ -1,7 +1,12 @@
 //! Guest size and the requests of the virt-launcher pod that runs a VMI, overhead included.
 //!
 //! The scheduler places the launcher pod, not the guest, so capacity checks must add what
-//! KubeVirt adds (reference §8: `renderresources.go`, `hypervisorbackend.go`).
+//! KubeVirt adds: the rules of `renderresources.go` and `hypervisorbackend.go`, as the
+//! reference `kubevirt-pod-constraints.md` §1d and §2 gives them (CPU over the allocation
+//! ratio or whole dedicated CPUs, memory plus overhead or hugepages, and the device-plugin
+//! resources every launcher takes).
+
+use std::collections::BTreeMap;
 
 use crate::effective::ClusterConfig;
 use crate::kubevirt::{InstancetypeSpec, VirtualMachineInstanceSpec};
@@ -9,21 +14,88 @@ use crate::quantity::parse_quantity;
 
 const MI: f64 = 1024.0 * 1024.0;
 
-/// The CPU and memory a virt-launcher pod requests from the scheduler.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// The KVM device every launcher pod takes (unless KubeVirt runs with emulation).
+pub const KVM_DEVICE: &str = "devices.kubevirt.io/kvm";
+/// The tun device for the pod network.
+pub const TUN_DEVICE: &str = "devices.kubevirt.io/tun";
+/// The vhost-net device for virtio interfaces.
+pub const VHOST_NET_DEVICE: &str = "devices.kubevirt.io/vhost-net";
+
+/// What a pod requests from the scheduler: CPU and memory, and every other resource name
+/// (hugepages, ephemeral storage, device-plugin and extended resources) in its own units.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Requests {
     /// Cores.
     pub cpu: f64,
     /// Bytes.
     pub memory: f64,
+    /// Every other resource: bytes for `hugepages-*` and `ephemeral-storage`, counts for the
+    /// rest.
+    pub extended: BTreeMap<String, f64>,
+}
+
+impl Requests {
+    /// CPU and memory only.
+    #[must_use]
+    pub fn new(cpu: f64, memory: f64) -> Self {
+        Self {
+            cpu,
+            memory,
+            extended: BTreeMap::new(),
+        }
+    }
+
+    /// The amount of one resource name (`cpu` in cores, `memory` in bytes).
+    #[must_use]
+    pub fn get(&self, name: &str) -> f64 {
+        match name {
+            "cpu" => self.cpu,
+            "memory" => self.memory,
+            _ => self.extended.get(name).copied().unwrap_or(0.0),
+        }
+    }
+
+    /// Adds `amount` of `name`.
+    pub fn add(&mut self, name: &str, amount: f64) {
+        match name {
+            "cpu" => self.cpu += amount,
+            "memory" => self.memory += amount,
+            _ => *self.extended.entry(name.to_string()).or_default() += amount,
+        }
+    }
+
+    /// Every resource name with its amount, CPU and memory first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        [("cpu", self.cpu), ("memory", self.memory)]
+            .into_iter()
+            .chain(self.extended.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
 }
 
 impl std::ops::Add for Requests {
     type Output = Self;
-    fn add(self, other: Self) -> Self {
-        Self {
-            cpu: self.cpu + other.cpu,
-            memory: self.memory + other.memory,
+    fn add(mut self, other: Self) -> Self {
+        self += &other;
+        self
+    }
+}
+
+impl std::ops::AddAssign<&Requests> for Requests {
+    fn add_assign(&mut self, other: &Requests) {
+        self.cpu += other.cpu;
+        self.memory += other.memory;
+        for (k, v) in &other.extended {
+            *self.extended.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+impl std::ops::SubAssign<&Requests> for Requests {
+    fn sub_assign(&mut self, other: &Requests) {
+        self.cpu -= other.cpu;
+        self.memory -= other.memory;
+        for (k, v) in &other.extended {
+            *self.extended.entry(k.clone()).or_default() -= v;
         }
     }
 }
@@ -59,7 +131,7 @@ pub fn guest_size(spec: &VirtualMachineInstanceSpec, instancetype: Option<&Insta
     }
     let vcpus = match &spec.domain.cpu {
         Some(cpu) if cpu.cores.is_some() || cpu.sockets.is_some() || cpu.threads.is_some() => {
-            cpu.cores.unwrap_or(1) * cpu.sockets.unwrap_or(1) * cpu.threads.unwrap_or(1)
+            cpu.cores.unwrap_or(1).max(1) * cpu.sockets.unwrap_or(1).max(1) * cpu.threads.unwrap_or(1).max(1)
         }
         // SetDefaultGuestCPUTopology: sockets from the CPU limit, else the request, else 1.
         _ => limit(spec, "cpu")
@@ -77,18 +149,51 @@ pub fn guest_size(spec: &VirtualMachineInstanceSpec, instancetype: Option<&Insta
     GuestSize { vcpus, memory }
 }
 
-/// KubeVirt's memory overhead for the launcher pod (reference §8), in bytes.
+/// Whether the guest gets dedicated physical CPUs (the VMI's, or the instancetype's setting).
+#[must_use]
+pub fn dedicated_cpus(spec: &VirtualMachineInstanceSpec, instancetype: Option<&InstancetypeSpec>) -> bool {
+    spec.domain.cpu.as_ref().and_then(|c| c.dedicated_cpu_placement) == Some(true)
+        || instancetype.and_then(|it| it.cpu.dedicated_cpu_placement) == Some(true)
+}
+
+/// The hugepage size backing the guest (`memory.hugepages.pageSize`), if any.
+#[must_use]
+pub fn hugepage_size(
+    spec: &VirtualMachineInstanceSpec,
+    instancetype: Option<&InstancetypeSpec>,
+) -> Option<String> {
+    let from = |v: &serde_json::Value| v.get("pageSize").and_then(|p| p.as_str()).map(String::from);
+    spec.domain
+        .memory
+        .as_ref()
+        .and_then(|m| m.hugepages.as_ref())
+        .and_then(from)
+        .or_else(|| {
+            instancetype
+                .and_then(|it| it.memory.hugepages.as_ref())
+                .and_then(from)
+        })
+}
+
+/// KubeVirt's memory overhead for the launcher pod (reference §2, `GetMemoryOverhead`), in
+/// bytes. The page-table term reads the VMI's memory *request*, so it is 0 for a guest sized
+/// only by `memory.guest` (an instancetype VM).
 #[must_use]
 pub fn memory_overhead(spec: &VirtualMachineInstanceSpec, guest: GuestSize) -> f64 {
     let devices = &spec.domain.devices;
-    let mut overhead = guest.memory.unwrap_or(0.0) / 512.0 // page tables
-        + 240.0 * MI // virt-launcher, monitor, virtlogd, virtqemud, qemu
-        + 8.0 * MI * f64::from(guest.vcpus)
+    let page_tables = request(spec, "memory").map_or(0.0, |r| ((r / 1000.0).ceil() * 1000.0 / 512.0).floor());
+    let mut overhead = page_tables
+        + 240.0 * MI // virt-launcher-monitor, virt-launcher, virtlogd, virtqemud, qemu
+        + 8.0 * MI * f64::from(guest.vcpus.max(1))
         + 8.0 * MI; // IOThread
     if devices.autoattach_graphics_device != Some(false) {
         overhead += 32.0 * MI;
     }
-    if !devices.host_devices.is_empty() || !devices.gpus.is_empty() {
+    if spec.architecture.as_deref() == Some("arm64") {
+        overhead += 128.0 * MI;
+    }
+    let sriov = devices.interfaces.iter().any(|i| i.sriov.is_some());
+    if !devices.host_devices.is_empty() || !devices.gpus.is_empty() || sriov {
         overhead += 1024.0 * MI; // VFIO
     }
     let exec_probes = [&spec.liveness_probe, &spec.readiness_probe]
@@ -104,14 +209,28 @@ pub fn memory_overhead(spec: &VirtualMachineInstanceSpec, guest: GuestSize) -> f
     if spec.domain.launch_security.is_some() {
         overhead += 256.0 * MI;
     }
-    if spec.domain.cpu.as_ref().and_then(|c| c.dedicated_cpu_placement) == Some(true) {
+    if dedicated_cpus(spec, None) || wants_guaranteed_qos(spec) {
         overhead += 100.0 * MI;
+    }
+    if devices.interfaces.iter().any(|i| i.passt.is_some()) {
+        overhead += 250.0 * MI;
     }
     overhead
 }
 
+/// CPU and memory requests equal to their limits (Kubernetes' Guaranteed class).
+fn wants_guaranteed_qos(spec: &VirtualMachineInstanceSpec) -> bool {
+    let pair = |name| match (request(spec, name), limit(spec, name)) {
+        (Some(r), Some(l)) => r == l,
+        _ => false,
+    };
+    pair("cpu") && pair("memory")
+}
+
 /// What the launcher pod of this VMI requests, or `None` when nothing sizes its memory (KubeVirt
-/// rejects such a VMI).
+/// rejects such a VMI): CPU (shared over `cpuAllocationRatio`, or whole dedicated CPUs),
+/// memory with overhead, hugepages, 50M of ephemeral storage, and the device-plugin
+/// resources (KVM, tun, vhost-net, GPUs and host devices by their resource names).
 #[must_use]
 pub fn launcher_requests(
     spec: &VirtualMachineInstanceSpec,
@@ -119,89 +238,78 @@ pub fn launcher_requests(
     cluster: &ClusterConfig,
 ) -> Option<Requests> {
     let guest = guest_size(spec, instancetype);
-    let memory_request = match instancetype {
-        Some(it) => guest.memory.map(|m| {
+    let spec_request = request(spec, "memory");
+    let memory_request = match (instancetype, spec_request) {
+        (_, Some(r)) => Some(r),
+        (Some(it), None) => guest.memory.map(|m| {
             let percent = f64::from(it.memory.overcommit_percent.unwrap_or(0).min(100));
             m * (100.0 - percent) / 100.0
         }),
-        None => request(spec, "memory").or_else(|| {
-            guest
-                .memory
-                .map(|m| m * 100.0 / f64::from(cluster.memory_overcommit.max(1)))
-        }),
+        (None, None) => guest
+            .memory
+            .map(|m| (m * 100.0 / f64::from(cluster.memory_overcommit.max(1))).floor()),
     }?;
+    let overhead = memory_overhead(spec, guest);
     let overcommit_overhead = spec
         .domain
         .resources
         .as_ref()
         .and_then(|r| r.overcommit_guest_overhead)
         == Some(true);
-    let overhead = if overcommit_overhead {
-        0.0
+    let mut requests = Requests::default();
+    match hugepage_size(spec, instancetype) {
+        Some(size) => {
+            // RR:220-261: the hugepages carry the guest; memory is the overhead plus whatever
+            // the request asks beyond the guest.
+            let guest_bytes = guest.memory.unwrap_or(memory_request);
+            let pages = memory_request.min(guest_bytes);
+            requests.add(&format!("hugepages-{size}"), pages);
+            requests.memory = overhead + (spec_request.unwrap_or(0.0) - guest_bytes).max(0.0);
+        }
+        None if overcommit_overhead => requests.memory = memory_request,
+        None => requests.memory = memory_request + overhead,
+    }
+    requests.cpu = if dedicated_cpus(spec, instancetype) {
+        let emulator =
+            u32::from(spec.domain.cpu.as_ref().and_then(|c| c.isolate_emulator_thread) == Some(true));
+        f64::from(guest.vcpus + emulator)
     } else {
-        memory_overhead(spec, guest)
+        request(spec, "cpu")
+            .unwrap_or_else(|| f64::from(guest.vcpus) / f64::from(cluster.cpu_allocation_ratio.max(1)))
     };
-    let cpu = request(spec, "cpu")
-        .or_else(|| limit(spec, "cpu"))
-        .unwrap_or_else(|| f64::from(guest.vcpus) / f64::from(cluster.cpu_allocation_ratio.max(1)));
-    Some(Requests {
-        cpu,
-        memory: memory_request + overhead,
-    })
+    requests.add(
+        "ephemeral-storage",
+        50_000_000.0 + request(spec, "ephemeral-storage").unwrap_or(0.0),
+    );
+    requests.add(KVM_DEVICE, 1.0);
+    requests.add(TUN_DEVICE, 1.0);
+    let interfaces = &spec.domain.devices.interfaces;
+    let virtio = interfaces.is_empty()
+        || interfaces
+            .iter()
+            .any(|i| i.model.as_deref().is_none_or(|m| m.is_empty() || m == "virtio"));
+    if virtio {
+        requests.add(VHOST_NET_DEVICE, 1.0);
+    }
+    let devices = &spec.domain.devices;
+    for device in devices.gpus.iter().chain(&devices.host_devices) {
+        if let Some(name) = device.get("deviceName").and_then(|n| n.as_str()) {
+            requests.add(name, 1.0);
+        }
+    }
+    // Extended resources the VMI requests itself go to the compute container as they are.
+    if let Some(res) = spec.domain.resources.as_ref() {
+        for (name, q) in res.requests.iter().chain(&res.limits) {
+            if !matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage")
+                && requests.get(name) == 0.0
+                && let Ok(v) = parse_quantity(q)
+            {
+                requests.add(name, v);
+            }
+        }
+    }
+    Some(requests)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(yaml: &str) -> VirtualMachineInstanceSpec {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn requests_add_kubevirt_overhead() {
-        let s = spec("domain: {resources: {requests: {memory: 1Gi}}, cpu: {cores: 2}}");
-        let r = launcher_requests(&s, None, &ClusterConfig::defaults()).unwrap();
-        // 1Gi + 1Gi/512 (2Mi) + 240Mi + 16Mi + 8Mi + 32Mi
-        assert_eq!(
-            r.memory,
-            1024.0 * MI + 2.0 * MI + 240.0 * MI + 16.0 * MI + 8.0 * MI + 32.0 * MI
-        );
-        assert!((r.cpu - 0.2).abs() < 1e-9, "2 vCPUs / ratio 10");
-    }
-
-    #[test]
-    fn explicit_cpu_request_wins_and_overhead_can_be_dropped() {
-        let s = spec(
-            "domain: {resources: {requests: {memory: 2Gi, cpu: '1500m'}, overcommitGuestOverhead: true}}",
-        );
-        let r = launcher_requests(&s, None, &ClusterConfig::defaults()).unwrap();
-        assert_eq!(r.memory, 2048.0 * MI);
-        assert_eq!(r.cpu, 1.5);
-    }
-
-    #[test]
-    fn instancetype_sizes_the_guest() {
-        let it: InstancetypeSpec = serde_yaml::from_str("{cpu: {guest: 4}, memory: {guest: 8Gi}}").unwrap();
-        let s = spec("domain: {devices: {autoattachGraphicsDevice: false}}");
-        let g = guest_size(&s, Some(&it));
-        assert_eq!(g.vcpus, 4);
-        let r = launcher_requests(&s, Some(&it), &ClusterConfig::defaults()).unwrap();
-        assert_eq!(
-            r.memory,
-            8192.0 * MI + 16.0 * MI + 240.0 * MI + 32.0 * MI + 8.0 * MI
-        );
-    }
-
-    #[test]
-    fn no_memory_means_no_requests() {
-        assert!(
-            launcher_requests(
-                &spec("domain: {cpu: {cores: 1}}"),
-                None,
-                &ClusterConfig::defaults()
-            )
-            .is_none()
-        );
-    }
-}
+mod tests;

@@ -174,12 +174,14 @@ pub fn edit_node() -> Vec<Permission> {
     each(&["get", "patch"], "", "nodes")
 }
 
-/// Creating migrations and following them by watch; cancelling those that had not started;
-/// finding where each VMI runs.
+/// Creating migrations and following them by watch (and their target pods, for what the
+/// scheduler says of those it cannot place); cancelling those that had not started or whose
+/// target pod stayed unschedulable; finding where each VMI runs.
 #[must_use]
 pub fn migrate() -> Vec<Permission> {
     let mut needs = each(&["list", "watch", "create", "delete"], KUBEVIRT, MIGRATIONS);
     needs.extend(each(&["get", "list"], KUBEVIRT, VMIS));
+    needs.extend(each(&["list", "watch"], "", "pods"));
     needs
 }
 

@@ -24,8 +24,10 @@ Exit status:
   0  done (or a feasible --dry-run)
   1  blocked at pre-flight (the blockers are listed); nothing changed
   2  usage or cluster error
-  3  stopped part-way (timeout, Ctrl-C, a migration that kept failing); the node stays
-     cordoned, the state is reported, and the same command resumes";
+  3  stopped part-way (timeout, Ctrl-C, a migration that kept failing, a VM BLOCKED because
+     its migration target pod stayed unschedulable for --pending-timeout); the node stays
+     cordoned, the state is reported (with the scheduler's message), and the same command
+     resumes";
 
 /// Drain a node that runs KubeVirt VMs, safely: a pre-flight plan first.
 ///
@@ -55,6 +57,13 @@ pub struct Cli {
     /// the node stays cordoned.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = vm_cli::args::parse_duration)]
     pub timeout: std::time::Duration,
+
+    /// How long a migration's target pod may stay Pending because no node can take it (e.g.
+    /// 20s, 5m) before that VM is reported BLOCKED with the scheduler's message: its migration
+    /// is cancelled and not retried, the others finish, the run stops (exit 3). Default:
+    /// KubeVirt's own limit for an unschedulable target pod.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = vm_cli::args::parse_duration)]
+    pub pending_timeout: std::time::Duration,
 
     /// Tries per VM before a failing migration stops the drain.
     #[arg(long, value_name = "N", default_value_t = 3)]

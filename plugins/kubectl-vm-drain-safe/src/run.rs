@@ -9,7 +9,9 @@ use vm_core::drain::{DrainPlan, DrainPolicy, PlanError, plan_drain};
 use vm_kube::drain::{ExecOptions, Outcome, Stopped, uncordon};
 use vm_kube::live::{LiveScope, snapshot};
 
-use crate::cli::Cli;
+use vm_cli::outcome::RunResult;
+
+use crate::cli::{Cli, Format};
 use crate::needs;
 use crate::render::render;
 
@@ -88,9 +90,13 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         holder: session::holder(),
         max_attempts: cli.migration_attempts.max(1),
         eviction_retry: std::time::Duration::from_secs(5),
+        pending_timeout: cli.pending_timeout,
         vms_only: false,
     };
     let outcome = session::execute_with_progress(&client, &plan, &opts, cli.timeout).await?;
+    if matches!(cli.output, Format::Json | Format::Yaml) {
+        return print_result(cli, &outcome);
+    }
     Ok(match outcome {
         Outcome::Done(summary) => {
             println!(
@@ -108,10 +114,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         }
         Outcome::Stopped(why, summary) => {
             let node_deleted = why == Stopped::NodeDeleted;
-            let why = match why {
-                Stopped::Timeout => format!("the timeout ({} s) elapsed", cli.timeout.as_secs()),
-                other => other.to_string(),
-            };
+            let why = stopped_because(cli, &why);
             println!("drain of node {} stopped: {why}", cli.node);
             vm_cli::progress::print_stopped_summary(&summary);
             if node_deleted {
@@ -127,6 +130,42 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
             ExitStatus::Partial
         }
     })
+}
+
+/// `-o json|yaml`: after the plan, the `vm-drain-safe/v1` DrainResult on stdout (each VM's
+/// outcome, with the scheduler's message when its target pod could not be placed); why a run
+/// stopped also goes to stderr.
+fn print_result(cli: &Cli, outcome: &Outcome) -> Result<ExitStatus, UserError> {
+    let (why, summary, status) = match outcome {
+        Outcome::Done(summary) => (None, summary, ExitStatus::Success),
+        Outcome::Stopped(why, summary) => (Some(stopped_because(cli, why)), summary, ExitStatus::Partial),
+    };
+    if let Some(why) = &why {
+        eprintln!("{PROGRAM}: drain of node {} stopped: {why}", cli.node);
+    }
+    let result = RunResult::new("vm-drain-safe/v1", "DrainResult", &cli.node, why, summary);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = match cli.output {
+        Format::Yaml => serde_yaml::to_string(&result)
+            .map_err(std::io::Error::other)
+            .and_then(|y| out.write_all(format!("---\n{y}").as_bytes())),
+        _ => serde_json::to_writer_pretty(&mut out, &result)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out)),
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(status),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(status),
+        Err(e) => Err(UserError::new(format!("cannot write output: {e}"))),
+    }
+}
+
+fn stopped_because(cli: &Cli, why: &Stopped) -> String {
+    match why {
+        Stopped::Timeout => format!("the timeout ({} s) elapsed", cli.timeout.as_secs()),
+        other => other.to_string(),
+    }
 }
 
 fn print_plan(plan: &DrainPlan, cli: &Cli) -> Result<(), UserError> {

@@ -25,7 +25,9 @@ Exit status:
   1  refused: not confirmed, the node may still run its VMs, or no room elsewhere;
      nothing was changed
   2  usage or cluster error
-  3  part-way: some VMs were not running elsewhere by the timeout; each VM's state is reported";
+  3  part-way: some VMs were not running elsewhere by the timeout, or a VM is BLOCKED (its
+     migration target pod stayed unschedulable for --pending-timeout); each VM's state is
+     reported, with the scheduler's message";
 
 /// Recover the VMs of a dead or failing node, without ever running two copies of one VM.
 ///
@@ -71,6 +73,13 @@ pub struct Cli {
     /// Give up waiting after this long (e.g. 90s, 15m, 1h); what is where is reported.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = vm_cli::args::parse_duration)]
     pub timeout: std::time::Duration,
+
+    /// How long a migration's target pod may stay Pending because no node can take it (e.g.
+    /// 20s, 5m) before that VM is reported BLOCKED with the scheduler's message: its migration
+    /// is cancelled and not retried, the others finish, the run stops (exit 3). Default:
+    /// KubeVirt's own limit for an unschedulable target pod.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = vm_cli::args::parse_duration)]
+    pub pending_timeout: std::time::Duration,
 
     /// Namespace of the per-node lock shared with vm-drain-safe (a Lease named vm-drain-safe-NODE).
     #[arg(long, value_name = "NAMESPACE", default_value = "kube-system")]

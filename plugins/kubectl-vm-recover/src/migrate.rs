@@ -3,6 +3,7 @@
 
 use kube::Client;
 use vm_cli::exit::ExitStatus;
+use vm_cli::outcome::RunResult;
 use vm_cli::report::{UserError, api_error};
 use vm_cli::session;
 use vm_core::drain::{DrainPolicy, VmAction, plan_drain};
@@ -10,8 +11,9 @@ use vm_core::recover::RecoveryPlan;
 use vm_kube::drain::{ExecOptions, Outcome};
 use vm_kube::live::{LiveScope, snapshot};
 
-use crate::cli::Cli;
-use crate::run::refuse;
+use crate::cli::{Cli, Format};
+use crate::render::structured;
+use crate::run::{PROGRAM, is_structured, print, refuse};
 
 pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Result<ExitStatus, UserError> {
     let node = &plan.node;
@@ -46,9 +48,29 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
         holder: session::holder(),
         max_attempts: 3,
         eviction_retry: std::time::Duration::from_secs(5),
+        pending_timeout: cli.pending_timeout,
         vms_only: true,
     };
     let outcome = session::execute_with_progress(client, &migration, &opts, cli.timeout).await?;
+    if is_structured(cli.output) {
+        // The `vm-recover/v1` MigrationResult: each VM's outcome, with the scheduler's message
+        // when its target pod could not be placed.
+        let (why, summary, status) = match &outcome {
+            Outcome::Done(summary) => (None, summary, ExitStatus::Success),
+            Outcome::Stopped(why, summary) => (Some(why.to_string()), summary, ExitStatus::Partial),
+        };
+        if let Some(why) = &why {
+            eprintln!("{PROGRAM}: migrations from node {node} stopped: {why}");
+        }
+        let result = RunResult::new("vm-recover/v1", "MigrationResult", node, why, summary);
+        print(|out| {
+            if cli.output == Format::Yaml {
+                writeln!(out, "---")?;
+            }
+            structured(&result, cli.output, out).map(|_| ())
+        })?;
+        return Ok(status);
+    }
     Ok(match outcome {
         Outcome::Done(summary) => {
             println!(

@@ -51,9 +51,10 @@ enum Command {
     Up {
         #[command(flatten)]
         state: StateArg,
-        /// Number of simulated worker nodes (node-1..node-N), besides the scenario's.
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
+        /// Number of simulated worker nodes (node-1..node-N), besides the scenario's. Default:
+        /// 3, or none when the scenario has Node objects.
+        #[arg(long)]
+        nodes: Option<usize>,
         /// Number of sample VMs to create (namespace default, vm-1..vm-M).
         #[arg(long, default_value_t = 0)]
         vms: usize,
@@ -173,7 +174,13 @@ fn main() -> Result<()> {
                 None => Scenario::default(),
             };
             let config = SandboxConfig {
-                nodes: NodeTemplate::workers(nodes, &node_cpu, &node_memory, &node_pods),
+                // A scenario with nodes gets those only, unless --nodes asks for more.
+                nodes: NodeTemplate::workers(
+                    nodes.unwrap_or(if scenario.nodes.is_empty() { 3 } else { 0 }),
+                    &node_cpu,
+                    &node_memory,
+                    &node_pods,
+                ),
                 scenario,
                 sim: SimConfig {
                     heartbeat_interval_ms: heartbeat_ms,

@@ -1,6 +1,8 @@
 //! The cluster-wide KubeVirt configuration the simulated controllers read from the KubeVirt
 //! CR (`spec.configuration`), with KubeVirt's defaults for what it leaves unset.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 /// The parts of `spec.configuration` the simulator acts on.
@@ -18,6 +20,12 @@ pub struct ClusterConfig {
     pub parallel_outbound_migrations_per_node: usize,
     /// Enabled feature gates.
     pub feature_gates: Vec<String>,
+    /// `developerConfiguration.nodeSelectors`: added to every launcher pod's nodeSelector.
+    pub node_selectors: BTreeMap<String, String>,
+    /// `cpuModel`: the CPU model new VMIs get when they name none (default: host-model).
+    pub cpu_model: Option<String>,
+    /// `developerConfiguration.useEmulation`: no `/dev/kvm` or vhost-net needed.
+    pub use_emulation: bool,
 }
 
 impl Default for ClusterConfig {
@@ -29,6 +37,9 @@ impl Default for ClusterConfig {
             parallel_migrations_per_cluster: 5,
             parallel_outbound_migrations_per_node: 2,
             feature_gates: Vec::new(),
+            node_selectors: BTreeMap::new(),
+            cpu_model: None,
+            use_emulation: false,
         }
     }
 }
@@ -65,6 +76,21 @@ impl ClusterConfig {
                 .filter_map(|g| g.as_str().map(String::from))
                 .collect();
         }
+        if let Some(sel) = conf
+            .pointer("/developerConfiguration/nodeSelectors")
+            .and_then(Value::as_object)
+        {
+            c.node_selectors = sel
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+        }
+        c.cpu_model = conf
+            .get("cpuModel")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(String::from);
+        c.use_emulation = conf.pointer("/developerConfiguration/useEmulation") == Some(&Value::Bool(true));
         c
     }
 }
@@ -80,7 +106,8 @@ mod tests {
         let cr = json!({"spec": {"configuration": {
             "evictionStrategy": "LiveMigrate",
             "migrations": {"parallelMigrationsPerCluster": 3, "parallelOutboundMigrationsPerNode": 1},
-            "developerConfiguration": {"cpuAllocationRatio": 4}
+            "cpuModel": "Haswell",
+            "developerConfiguration": {"cpuAllocationRatio": 4, "nodeSelectors": {"zone": "a"}}
         }}});
         let c = ClusterConfig::from_kubevirt(Some(&cr));
         assert_eq!(c.eviction_strategy, "LiveMigrate");
@@ -88,5 +115,8 @@ mod tests {
         assert_eq!(c.parallel_outbound_migrations_per_node, 1);
         assert_eq!(c.cpu_allocation_ratio, 4);
         assert_eq!(c.memory_overcommit, 100);
+        assert_eq!(c.cpu_model.as_deref(), Some("Haswell"));
+        assert_eq!(c.node_selectors.get("zone").map(String::as_str), Some("a"));
+        assert!(!c.use_emulation);
     }
 }

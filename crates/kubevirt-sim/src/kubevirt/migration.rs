@@ -9,7 +9,7 @@
 //! Admission checks of KubeVirt's webhook (missing or final VMI, not live-migratable,
 //! another migration in flight) are emulated by failing the VMIM at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -236,15 +236,46 @@ pub fn reconcile(inputs: &Inputs, world: &World, timings: MigrationTimings) -> V
                         running_total += 1;
                         *outbound.entry(source_node.clone()).or_default() += 1;
                         let mut pod = launcher::render(vmi, &world.config, Some((&name, &uid, &source_node)));
-                        if let Some(Value::Object(added)) = m.pointer("/spec/addedNodeSelector").cloned() {
-                            for (k, v) in added {
-                                pod["spec"]["nodeSelector"][k] = v;
+                        let source_pod = inputs
+                            .pods_by_vmi
+                            .get(str_at(vmi, "/metadata/uid").unwrap_or_default())
+                            .and_then(|ps| {
+                                ps.iter().copied().find(|p| {
+                                    str_at(p, "/spec/nodeName") == Some(source_node.as_str())
+                                        && !is_final(pod_phase(p))
+                                })
+                            });
+                        let template = pod["spec"]["nodeSelector"]
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default();
+                        match target_cpu_selectors(
+                            vmi,
+                            world.node_labels.get(&source_node),
+                            source_pod,
+                            &template,
+                        ) {
+                            Ok(cpu) => {
+                                for (k, v) in cpu {
+                                    pod["spec"]["nodeSelector"][k] = v;
+                                }
+                                // Merged under the template's selector: the VMI-derived value wins.
+                                if let Some(Value::Object(added)) =
+                                    m.pointer("/spec/addedNodeSelector").cloned()
+                                {
+                                    for (k, v) in added {
+                                        if pod["spec"]["nodeSelector"].get(&k).is_none() {
+                                            pod["spec"]["nodeSelector"][k] = v;
+                                        }
+                                    }
+                                }
+                                actions.push(Action::CreatePod {
+                                    vmi_uid: uid.clone(),
+                                    pod,
+                                });
                             }
+                            Err(reason) => fail(&mut actions, &reason),
                         }
-                        actions.push(Action::CreatePod {
-                            vmi_uid: uid.clone(),
-                            pod,
-                        });
                     }
                 }
             }
@@ -418,6 +449,66 @@ fn complete(vmi: &Value, target: &Value, now: &str) -> Action {
     )
 }
 
+/// The CPU selectors KubeVirt adds to a migration target pod (reference §3): for a
+/// host-model VMI, the source pod's `cpu-feature` / `cpu-model-migration` keys if it has any
+/// (a former target), else `cpu-model-migration.…/<H>` for the source node's host-model `<H>`
+/// and `cpu-feature.…/<f>` for each of its host-model required features; for every VMI, the
+/// source node's CPU vendor (unless the template already names one). An error (no target
+/// pod) when a host-model VMI's source node has no host-model label.
+pub fn target_cpu_selectors(
+    vmi: &Value,
+    source_labels: Option<&BTreeMap<String, String>>,
+    source_pod: Option<&Value>,
+    template: &Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    let empty = BTreeMap::new();
+    let labels = source_labels.unwrap_or(&empty);
+    let source_node = str_at(vmi, "/status/nodeName").unwrap_or_default();
+    if launcher::is_host_model(vmi) {
+        let inherited: Vec<(String, Value)> = source_pod
+            .and_then(|p| p.pointer("/spec/nodeSelector"))
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| {
+                k.contains(launcher::CPU_FEATURE_PREFIX) || k.contains(launcher::CPU_MODEL_MIGRATION_PREFIX)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !inherited.is_empty() {
+            out.extend(inherited);
+        } else {
+            let Some((host_model, value)) = labels
+                .iter()
+                .find_map(|(k, v)| Some((k.strip_prefix(launcher::HOST_MODEL_CPU_PREFIX)?, v)))
+            else {
+                return Err(format!(
+                    "NoSuitableNodesForHostModelMigration: the source node {source_node} has no {}<model> label, \
+                     so no node can be chosen for a host-model migration",
+                    launcher::HOST_MODEL_CPU_PREFIX
+                ));
+            };
+            out.insert(
+                format!("{}{host_model}", launcher::CPU_MODEL_MIGRATION_PREFIX),
+                json!(value),
+            );
+            for k in labels.keys() {
+                if let Some(f) = k.strip_prefix(launcher::HOST_MODEL_REQUIRED_FEATURES_PREFIX) {
+                    out.insert(format!("{}{f}", launcher::CPU_FEATURE_PREFIX), json!("true"));
+                }
+            }
+        }
+    }
+    let has_vendor = template
+        .keys()
+        .any(|k| k.starts_with(launcher::CPU_VENDOR_PREFIX));
+    if !has_vendor && let Some(vendor) = labels.keys().find(|k| k.starts_with(launcher::CPU_VENDOR_PREFIX)) {
+        out.insert(vendor.clone(), json!("true"));
+    }
+    Ok(out)
+}
+
 fn vmi_patch(vmi: &Value, patch: Value) -> Action {
     Action::PatchVmi {
         ns: str_at(vmi, "/metadata/namespace").unwrap_or_default().into(),
@@ -469,4 +560,100 @@ fn unschedulable_for(pod: &Value, _world: &World) -> u64 {
     ts(pod, "/metadata/creationTimestamp")
         .map(|t| jiff::Timestamp::now().duration_since(t).as_millis().max(0) as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[&str]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|k| (k.to_string(), "true".to_string()))
+            .collect()
+    }
+
+    fn skylake() -> BTreeMap<String, String> {
+        labels(&[
+            "cpu-vendor.node.kubevirt.io/Intel",
+            "host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS",
+            "host-model-required-features.node.kubevirt.io/avx2",
+            "host-model-required-features.node.kubevirt.io/pcid",
+            "cpu-feature.node.kubevirt.io/avx2",
+            "cpu-model-migration.node.kubevirt.io/Haswell",
+        ])
+    }
+
+    fn vmi(model: &str) -> Value {
+        json!({"spec": {"domain": {"cpu": {"model": model}}}, "status": {"nodeName": "n1"}})
+    }
+
+    #[test]
+    fn host_model_target_from_the_source_node() {
+        let sel = target_cpu_selectors(&vmi("host-model"), Some(&skylake()), None, &Map::new()).unwrap();
+        let keys: Vec<&str> = sel.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "cpu-feature.node.kubevirt.io/avx2",
+                "cpu-feature.node.kubevirt.io/pcid",
+                "cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS",
+                "cpu-vendor.node.kubevirt.io/Intel",
+            ]
+        );
+        assert!(sel.values().all(|v| v == "true"));
+    }
+
+    #[test]
+    fn host_model_target_inherits_the_source_pods_keys() {
+        let pod = json!({"spec": {"nodeSelector": {
+            "cpu-feature.node.kubevirt.io/sse4": "true",
+            "cpu-model-migration.node.kubevirt.io/Broadwell": "true",
+            "kubevirt.io/schedulable": "true",
+        }}});
+        let sel =
+            target_cpu_selectors(&vmi("host-model"), Some(&skylake()), Some(&pod), &Map::new()).unwrap();
+        let keys: Vec<&str> = sel.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "cpu-feature.node.kubevirt.io/sse4",
+                "cpu-model-migration.node.kubevirt.io/Broadwell",
+                "cpu-vendor.node.kubevirt.io/Intel",
+            ]
+        );
+    }
+
+    #[test]
+    fn named_model_gets_only_the_vendor_and_host_model_needs_the_label() {
+        let sel = target_cpu_selectors(&vmi("Haswell"), Some(&skylake()), None, &Map::new()).unwrap();
+        assert_eq!(
+            sel.keys().collect::<Vec<_>>(),
+            vec!["cpu-vendor.node.kubevirt.io/Intel"]
+        );
+        // No vendor label on the source: no vendor key; a template vendor key is kept.
+        assert!(
+            target_cpu_selectors(&vmi("Haswell"), None, None, &Map::new())
+                .unwrap()
+                .is_empty()
+        );
+        let template = Map::from_iter([("cpu-vendor.node.kubevirt.io/AMD".to_string(), json!("true"))]);
+        assert!(
+            target_cpu_selectors(&vmi("Haswell"), Some(&skylake()), None, &template)
+                .unwrap()
+                .is_empty()
+        );
+        let err = target_cpu_selectors(
+            &vmi("host-model"),
+            Some(&labels(&["cpu-vendor.node.kubevirt.io/Intel"])),
+            None,
+            &Map::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("NoSuitableNodesForHostModelMigration")
+                && err.contains("host-model-cpu.node.kubevirt.io/"),
+            "{err}"
+        );
+    }
 }

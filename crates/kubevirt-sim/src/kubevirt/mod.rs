@@ -13,7 +13,7 @@ pub mod replicaset;
 pub mod vm;
 pub mod vmi;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,9 @@ pub struct World {
     pub no_pvcs: PvcAccessModes,
     /// Base of the VM start-failure backoff, ms (KubeVirt: 10 s).
     pub start_backoff_base_ms: u64,
+    /// Labels of every node, by node name (the migration controller reads the source
+    /// node's CPU labels).
+    pub node_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
 impl World {
@@ -280,6 +283,13 @@ pub async fn run(sim: Simulator) {
         watcher::Config::default(),
         notify.clone(),
     );
+    // Node changes (heartbeats every few seconds) need no pass of their own: passes run
+    // every second anyway.
+    let node_store = crate::watch::store(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        Arc::new(Notify::new()),
+    );
     for ready in [
         vms.wait_until_ready(),
         vmis.wait_until_ready(),
@@ -289,6 +299,7 @@ pub async fn run(sim: Simulator) {
     }
     let _ = pods.wait_until_ready().await;
     let _ = pvcs.wait_until_ready().await;
+    let _ = node_store.wait_until_ready().await;
     tokio::spawn(handler_heartbeats(sim.clone()));
     let _webhook = match eviction::start(client.clone()).await {
         Ok(task) => Some(AbortOnDrop(task)),
@@ -360,6 +371,16 @@ pub async fn run(sim: Simulator) {
             pods_expected: expected.keys().cloned().collect(),
             no_pvcs: PvcAccessModes::new(),
             start_backoff_base_ms: sim.config.start_backoff_base_ms,
+            node_labels: node_store
+                .state()
+                .iter()
+                .map(|n| {
+                    (
+                        n.metadata.name.clone().unwrap_or_default(),
+                        n.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
         };
         // What every VMI decision also depends on: the KubeVirt config, PVCs, down nodes.
         let world_sig = {

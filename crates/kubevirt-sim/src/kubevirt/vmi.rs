@@ -19,9 +19,42 @@ pub const VM_FINALIZER: &str = "kubevirt.io/foregroundDeleteVirtualMachine";
 
 /// Stamps what KubeVirt's VMI mutating webhook sets on creation (emulated: applied by the
 /// simulator right after creation for VMIs it did not create itself): the effective
-/// eviction strategy from the cluster config (frozen from then on), `memory.guest`, the
-/// finalizer and the observed API version annotations.
+/// eviction strategy from the cluster config (frozen from then on), `memory.guest`,
+/// `spec.architecture` (amd64), the CPU model (the cluster's `cpuModel`, else host-model;
+/// host-passthrough on arm64), the machine type (q35 on amd64), the finalizer and the
+/// observed API version annotations.
 pub fn apply_defaults(vmi: &mut Value, world: &World) {
+    if !vmi.get("spec").is_some_and(Value::is_object) {
+        vmi["spec"] = json!({});
+    }
+    if !vmi.pointer("/spec/domain").is_some_and(Value::is_object) {
+        vmi["spec"]["domain"] = json!({});
+    }
+    if str_at(vmi, "/spec/architecture").is_none_or(str::is_empty) {
+        vmi["spec"]["architecture"] = json!("amd64");
+    }
+    let arch = str_at(vmi, "/spec/architecture").unwrap_or("amd64").to_string();
+    if str_at(vmi, "/spec/domain/cpu/model").is_none_or(str::is_empty) {
+        let model = world.config.cpu_model.clone().unwrap_or_else(|| {
+            if arch == "arm64" {
+                "host-passthrough".into()
+            } else {
+                "host-model".into()
+            }
+        });
+        if !vmi.pointer("/spec/domain/cpu").is_some_and(Value::is_object) {
+            vmi["spec"]["domain"]["cpu"] = json!({});
+        }
+        vmi["spec"]["domain"]["cpu"]["model"] = json!(model);
+    }
+    if str_at(vmi, "/spec/domain/machine/type").is_none_or(str::is_empty) {
+        let machine = match arch.as_str() {
+            "arm64" => "virt",
+            "s390x" => "s390-ccw-virtio",
+            _ => "q35",
+        };
+        vmi["spec"]["domain"]["machine"] = json!({"type": machine});
+    }
     if !vmi
         .pointer("/spec/evictionStrategy")
         .is_some_and(Value::is_string)
@@ -171,10 +204,17 @@ pub fn reconcile(vmi: &Value, pods: &[&Value], world: &World) -> Vec<Action> {
         apply_defaults(&mut stamped, world);
         let mut p = json!({
             "metadata": {"finalizers": stamped["metadata"]["finalizers"], "annotations": stamped["metadata"]["annotations"]},
-            "spec": {"evictionStrategy": stamped["spec"]["evictionStrategy"]},
+            "spec": {
+                "evictionStrategy": stamped["spec"]["evictionStrategy"],
+                "architecture": stamped["spec"]["architecture"],
+                "domain": {
+                    "cpu": {"model": stamped["spec"]["domain"]["cpu"]["model"]},
+                    "machine": {"type": stamped["spec"]["domain"]["machine"]["type"]},
+                },
+            },
         });
         if let Some(mem) = stamped.pointer("/spec/domain/memory") {
-            p["spec"]["domain"] = json!({"memory": mem});
+            p["spec"]["domain"]["memory"] = mem.clone();
         }
         let status = Map::from_iter([
             ("guestOSInfo".to_string(), json!({})),
@@ -462,5 +502,57 @@ pub fn merge(mut a: Value, b: Value) -> Value {
             a
         }
         (_, b) => b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubevirt::config::ClusterConfig;
+
+    fn world(config: ClusterConfig) -> World {
+        World {
+            config,
+            pvcs: Default::default(),
+            nodes_down: Default::default(),
+            now: "2024-01-01T00:00:00Z".into(),
+            pods_expected: Default::default(),
+            no_pvcs: Default::default(),
+            start_backoff_base_ms: 10_000,
+            node_labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn webhook_defaults_cpu_model_architecture_and_machine() {
+        let mut v = json!({"metadata": {"name": "v"}, "spec": {"domain": {"resources": {"requests": {"memory": "1Gi"}}}}});
+        apply_defaults(&mut v, &world(ClusterConfig::default()));
+        assert_eq!(v["spec"]["domain"]["cpu"]["model"], "host-model");
+        assert_eq!(v["spec"]["architecture"], "amd64");
+        assert_eq!(v["spec"]["domain"]["machine"]["type"], "q35");
+        assert_eq!(v["spec"]["domain"]["memory"]["guest"], "1Gi");
+        assert_eq!(v["spec"]["evictionStrategy"], "None");
+
+        // What is set stays; the cluster's cpuModel is the default.
+        let mut v = json!({"spec": {"architecture": "arm64", "domain": {"cpu": {"cores": 2}}}});
+        let cfg = ClusterConfig {
+            cpu_model: Some("Haswell".into()),
+            ..ClusterConfig::default()
+        };
+        apply_defaults(&mut v, &world(cfg));
+        assert_eq!(
+            v["spec"]["domain"]["cpu"],
+            json!({"cores": 2, "model": "Haswell"})
+        );
+        assert_eq!(v["spec"]["domain"]["machine"]["type"], "virt");
+        let mut v =
+            json!({"spec": {"domain": {"cpu": {"model": "EPYC"}, "machine": {"type": "pc-q35-rhel9.6.0"}}}});
+        apply_defaults(&mut v, &world(ClusterConfig::default()));
+        assert_eq!(v["spec"]["domain"]["cpu"]["model"], "EPYC");
+        assert_eq!(v["spec"]["domain"]["machine"]["type"], "pc-q35-rhel9.6.0");
+        // arm64 without a cluster model: host-passthrough.
+        let mut v = json!({"spec": {"architecture": "arm64", "domain": {}}});
+        apply_defaults(&mut v, &world(ClusterConfig::default()));
+        assert_eq!(v["spec"]["domain"]["cpu"]["model"], "host-passthrough");
     }
 }

@@ -17,6 +17,8 @@ pub struct AuditContext<'a> {
     pub cluster: ClusterConfig,
     /// Every node, with the requests of the pods bound to it.
     pub nodes: Vec<NodeView>,
+    /// The launcher pods by the VMI that created them.
+    pub launchers: crate::migration_target::LauncherPods<'a>,
 }
 
 /// The outcome of looking up a VM's instancetype.
@@ -34,16 +36,13 @@ impl<'a> AuditContext<'a> {
     /// by name, so that messages naming several do not depend on the order they were listed in.
     #[must_use]
     pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
-        let mut nodes: Vec<NodeView> = snapshot
-            .nodes
-            .iter()
-            .map(|n| NodeView::new(n, &snapshot.pods))
-            .collect();
+        let mut nodes: Vec<NodeView> = NodeView::all(&snapshot.nodes, &snapshot.pods);
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
             snapshot,
             cluster: ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
             nodes,
+            launchers: crate::migration_target::LauncherPods::of(snapshot),
         }
     }
 

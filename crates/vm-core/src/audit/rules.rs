@@ -41,6 +41,7 @@ pub static RULES: &[&Rule] = &[
     &node_placement::PINNED,
     &node_placement::SINGLE_NODE,
     &node_placement::NO_NODE,
+    &node_placement::NO_MIGRATION_TARGET,
     &capacity::EXCEEDS_EVERY_NODE,
     &capacity::NODE_EVACUATION,
     &probes::LIVENESS_MISSING,

@@ -136,6 +136,17 @@ status: {{phase: Running, nodeName: node-1}}\n"
     )
 }
 
+const SKYLAKE_NODE: &str = "---\napiVersion: v1\nkind: Node\nmetadata: {name: node-9, labels: {kubevirt.io/schedulable: 'true', cpu-model.node.kubevirt.io/Skylake-Client: 'true'}}\n\
+status: {allocatable: {cpu: '16', memory: 64Gi}, conditions: [{type: Ready, status: 'True'}]}\n";
+
+fn named_model_vmi(model: &str) -> String {
+    format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: named, namespace: prod}}\n\
+spec: {{evictionStrategy: LiveMigrate, domain: {{cpu: {{model: {model}}}, resources: {{requests: {{memory: 1Gi}}}}}}}}\n\
+status: {{phase: Running, nodeName: node-1}}\n"
+    )
+}
+
 fn cases() -> Vec<Case> {
     let big_vmis: &'static str = Box::leak(
         (1..=3)
@@ -316,6 +327,18 @@ fn cases() -> Vec<Case> {
             silent: (
                 "spec: {template: {spec: {affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: rack, operator: In, values: [a, b]}]}]}}}}}}",
                 "",
+            ),
+        },
+        // Only node-9 offers a named model at all; the VMI on node-1 asks for another one.
+        Case {
+            rule: "node-placement-no-migration-target",
+            fire: (
+                "",
+                Box::leak(format!("{SKYLAKE_NODE}{}", named_model_vmi("Haswell-noTSX")).into_boxed_str()),
+            ),
+            silent: (
+                "",
+                Box::leak(format!("{SKYLAKE_NODE}{}", named_model_vmi("Skylake-Client")).into_boxed_str()),
             ),
         },
         Case {

@@ -306,3 +306,78 @@ fn an_unknown_node_is_an_error() {
     let err = plan_drain(&snapshot(&three_nodes()), "node-9", &DrainPolicy::default()).unwrap_err();
     assert_eq!(err, PlanError::NoSuchNode("node-9".into()));
 }
+
+/// The labels the node-labeller writes for a CPU generation (reference §5).
+fn cpu(vendor: &str, model: &str, features: &[&str]) -> String {
+    let mut labels = format!(
+        ", cpu-vendor.node.kubevirt.io/{vendor}: 'true', host-model-cpu.node.kubevirt.io/{model}: 'true', \
+         cpu-model-migration.node.kubevirt.io/{model}: 'true'"
+    );
+    for f in features {
+        labels.push_str(&format!(
+            ", host-model-required-features.node.kubevirt.io/{f}: 'true', cpu-feature.node.kubevirt.io/{f}: 'true'"
+        ));
+    }
+    labels
+}
+
+#[test]
+fn host_model_vms_go_only_where_the_vendor_model_and_features_are() {
+    let skylake = cpu("Intel", "Skylake-Client-IBRS", &["avx512f"]);
+    let mut docs = vec![
+        node("node-1", &skylake, "64Gi", ""),
+        node("node-2", &cpu("AMD", "EPYC-Milan", &["svm"]), "64Gi", ""),
+        node("node-3", &skylake, "4Gi", ""),
+        node("node-4", &skylake, "64Gi", ""),
+    ];
+    docs.push(vmi("web", "node-1", "8Gi", "", ""));
+    let p = plan(&docs, &DrainPolicy::default());
+    assert!(p.feasible, "{:?}", p.blockers);
+    assert_eq!(p.vms[0].target.as_deref(), Some("node-4"));
+
+    // Without node-4, the AMD node lacks the vendor and model, node-3 the memory.
+    docs.pop();
+    docs.remove(3);
+    docs.push(vmi("web", "node-1", "8Gi", "", ""));
+    let p = plan(&docs, &DrainPolicy::default());
+    assert!(!p.feasible);
+    let reasons = p.vms[0].reasons.join("; ");
+    assert!(
+        reasons.contains(
+            "cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS=true (host-model on node node-1)"
+        ),
+        "{reasons}"
+    );
+    assert!(reasons.contains("node-2"), "{reasons}");
+    assert!(reasons.contains("node node-3 has 4Gi memory free"), "{reasons}");
+}
+
+#[test]
+fn hugepages_and_dedicated_cpus_need_nodes_that_have_them() {
+    let mut docs = vec![
+        node("node-1", ", kubevirt.io/cpumanager: 'true'", "64Gi", ""),
+        node("node-2", "", "64Gi", ""),
+    ];
+    docs.push(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: rt, namespace: prod, uid: uid-rt}\n\
+spec: {evictionStrategy: LiveMigrate, domain: {resources: {requests: {memory: 8Gi}}, memory: {hugepages: {pageSize: 1Gi}},\
+ cpu: {cores: 4, dedicatedCpuPlacement: true}}}\n\
+status: {phase: Running, nodeName: node-1, conditions: [{type: LiveMigratable, status: 'True'}]}\n"
+            .to_string(),
+    );
+    let p = plan(&docs, &DrainPolicy::default());
+    assert!(!p.feasible);
+    let reasons = p.vms[0].reasons.join("; ");
+    assert!(
+        reasons.contains("kubevirt.io/cpumanager=true (dedicated CPUs)"),
+        "{reasons}"
+    );
+    // node-2 gains the CPU manager but has no hugepages.
+    docs[1] = node("node-2", ", kubevirt.io/cpumanager: 'true'", "64Gi", "");
+    let p = plan(&docs, &DrainPolicy::default());
+    let reasons = p.vms[0].reasons.join("; ");
+    assert!(
+        reasons.contains("node node-2 has no hugepages-1Gi, 8Gi needed"),
+        "{reasons}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, Toleration, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,15 @@ pub struct VirtualMachineInstanceSpec {
     pub networks: Vec<Network>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Defaulted by KubeVirt's webhook to virt-api's architecture (`amd64` on most clusters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -60,6 +69,26 @@ pub struct DomainSpec {
     pub launch_security: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io_threads_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
+}
+
+/// `domain.machine`: the machine type (`q35` by default on amd64).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Machine {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+}
+
+/// A CPU feature of `domain.cpu.features` with its policy (`""`/`require`, `force`,
+/// `optional`, `disable`, `forbid`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CpuFeature {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -95,6 +124,12 @@ pub struct Cpu {
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedicated_cpu_placement: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolate_emulator_thread: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<CpuFeature>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -121,6 +156,9 @@ pub struct Devices {
 #[serde(rename_all = "camelCase", default)]
 pub struct Interface {
     pub name: String,
+    /// Device model: `""`/`virtio` gets vhost-net.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -222,6 +260,9 @@ pub struct VirtualMachineInstanceStatus {
     pub evacuation_node_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_pods: Option<BTreeMap<String, String>>,
+    /// `status.machine.type`: the expanded machine type virt-handler reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
 }
 
 /// A status condition as KubeVirt writes it.

@@ -2,6 +2,8 @@
 //! cluster configuration CRs and instancetypes.
 #![allow(missing_docs)] // Field-for-field mirror of the KubeVirt API; its docs apply.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::{Deserialize, Serialize};
@@ -244,6 +246,9 @@ pub struct KubeVirtConfiguration {
     pub migrations: Option<MigrationConfiguration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub developer_configuration: Option<DeveloperConfiguration>,
+    /// The cluster's default CPU model (empty: `host-model`).
+    #[serde(rename = "cpuModel", skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
 }
 
 /// The migration limits (`spec.configuration.migrations`, or HCO's `liveMigrationConfig`).
@@ -267,6 +272,9 @@ pub struct DeveloperConfiguration {
     pub cpu_allocation_ratio: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_overcommit: Option<u32>,
+    /// Node selectors KubeVirt adds to every launcher pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_selectors: Option<BTreeMap<String, String>>,
 }
 
 /// `hco.kubevirt.io/v1beta1` HyperConverged: HCO copies its settings into the KubeVirt CR.
@@ -348,4 +356,7 @@ pub struct InstancetypeMemory {
     pub guest: Option<Quantity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overcommit_percent: Option<u32>,
+    /// `{pageSize: 1Gi}` when the guest is backed by hugepages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hugepages: Option<Value>,
 }

@@ -83,10 +83,7 @@ fn joint_placement_sees_room_taken_by_earlier_vms() {
     let nodes = vec![worker("n2", "", "8", "6Gi"), worker("n3", "", "8", "6Gi")];
     let demand = |id: &str| Demand {
         id: id.into(),
-        requests: Requests {
-            cpu: 1.0,
-            memory: 4.0 * GI,
-        },
+        requests: Requests::new(1.0, 4.0 * GI),
         constraints: Constraints::default(),
     };
     // Each alone fits; three of them do not.
@@ -111,7 +108,7 @@ fn cordoned_notready_and_non_kubevirt_nodes_take_nothing() {
     );
     let d = Demand {
         id: "x".into(),
-        requests: Requests { cpu: 0.1, memory: GI },
+        requests: Requests::new(0.1, GI),
         constraints: Constraints::default(),
     };
     let Placement::Unplaceable(reasons) = &place_jointly(&[d], &[cordoned, down, bare])[0] else {
@@ -137,12 +134,78 @@ fn pod_requests_count_toward_node_usage() {
     let mut done = pod.clone();
     done.status.as_mut().unwrap().phase = Some("Succeeded".into());
     let view = NodeView::new(&node, &[pod, done]);
-    assert_eq!(
-        view.requested,
-        Requests {
-            cpu: 0.5,
-            memory: 2.0 * GI
-        }
-    );
+    assert_eq!(view.requested, Requests::new(0.5, 2.0 * GI));
     assert_eq!(view.free().memory, 6.0 * GI);
+}
+
+#[test]
+fn extended_resources_and_the_pod_limit_are_room_too() {
+    let n = node(
+        "metadata: {name: n2, labels: {kubevirt.io/schedulable: 'true'}}
+status: {allocatable: {cpu: '8', memory: 16Gi, pods: '2', hugepages-1Gi: 4Gi, devices.kubevirt.io/kvm: '1000'},
+         conditions: [{type: Ready, status: 'True'}]}",
+    );
+    let mut big_pages = Requests::new(1.0, GI);
+    big_pages.add("hugepages-1Gi", 8.0 * GI);
+    let mut gpu = Requests::new(1.0, GI);
+    gpu.add("nvidia.com/A100", 1.0);
+    // Not reported by the node: KubeVirt's own devices are not checked, a GPU is missing.
+    gpu.add("devices.kubevirt.io/vhost-net", 1.0);
+    let d = |id: &str, requests: Requests| Demand {
+        id: id.into(),
+        requests,
+        constraints: Constraints::default(),
+    };
+    let result = place_jointly(
+        &[
+            d("pages", big_pages),
+            d("gpu", gpu),
+            d("a", Requests::new(0.1, GI)),
+            d("b", Requests::new(0.1, GI)),
+            d("c", Requests::new(0.1, GI)),
+        ],
+        std::slice::from_ref(&n),
+    );
+    let Placement::Unplaceable(r) = &result[0] else {
+        panic!("{result:?}")
+    };
+    assert_eq!(
+        r,
+        &vec!["node n2 has 4Gi hugepages-1Gi free, 8Gi needed".to_string()]
+    );
+    let Placement::Unplaceable(r) = &result[1] else {
+        panic!("{result:?}")
+    };
+    assert_eq!(r, &vec!["node n2 has no nvidia.com/A100, 1 needed".to_string()]);
+    let placed = result
+        .iter()
+        .filter(|p| matches!(p, Placement::Placed(_)))
+        .count();
+    assert_eq!(placed, 2, "two pod slots: {result:?}");
+    assert!(
+        matches!(&result[4], Placement::Unplaceable(r) if r[0].contains("maximum of 2 pods")),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_vm_that_tolerates_the_cordon_may_go_to_a_cordoned_node() {
+    let mut n = worker("n2", "", "8", "8Gi");
+    n.cordoned = true;
+    let tolerant = Demand {
+        id: "t".into(),
+        requests: Requests::new(0.1, GI),
+        constraints: constraints("tolerations: [{operator: Exists}]"),
+    };
+    let plain = Demand {
+        id: "p".into(),
+        requests: Requests::new(0.1, GI),
+        constraints: Constraints::default(),
+    };
+    let result = place_jointly(&[tolerant, plain], &[n]);
+    assert_eq!(result[0], Placement::Placed("n2".into()));
+    assert_eq!(
+        result[1],
+        Placement::Unplaceable(vec!["node n2 is cordoned".into()])
+    );
 }

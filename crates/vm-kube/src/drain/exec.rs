@@ -16,7 +16,10 @@ use vm_core::drain::{DrainPlan, VmAction, VmPlan, controller_kind, stays_on_node
 use vm_core::kubevirt::{VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceMigration};
 
 use super::node::{StoppedVm, record_stopped, set_unschedulable, stopped_vms};
-use super::{DrainError, Event, ExecOptions, NODE_LABEL, Reporter, Stopped, Summary, lease, retry};
+use super::pending::{self, PendingTargets};
+use super::{
+    BlockedVm, DrainError, Event, ExecOptions, NODE_LABEL, Reporter, Stopped, Summary, lease, retry,
+};
 use crate::delete::delete_if_present;
 use crate::error::{ApiError, Scope};
 
@@ -106,9 +109,29 @@ pub async fn execute(
         Some(WorkEnd::Failed(e)) => Err(e),
         Some(WorkEnd::Stopped(why)) => {
             summary.cancelled = cancel_unstarted(client, &plan.node).await?;
-            summary.left_on_node = super::whereabouts::left_on_node(client, &plan.node).await?;
+            summary.left_on_node = super::whereabouts::left_on_node(client, &plan.node)
+                .await?
+                .into_iter()
+                .map(|line| with_scheduling_message(line, &summary))
+                .collect();
             Ok(Outcome::Stopped(why, summary))
         }
+    }
+}
+
+/// A line of [`Summary::left_on_node`] with why the VM is still there when the scheduler said
+/// so: blocked (its migration cancelled), or its target pod still Pending.
+fn with_scheduling_message(line: String, summary: &Summary) -> String {
+    let id = line.split_once(" (").map_or(line.as_str(), |(id, _)| id);
+    if let Some(b) = summary.blocked.iter().find(|b| b.vm == id) {
+        return format!(
+            "{id} (BLOCKED: its migration target pod stayed Pending for {} s and the migration was cancelled; the scheduler says: {})",
+            b.waited_seconds, b.message
+        );
+    }
+    match summary.scheduling_messages.get(id) {
+        Some(message) => format!("{line} (the scheduler says of its target pod: {message})"),
+        None => line,
     }
 }
 
@@ -325,6 +348,8 @@ struct InFlight {
     active: BTreeMap<String, String>, // VMI id → VMIM name
     attempts: BTreeMap<String, u32>,
     phases: BTreeMap<String, String>,
+    /// Their target pods that the scheduler cannot place.
+    targets: PendingTargets,
 }
 
 impl InFlight {
@@ -369,6 +394,7 @@ async fn migrate(
         active: BTreeMap::new(),
         attempts: BTreeMap::new(),
         phases: BTreeMap::new(),
+        targets: PendingTargets::new(opts.pending_timeout),
     };
     for m in &existing.items {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
@@ -388,12 +414,26 @@ async fn migrate(
     // Every migration, not only this drain's: an adopted one may be anyone's.
     let stream = watcher(all.clone(), watcher::Config::default()).backoff(retry::Backoff::default());
     let mut stream = std::pin::pin!(stream);
+    // The migration target pods (KubeVirt labels them with their migration's UID), for what the
+    // scheduler says of those it cannot place.
+    let pods: Api<Pod> = Api::all(client.clone());
+    let targets = watcher(
+        pods,
+        watcher::Config::default().labels(pending::MIGRATION_JOB_LABEL),
+    )
+    .backoff(retry::Backoff::default());
+    let mut targets = std::pin::pin!(targets);
+    let mut pods_relisted: Option<BTreeSet<String>> = None;
+    let mut pod_watch_failing = false;
     // During a re-list of the watch: the migrations in flight when it began, and those the list
     // has shown so far.
     let mut relisted: Option<(BTreeSet<String>, BTreeSet<String>)> = None;
     let mut watch_failing = false;
     loop {
-        while flight.active.len() < slots
+        // Once a VM is blocked the plan no longer holds: the migrations in flight finish, no
+        // other starts.
+        while summary.blocked.is_empty()
+            && flight.active.len() < slots
             && let Some(id) = queue.pop_front()
         {
             let started = match start_migration(client, &id, node, opts).await? {
@@ -416,10 +456,45 @@ async fn migrate(
             });
             flight.active.insert(id, started);
         }
-        if flight.active.is_empty() && queue.is_empty() {
-            return Ok(());
+        if flight.active.is_empty() && (queue.is_empty() || !summary.blocked.is_empty()) {
+            if summary.blocked.is_empty() {
+                return Ok(());
+            }
+            return Err(WorkEnd::Stopped(Stopped::Blocked(summary.blocked.clone())));
         }
-        let Some(event) = stream.next().await else {
+        let deadline = flight.targets.next_deadline();
+        let event = tokio::select! {
+            event = stream.next() => event,
+            pod = targets.next() => {
+                let Some(pod) = pod else {
+                    return Err(DrainError::Other("the watch on migration target pods ended".into()).into());
+                };
+                match pod {
+                    Ok(pod) => {
+                        if pod_watch_failing {
+                            tracing::warn!("the watch on migration target pods resumed");
+                            pod_watch_failing = false;
+                        }
+                        target_pod_event(pod, &mut pods_relisted, &mut flight, reporter, summary);
+                    }
+                    Err(e) => {
+                        if !pod_watch_failing {
+                            tracing::warn!(
+                                "watching migration target pods: {}; the watch resumes when the API server answers",
+                                crate::error::chain(&e)
+                            );
+                            pod_watch_failing = true;
+                        }
+                    }
+                }
+                continue;
+            }
+            () = sleep_until(deadline) => {
+                block_expired(client, &mut flight, reporter, summary).await?;
+                continue;
+            }
+        };
+        let Some(event) = event else {
             return Err(DrainError::Other("the watch on migrations ended".into()).into());
         };
         let event = match event {
@@ -487,6 +562,8 @@ async fn migrate(
         };
         if now == "Succeeded" {
             flight.active.remove(&id);
+            flight.targets.forget(&name);
+            summary.scheduling_messages.remove(&id);
             note_phase(&id, now, reporter, &mut flight);
             let at = vmi_node(client, &id).await?.unwrap_or_else(|| "?".into());
             reporter.event(&Event::Migrated {
@@ -498,6 +575,120 @@ async fn migrate(
             migration_ended(&id, now, Some(&object), opts, reporter, &mut flight, &mut queue)?;
         }
     }
+}
+
+/// Sleeps until `deadline`; never resolves without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Follows one event of the watch on migration target pods: what the scheduler says of the
+/// target pod of a migration in flight (shown when it changes, kept in the summary).
+fn target_pod_event(
+    event: watcher::Event<Pod>,
+    relisted: &mut Option<BTreeSet<String>>,
+    flight: &mut InFlight,
+    reporter: &dyn Reporter,
+    summary: &mut Summary,
+) {
+    let (pod, gone) = match event {
+        watcher::Event::Apply(p) => (p, false),
+        watcher::Event::InitApply(p) => {
+            if let (Some(seen), Some((_, m))) = (relisted.as_mut(), pending::migration_of(&p)) {
+                seen.insert(m);
+            }
+            (p, false)
+        }
+        watcher::Event::Delete(p) => (p, true),
+        watcher::Event::Init => {
+            *relisted = Some(BTreeSet::new());
+            return;
+        }
+        watcher::Event::InitDone => {
+            // A target pod missing from a complete list was deleted while the watch was down.
+            let seen = relisted.take().unwrap_or_default();
+            let names: Vec<String> = flight.active.values().cloned().collect();
+            for name in names.iter().filter(|n| !seen.contains(*n)) {
+                flight.targets.pod_gone(name);
+            }
+            return;
+        }
+    };
+    let Some((ns, migration)) = pending::migration_of(&pod) else {
+        return;
+    };
+    let Some(id) = flight.vmi_of(&migration).filter(|id| split(id).0 == ns) else {
+        return;
+    };
+    if gone {
+        flight.targets.pod_gone(&migration);
+        return;
+    }
+    let message = pending::unschedulable_message(&pod);
+    if message.is_none() {
+        summary.scheduling_messages.remove(&id);
+    }
+    if let Some(message) = flight.targets.observe(&migration, message, Instant::now()) {
+        summary.scheduling_messages.insert(id.clone(), message.clone());
+        reporter.event(&Event::TargetPending { vm: id, message });
+    }
+}
+
+/// Cancels the migrations whose target pod stayed unschedulable for the pending timeout: each
+/// is deleted (if it has not been handed off meanwhile), not retried, and its VM reported
+/// blocked with the scheduler's message.
+async fn block_expired(
+    client: &Client,
+    flight: &mut InFlight,
+    reporter: &dyn Reporter,
+    summary: &mut Summary,
+) -> Result<(), DrainError> {
+    for expired in flight.targets.expired(Instant::now()) {
+        let Some(id) = flight.vmi_of(&expired.migration) else {
+            flight.targets.forget(&expired.migration);
+            continue;
+        };
+        let (ns, _) = split(&id);
+        let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(client.clone(), ns);
+        let name = expired.migration.as_str();
+        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+        let current = retry::transient(&format!("reading migration {ns}/{name}"), || api.list(&by_name))
+            .await
+            .map_err(|e| api_error(e, "list", "virtualmachineinstancemigrations.kubevirt.io", ns))?;
+        if let Some(m) = current.items.first()
+            && !matches!(phase(m), "" | "Pending" | "Scheduling")
+        {
+            // Its target pod was placed after all (the watch had not said so yet).
+            flight.targets.observe(name, None, Instant::now());
+            continue;
+        }
+        flight.active.remove(&id);
+        flight.targets.forget(name);
+        let params = DeleteParams::default();
+        retry::transient(&format!("cancelling migration {ns}/{name}"), || {
+            delete_if_present(&api, name, &params)
+        })
+        .await
+        .map_err(|e| api_error(e, "delete", "virtualmachineinstancemigrations.kubevirt.io", ns))?;
+        let waited_seconds = expired.waited.as_secs();
+        reporter.event(&Event::MigrationBlocked {
+            vm: id.clone(),
+            message: expired.message.clone(),
+            waited_seconds,
+        });
+        summary
+            .scheduling_messages
+            .insert(id.clone(), expired.message.clone());
+        summary.blocked.push(BlockedVm {
+            vm: id,
+            message: expired.message,
+            waited_seconds,
+        });
+    }
+    Ok(())
 }
 
 /// Reports a new phase of the migration of `id`, once.
@@ -526,11 +717,21 @@ fn migration_ended(
     if !matches!(now, "Failed" | "Deleted") {
         return Ok(());
     }
-    flight.active.remove(id);
+    let scheduler = flight.active.remove(id).and_then(|name| {
+        let message = flight.targets.last_message(&name).map(str::to_string);
+        flight.targets.forget(&name);
+        message
+    });
     let attempt = flight.attempts.get(id).copied().unwrap_or(1);
     let reason = match object {
         Some(m) if now == "Failed" => failure_reason(m),
         _ => "the migration was deleted by someone else".to_string(),
+    };
+    // KubeVirt fails a migration whose target pod stayed unschedulable (after 300 s): say why
+    // the scheduler could not place it.
+    let reason = match scheduler {
+        Some(message) => format!("{reason}; the scheduler's last message about its target pod: {message}"),
+        None => reason,
     };
     reporter.event(&Event::MigrationFailed {
         vm: id.to_string(),
@@ -765,6 +966,9 @@ async fn cancel_unstarted(client: &Client, node: &str) -> Result<Vec<String>, Dr
         .items
         .iter()
         .filter(|m| matches!(phase(m), "" | "Pending" | "Scheduling"))
+        // One being deleted already (a blocked VM's, cancelled when it was blocked) is not
+        // this stop's doing.
+        .filter(|m| m.metadata.deletion_timestamp.is_none())
     {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         cancelled.push(format!("{ns}/{}", m.spec.vmi_name));

@@ -13,6 +13,10 @@
 //!   while the failure is transient ([`retry`]); the run goes on where it was.
 //! - Cancellation (timeout, Ctrl-C) deletes only the migrations it created that have not been
 //!   handed off yet (`Pending`, `Scheduling`); the node stays cordoned.
+//! - A target pod the scheduler cannot place: its `PodScheduled` message is shown while the
+//!   migration waits; after `pending_timeout` the migration is cancelled, not retried, and the
+//!   VM reported blocked with the message; migrations in flight finish, none is started, and
+//!   the run stops (the node stays cordoned).
 //! - Someone else's changes: a migration deleted by someone else counts as a failed try (and
 //!   is retried within `max_attempts`); a VM edited meanwhile is read again before it is
 //!   stopped (writes carry the resourceVersion read); a deleted node stops the run.
@@ -23,6 +27,7 @@
 mod exec;
 pub mod lease;
 pub mod node;
+pub mod pending;
 pub mod retry;
 pub mod whereabouts;
 
@@ -83,6 +88,24 @@ pub enum Event {
         /// Where it went, as far as known.
         why: String,
     },
+    /// The target pod of a migration is Pending: the scheduler cannot place it. Sent when the
+    /// scheduler's message is new or changes.
+    TargetPending {
+        /// `ns/name` of the VMI.
+        vm: String,
+        /// The scheduler's words (the pod's `PodScheduled` condition).
+        message: String,
+    },
+    /// A migration's target pod stayed unschedulable for the pending timeout: the migration
+    /// was cancelled and is not retried.
+    MigrationBlocked {
+        /// `ns/name` of the VMI.
+        vm: String,
+        /// The scheduler's last words.
+        message: String,
+        /// Seconds the target pod was Pending and Unschedulable.
+        waited_seconds: u64,
+    },
     /// A migration failed.
     MigrationFailed {
         /// `ns/name` of the VMI.
@@ -131,6 +154,9 @@ pub struct ExecOptions {
     /// Move only the VMs and leave the other pods where they are (vm-recover of a Ready node):
     /// the run ends when no live launcher pod is left on the node.
     pub vms_only: bool,
+    /// How long a migration's target pod may stay Pending and Unschedulable before the
+    /// migration is cancelled and its VM reported blocked (KubeVirt's own limit: 300 s).
+    pub pending_timeout: Duration,
 }
 
 /// How a run ended without finishing.
@@ -149,6 +175,20 @@ pub enum Stopped {
     },
     /// The Node object was deleted (or replaced by a new one of the same name) mid-drain.
     NodeDeleted,
+    /// The target pods of these VMs' migrations could not be scheduled within the pending
+    /// timeout; their migrations were cancelled.
+    Blocked(Vec<BlockedVm>),
+}
+
+/// A VM whose migration target pod the scheduler could not place within the pending timeout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedVm {
+    /// `ns/name`.
+    pub vm: String,
+    /// The scheduler's last words about its target pod.
+    pub message: String,
+    /// Seconds the target pod was Pending and Unschedulable.
+    pub waited_seconds: u64,
 }
 
 impl std::fmt::Display for Stopped {
@@ -160,6 +200,18 @@ impl std::fmt::Display for Stopped {
                 write!(f, "the migration of {vm} kept failing (last: {reason})")
             }
             Stopped::NodeDeleted => f.write_str("the node was deleted"),
+            Stopped::Blocked(vms) => {
+                let each: Vec<String> = vms
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{} is BLOCKED (its migration target pod stayed Pending for {} s; the migration was cancelled, not retried), the scheduler says: {}",
+                            b.vm, b.waited_seconds, b.message
+                        )
+                    })
+                    .collect();
+                f.write_str(&each.join(" "))
+            }
         }
     }
 }
@@ -179,6 +231,11 @@ pub struct Summary {
     pub left_on_node: Vec<String>,
     /// VMIs that had left the node before their turn (`ns/name (where)`): nothing was done.
     pub already_gone: Vec<String>,
+    /// VMs whose migration was cancelled because its target pod could not be scheduled.
+    pub blocked: Vec<BlockedVm>,
+    /// The scheduler's last message about the target pod of each VM whose migration was
+    /// blocked or failed while it waited (`ns/name` → message).
+    pub scheduling_messages: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a drain could not run or finish.

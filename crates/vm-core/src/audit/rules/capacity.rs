@@ -9,7 +9,7 @@ use super::super::finding::{Category, Finding, ObjectRef, Severity};
 use super::super::rule::Rule;
 use super::super::subject::Subject;
 use super::Out;
-use crate::placement::{Constraints, Demand, Placement, place_jointly, shortfall};
+use crate::placement::{Constraints, Demand, Placement, place_jointly_except, shortfall};
 use crate::quantity::{format_bytes, format_cpu};
 use crate::resources::launcher_requests;
 
@@ -114,10 +114,9 @@ pub(crate) fn check_nodes<'a>(
             namespace: None,
             name: name.to_string(),
         };
-        let others: Vec<_> = ctx.nodes.iter().filter(|n| n.name != name).cloned().collect();
         let mut findings = Vec::new();
         let mut out = Out::new(&object, &mut findings);
-        let placements = place_jointly(&demands, &others);
+        let placements = place_jointly_except(&demands, &ctx.nodes, &[name]);
         let stuck: Vec<String> = demands
             .iter()
             .zip(&placements)

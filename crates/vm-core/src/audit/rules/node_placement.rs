@@ -42,6 +42,20 @@ taints together, so its launcher pod stays Pending (ErrorUnschedulable).\n\nFix:
 selector, label a node, or add the toleration the nodes' taints need.",
 };
 
+pub(crate) static NO_MIGRATION_TARGET: Rule = Rule {
+    id: "node-placement-no-migration-target",
+    category: Category::NodePlacement,
+    severity: Severity::Error,
+    summary: "no other node meets the constraints of the VM's migration target pod",
+    explanation: "A migration's target pod carries more than the VM asks for: KubeVirt pins it \
+to the source node's CPU vendor, and for the default host-model CPU to the source's host model and \
+its required CPU features (carried forward after each migration); dedicated CPUs need \
+kubevirt.io/cpumanager=true, a named CPU model its cpu-model label. When no other node has them \
+all, every drain of the VM's node hangs with the target pod Pending, and KubeVirt deletes it after \
+5 minutes and tries again.\n\nFix: give the VM a CPU model that several nodes offer (a common named \
+model instead of host-model), or add a node of the same CPU generation.",
+};
+
 /// The single node a term pins to, if it does.
 fn pinned_by_term(term: &NodeSelectorTerm) -> Option<String> {
     let single = |key: &str, values: &Option<Vec<String>>, op: &str| {
@@ -77,7 +91,50 @@ fn pinned(c: &Constraints) -> Option<String> {
         .then(|| pins[0].clone())
 }
 
+/// A running VMI whose migration target no other node admits (labels, affinity, taints; room is
+/// the capacity rules' business).
+fn check_migration_target(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out<'_>) {
+    let Some(vmi) = subject.vmi else {
+        return;
+    };
+    let Some(source) = vmi.status.as_ref().and_then(|s| s.node_name.as_deref()) else {
+        return;
+    };
+    let others: Vec<_> = ctx.nodes.iter().filter(|n| n.name != source).collect();
+    if others.is_empty() {
+        return;
+    }
+    let constraints =
+        match crate::migration_target::migration_target_with(ctx.snapshot, &ctx.launchers, vmi, &ctx.cluster)
+        {
+            Ok((c, _)) => c,
+            Err(why) => {
+                out.emit(
+                    &NO_MIGRATION_TARGET,
+                    why,
+                    "label the node's host model, or give the VM a named CPU model",
+                );
+                return;
+            }
+        };
+    if constraints.origins.is_empty() {
+        return; // nothing beyond the VM's own constraints, which node-placement-no-node judges.
+    }
+    if !others.iter().any(|n| constraints.admits(n)) {
+        let reasons: Vec<String> = others.iter().filter_map(|n| constraints.admit(n).err()).collect();
+        out.emit(
+            &NO_MIGRATION_TARGET,
+            format!(
+                "no other node can take its migration target (running on node {source}): {}",
+                crate::planning::group_by_node(&reasons).join("; ")
+            ),
+            "use a CPU model several nodes offer, or add a node of the same CPU generation",
+        );
+    }
+}
+
 pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out<'_>) {
+    check_migration_target(ctx, subject, out);
     let constraints = Constraints::of(subject.template_spec());
     let pin = pinned(&constraints);
     if let Some(how) = &pin {

@@ -1,0 +1,196 @@
+//! CPU-aware placement on the real scheduler: a host-model VM migrates only to nodes of its
+//! source node's CPU vendor and host-model, and a VMI with dedicated CPUs and hugepages
+//! requests what KubeVirt's renderer asks for. Needs the binaries from
+//! `scripts/install-control-plane`.
+
+mod common;
+use common::{create_vm, running_vmi, wait_for};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kubevirt_sim::crds::kubevirt_resource;
+use kubevirt_sim::nodes::{NodeTemplate, cpu_labels};
+use kubevirt_sim::quantity;
+use kubevirt_sim::{Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+async fn cordon(nodes: &Api<Node>, node: &str, on: bool) {
+    nodes
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": on}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn migrate(vmims: &Api<DynamicObject>, name: &str, vmi: &str) -> String {
+    let m: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"vmiName": vmi},
+    }))
+    .unwrap();
+    let m = vmims.create(&PostParams::default(), &m).await.unwrap();
+    m.metadata.uid.unwrap()
+}
+
+async fn target_pod(pods: &Api<Pod>, vmim_uid: &str) -> Option<Value> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("kubevirt.io/migrationJobUID={vmim_uid}")))
+        .await
+        .ok()?;
+    serde_json::to_value(list.items.into_iter().next()?).ok()
+}
+
+/// intel-1 and intel-2 are default (Intel Skylake) workers; amd-1 is an AMD EPYC-Milan with
+/// the CPU manager and 1Gi hugepages.
+fn config() -> SandboxConfig {
+    let mut amd = NodeTemplate::worker("amd-1", "32", "128Gi", "110");
+    amd.labels = cpu_labels("vendor=AMD model=EPYC-Milan features=avx2,svm,sev").unwrap();
+    amd.labels.insert("kubevirt.io/cpumanager".into(), "true".into());
+    amd.extra_capacity.insert("hugepages-1Gi".into(), "8Gi".into());
+    let mut config = SandboxConfig {
+        nodes: vec![
+            NodeTemplate::worker("intel-1", "32", "128Gi", "110"),
+            NodeTemplate::worker("intel-2", "32", "128Gi", "110"),
+            amd,
+        ],
+        ..SandboxConfig::default()
+    };
+    // The unschedulable target pod must stay Pending while the test looks at it.
+    config.sim.migration_unschedulable_timeout_ms = 600_000;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_model_migrations_stay_on_the_source_cpu_and_hugepages_render_as_kubevirt_does() {
+    let sandbox = Sandbox::start(config()).await.expect("sandbox starts");
+    let c = sandbox.client();
+    let nodes: Api<Node> = Api::all(c.clone());
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let vmis: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "default", &kubevirt_resource("VirtualMachineInstance"));
+    let vmims: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "default",
+        &kubevirt_resource("VirtualMachineInstanceMigration"),
+    );
+
+    // Start the VM on intel-1.
+    cordon(&nodes, "intel-2", true).await;
+    cordon(&nodes, "amd-1", true).await;
+    create_vm(c.clone(), "app", json!([])).await;
+    let vmi = running_vmi(&vmis, "app", None).await;
+    assert_eq!(vmi["status"]["nodeName"], "intel-1");
+    assert_eq!(vmi["spec"]["domain"]["cpu"]["model"], "host-model");
+    cordon(&nodes, "intel-2", false).await;
+    cordon(&nodes, "amd-1", false).await;
+
+    // Its target pod can only go to the other Skylake node.
+    let uid = migrate(&vmims, "to-intel", "app").await;
+    let m = wait_for(
+        "migration to-intel to finish",
+        Duration::from_secs(120),
+        || async {
+            let m = serde_json::to_value(vmims.get("to-intel").await.ok()?).ok()?;
+            matches!(m["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(m["status"]["phase"], "Succeeded", "{m:#}");
+    let target = target_pod(&pods, &uid).await.expect("target pod");
+    assert_eq!(target["spec"]["nodeName"], "intel-2");
+    let sel = &target["spec"]["nodeSelector"];
+    assert_eq!(sel["cpu-vendor.node.kubevirt.io/Intel"], "true");
+    assert_eq!(
+        sel["cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS"],
+        "true"
+    );
+    assert_eq!(sel["cpu-feature.node.kubevirt.io/vmx"], "true");
+    assert_eq!(sel["machine-type.node.kubevirt.io/q35"], "true");
+
+    // Now the only other schedulable node is AMD: the target pod stays Pending.
+    cordon(&nodes, "intel-1", true).await;
+    let uid = migrate(&vmims, "to-amd", "app").await;
+    let pending = wait_for(
+        "the target pod to be unschedulable",
+        Duration::from_secs(60),
+        || async {
+            let p = target_pod(&pods, &uid).await?;
+            let c = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "PodScheduled")?
+                .clone();
+            (c["status"] == "False").then_some((p, c))
+        },
+    )
+    .await;
+    let (p, cond) = pending;
+    assert_eq!(p["status"]["phase"], "Pending");
+    assert_eq!(cond["reason"], "Unschedulable", "{cond:#}");
+    let msg = cond["message"].as_str().unwrap_or_default();
+    // Kubernetes 1.20's NodeAffinity plugin reports a nodeSelector mismatch as "didn't match
+    // Pod's node affinity" (later releases say "node affinity/selector"): here amd-1, whose
+    // labels lack the Intel vendor and Skylake host-model keys of the target's nodeSelector.
+    assert!(
+        msg.contains("1 node(s) didn't match Pod's node affinity"),
+        "{msg}"
+    );
+    assert_eq!(
+        p["spec"]["nodeSelector"]["cpu-vendor.node.kubevirt.io/Intel"],
+        "true"
+    );
+    assert!(p["spec"].get("nodeName").is_none_or(Value::is_null));
+    let m = serde_json::to_value(vmims.get("to-amd").await.unwrap()).unwrap();
+    assert_eq!(m["status"]["phase"], "Scheduling", "{m:#}");
+    vmims.delete("to-amd", &Default::default()).await.unwrap();
+    cordon(&nodes, "intel-1", false).await;
+
+    // A 2-vCPU VMI with dedicated CPUs and 1Gi hugepages (reference §1d, §2).
+    let vmi: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": "pinned", "namespace": "default"},
+        "spec": {"domain": {
+            "cpu": {"cores": 2, "dedicatedCpuPlacement": true},
+            "memory": {"guest": "4Gi", "hugepages": {"pageSize": "1Gi"}},
+            "resources": {"requests": {"memory": "4Gi"}},
+            "devices": {"interfaces": [{"name": "default", "masquerade": {}}]},
+        }, "networks": [{"name": "default", "pod": {}}]},
+    }))
+    .unwrap();
+    vmis.create(&PostParams::default(), &vmi).await.unwrap();
+    let vmi = running_vmi(&vmis, "pinned", None).await;
+    assert_eq!(
+        vmi["status"]["nodeName"], "amd-1",
+        "only amd-1 has the CPU manager"
+    );
+    let pod = pods
+        .list(&ListParams::default().labels(&format!(
+            "kubevirt.io/created-by={}",
+            vmi["metadata"]["uid"].as_str().unwrap()
+        )))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let pod = serde_json::to_value(pod).unwrap();
+    let res = &pod["spec"]["containers"][0]["resources"];
+    let bytes = |v: &Value| quantity::bytes(v.as_str().unwrap());
+    let mib = 1u64 << 20;
+    for side in ["requests", "limits"] {
+        let r = &res[side];
+        assert_eq!(r["cpu"], "2", "{side}: {res:#}");
+        assert_eq!(bytes(&r["hugepages-1Gi"]), Some(4 << 30), "{side}");
+        // Overhead only: 8Mi + 1 byte page tables + 240 + 2×8 + 8 + 32 + 100 (dedicated).
+        assert_eq!(bytes(&r["memory"]), Some(404 * mib + 1), "{side}");
+        assert_eq!(r["devices.kubevirt.io/kvm"], "1", "{side}");
+        assert_eq!(r["devices.kubevirt.io/vhost-net"], "1", "{side}");
+    }
+    assert_eq!(pod["spec"]["nodeSelector"]["kubevirt.io/cpumanager"], "true");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{:#}", pod["status"]);
+    drop(sandbox);
+}

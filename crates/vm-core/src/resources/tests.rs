@@ -1,0 +1,179 @@
+//! The launcher pod's requests against the reference's table (`kubevirt-pod-constraints.md`
+//! §1d and §2), row by row.
+
+use super::*;
+
+fn spec(yaml: &str) -> VirtualMachineInstanceSpec {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn defaults() -> ClusterConfig {
+    ClusterConfig::defaults()
+}
+
+#[test]
+fn a_plain_2gi_vm_matches_kubevirts_renderer_to_the_mib() {
+    // Measured against KubeVirt's own renderer: 2340Mi and 100m for a 2Gi, 1-vCPU VM.
+    let r = launcher_requests(
+        &spec("domain: {resources: {requests: {memory: 2Gi}}}"),
+        None,
+        &defaults(),
+    )
+    .unwrap();
+    assert_eq!(r.memory, 2340.0 * MI);
+    assert!((r.cpu - 0.1).abs() < 1e-12);
+}
+
+#[test]
+fn overhead_checks_of_the_reference() {
+    // hypervisorbackend_test.go: 1Gi request, 1 vCPU → 290Mi.
+    let s = spec("domain: {resources: {requests: {memory: 1Gi}}}");
+    let g = guest_size(&s, None);
+    assert_eq!(memory_overhead(&s, g), 290.0 * MI);
+    // 2 vCPU with a 4Gi request → 304Mi + 1 byte (the page-table term rounds to 1000 bytes).
+    let s = spec("domain: {resources: {requests: {memory: 4Gi}}, cpu: {cores: 2}}");
+    assert_eq!(memory_overhead(&s, guest_size(&s, None)), 304.0 * MI + 1.0);
+    // An instancetype VM with 2 vCPUs and only a guest size: no page-table term → 296Mi.
+    let it: InstancetypeSpec = serde_yaml::from_str("{cpu: {guest: 2}, memory: {guest: 4Gi}}").unwrap();
+    let s = spec("domain: {}");
+    assert_eq!(memory_overhead(&s, guest_size(&s, Some(&it))), 296.0 * MI);
+}
+
+#[test]
+fn requests_add_kubevirt_overhead() {
+    let s = spec("domain: {resources: {requests: {memory: 1Gi}}, cpu: {cores: 2}}");
+    let r = launcher_requests(&s, None, &defaults()).unwrap();
+    // 1Gi + 2Mi page tables + 240Mi + 16Mi vCPUs + 8Mi IOThread + 32Mi video
+    assert_eq!(
+        r.memory,
+        1024.0 * MI + 2.0 * MI + 240.0 * MI + 16.0 * MI + 8.0 * MI + 32.0 * MI
+    );
+    assert!((r.cpu - 0.2).abs() < 1e-9, "2 vCPUs / ratio 10");
+}
+
+#[test]
+fn cpu_allocation_ratio_divides_the_vcpus() {
+    let mut cluster = defaults();
+    cluster.cpu_allocation_ratio = 4;
+    let s = spec("domain: {resources: {requests: {memory: 1Gi}}, cpu: {sockets: 2, cores: 2, threads: 2}}");
+    let r = launcher_requests(&s, None, &cluster).unwrap();
+    assert!((r.cpu - 2.0).abs() < 1e-12, "8 vCPUs / 4");
+}
+
+#[test]
+fn explicit_cpu_request_wins_and_overhead_can_be_dropped() {
+    let s =
+        spec("domain: {resources: {requests: {memory: 2Gi, cpu: '1500m'}, overcommitGuestOverhead: true}}");
+    let r = launcher_requests(&s, None, &defaults()).unwrap();
+    assert_eq!(r.memory, 2048.0 * MI);
+    assert_eq!(r.cpu, 1.5);
+}
+
+#[test]
+fn memory_overcommit_shrinks_the_request_not_the_guest() {
+    let mut cluster = defaults();
+    cluster.memory_overcommit = 200;
+    let s = spec("domain: {memory: {guest: 4Gi}, devices: {autoattachGraphicsDevice: false}}");
+    let r = launcher_requests(&s, None, &cluster).unwrap();
+    assert_eq!(r.memory, 2048.0 * MI + 240.0 * MI + 8.0 * MI + 8.0 * MI);
+}
+
+#[test]
+fn instancetype_sizes_the_guest() {
+    let it: InstancetypeSpec = serde_yaml::from_str("{cpu: {guest: 4}, memory: {guest: 8Gi}}").unwrap();
+    let s = spec("domain: {devices: {autoattachGraphicsDevice: false}}");
+    let g = guest_size(&s, Some(&it));
+    assert_eq!(g.vcpus, 4);
+    let r = launcher_requests(&s, Some(&it), &defaults()).unwrap();
+    // No page tables (no memory request), 240Mi + 4 × 8Mi + 8Mi IOThread, no video.
+    assert_eq!(r.memory, 8192.0 * MI + 240.0 * MI + 32.0 * MI + 8.0 * MI);
+}
+
+#[test]
+fn dedicated_cpus_and_hugepages_move_the_guest_out_of_memory() {
+    // Measured against KubeVirt's renderer: 4 dedicated vCPUs, 4Gi of 1Gi hugepages → memory
+    // 420Mi (the overhead only), hugepages-1Gi 4Gi, 4 whole CPUs.
+    let s = spec(
+        "domain: {resources: {requests: {memory: 4Gi}}, memory: {hugepages: {pageSize: 1Gi}},
+                  cpu: {cores: 4, dedicatedCpuPlacement: true}}",
+    );
+    let r = launcher_requests(&s, None, &defaults()).unwrap();
+    assert_eq!(r.memory, 420.0 * MI + 1.0);
+    assert_eq!(r.get("hugepages-1Gi"), 4096.0 * MI);
+    assert_eq!(r.cpu, 4.0);
+}
+
+#[test]
+fn an_isolated_emulator_thread_takes_one_more_cpu() {
+    let s = spec(
+        "domain: {resources: {requests: {memory: 1Gi}}, cpu: {cores: 2, dedicatedCpuPlacement: true, isolateEmulatorThread: true}}",
+    );
+    assert_eq!(launcher_requests(&s, None, &defaults()).unwrap().cpu, 3.0);
+}
+
+#[test]
+fn every_launcher_takes_the_device_plugin_resources() {
+    let s = spec("domain: {resources: {requests: {memory: 1Gi}}}");
+    let r = launcher_requests(&s, None, &defaults()).unwrap();
+    assert_eq!(r.get(KVM_DEVICE), 1.0);
+    assert_eq!(r.get(TUN_DEVICE), 1.0);
+    assert_eq!(
+        r.get(VHOST_NET_DEVICE),
+        1.0,
+        "the default pod interface is virtio"
+    );
+    assert_eq!(r.get("ephemeral-storage"), 50_000_000.0);
+    let e1000 = spec(
+        "domain: {resources: {requests: {memory: 1Gi}}, devices: {interfaces: [{name: default, model: e1000, masquerade: {}}]}}",
+    );
+    assert_eq!(
+        launcher_requests(&e1000, None, &defaults())
+            .unwrap()
+            .get(VHOST_NET_DEVICE),
+        0.0
+    );
+}
+
+#[test]
+fn gpus_and_host_devices_request_their_resource_names_and_vfio_overhead() {
+    let s = spec(
+        "domain: {resources: {requests: {memory: 1Gi}}, devices: {gpus: [{name: g1, deviceName: nvidia.com/A100}],
+                  hostDevices: [{name: h1, deviceName: intel.com/qat}, {name: h2, deviceName: intel.com/qat}]}}",
+    );
+    let r = launcher_requests(&s, None, &defaults()).unwrap();
+    assert_eq!(r.get("nvidia.com/A100"), 1.0);
+    assert_eq!(r.get("intel.com/qat"), 2.0);
+    assert_eq!(r.memory, (1024.0 + 290.0 + 1024.0) * MI, "1Gi + 290Mi + 1Gi VFIO");
+}
+
+#[test]
+fn exec_probes_passt_and_arm64_add_their_overhead() {
+    let base = "domain: {resources: {requests: {memory: 1Gi}}";
+    let plain = launcher_requests(&spec(&format!("{base}}}")), None, &defaults())
+        .unwrap()
+        .memory;
+    let probes = spec(&format!(
+        "{base}}}\nlivenessProbe: {{exec: {{command: [x]}}}}\nreadinessProbe: {{exec: {{command: [x]}}}}"
+    ));
+    assert_eq!(
+        launcher_requests(&probes, None, &defaults()).unwrap().memory - plain,
+        120.0 * MI
+    );
+    let passt = spec(&format!(
+        "{base}, devices: {{interfaces: [{{name: default, passt: {{}}}}]}}}}"
+    ));
+    assert_eq!(
+        launcher_requests(&passt, None, &defaults()).unwrap().memory - plain,
+        250.0 * MI
+    );
+    let arm = spec(&format!("{base}}}\narchitecture: arm64"));
+    assert_eq!(
+        launcher_requests(&arm, None, &defaults()).unwrap().memory - plain,
+        128.0 * MI
+    );
+}
+
+#[test]
+fn no_memory_means_no_requests() {
+    assert!(launcher_requests(&spec("domain: {cpu: {cores: 1}}"), None, &defaults()).is_none());
+}
