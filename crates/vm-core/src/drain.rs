@@ -21,7 +21,7 @@ use crate::effective::{ClusterConfig, RunStrategy, eviction_strategy, run_strate
 use crate::kubevirt::VirtualMachineInstance;
 use crate::migratability::Migratability;
 use crate::migration_target::{LauncherPods, migration_target_with};
-use crate::placement::{Demand, Placement, place_jointly_except};
+use crate::placement::{Demand, Occupancy, Placement, PodTerms, place_jointly_except};
 use crate::planning::{all_nodes, migration_blocker, summarise, vmi_migratability};
 use crate::snapshot::ClusterSnapshot;
 
@@ -228,6 +228,7 @@ pub fn plan_drain(
                     id: format!("{}/{}", plan.namespace, plan.name),
                     requests,
                     constraints,
+                    pod: PodTerms::of_migration_target(vmi, launchers.of_vmi(vmi)),
                 });
             }
             Some(why) => {
@@ -245,7 +246,8 @@ pub fn plan_drain(
         plans.push(plan);
     }
 
-    for (placement, &i) in place_jointly_except(&demands, &nodes, &[node])
+    let occupancy = Occupancy::of_snapshot(snapshot, &launchers);
+    for (placement, &i) in place_jointly_except(&demands, &nodes, &occupancy, &[node])
         .into_iter()
         .zip(&demand_index)
     {

@@ -174,14 +174,27 @@ pub fn migration_target_with(
             c.tolerations = vmi.spec.tolerations.clone().unwrap_or_default();
             (c, pod_requests(pod))
         }
-        None => {
-            let mut c = rendered_constraints(vmi, cluster);
-            drop_unlabelled_families(&mut c, snapshot);
-            (c, launcher_requests(&vmi.spec, None, cluster).unwrap_or_default())
-        }
+        None => (
+            launcher_constraints(snapshot, vmi, cluster),
+            launcher_requests(&vmi.spec, None, cluster).unwrap_or_default(),
+        ),
     };
     add_migration_selectors(&mut constraints, vmi, cluster, source, snapshot)?;
     Ok((constraints, requests))
+}
+
+/// The constraints of a new launcher pod for `vmi` (a VM started again elsewhere): those of
+/// [`rendered_constraints`], without the selectors of label families no node of the snapshot
+/// carries (see [`drop_unlabelled_families`]).
+#[must_use]
+pub fn launcher_constraints(
+    snapshot: &ClusterSnapshot,
+    vmi: &VirtualMachineInstance,
+    cluster: &ClusterConfig,
+) -> Constraints {
+    let mut c = rendered_constraints(vmi, cluster);
+    drop_unlabelled_families(&mut c, snapshot);
+    c
 }
 
 /// The label family of a selector key KubeVirt adds: its prefix up to the `/`, or the whole

@@ -16,6 +16,10 @@ use crate::kubevirt::VirtualMachineInstanceSpec;
 use crate::quantity::{format_bytes, format_cpu, parse_quantity};
 use crate::resources::Requests;
 
+pub mod inter_pod;
+
+pub use inter_pod::{Occupancy, PlannedOccupancy, PodTerms};
+
 /// Label that virt-handler keeps `"true"` on nodes that can run VMs; launcher pods select it.
 pub const SCHEDULABLE_LABEL: &str = "kubevirt.io/schedulable";
 
@@ -279,22 +283,34 @@ impl Constraints {
         !self.node_selector.is_empty() || !self.required_terms.is_empty()
     }
 
-    /// `Ok` when a pod with these constraints may run on `node`, else why not.
-    ///
     /// Whether a pod with these constraints may run on `node`: [`Self::admit`] without the
     /// sentence, for the many nodes a planner only needs a yes or no from.
     #[must_use]
     pub fn admits(&self, node: &NodeView) -> bool {
+        self.admits_labels(node) && self.tolerates_taints(node)
+    }
+
+    /// Whether the node selector and the required node affinity admit `node` (the nodes
+    /// topology spread counts, beside the scheduler's NodeAffinity filter).
+    #[must_use]
+    pub fn admits_labels(&self, node: &NodeView) -> bool {
         self.node_selector
             .iter()
             .all(|(k, v)| node.labels.get(k) == Some(v))
             && (self.required_terms.is_empty() || self.required_terms.iter().any(|t| term_matches(t, node)))
-            && node.taints.iter().all(|taint| {
-                !matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
-                    || self.tolerations.iter().any(|t| tolerates(t, taint))
-            })
     }
 
+    /// Whether the tolerations cover every `NoSchedule` and `NoExecute` taint of `node`.
+    #[must_use]
+    pub fn tolerates_taints(&self, node: &NodeView) -> bool {
+        node.taints.iter().all(|taint| {
+            !matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
+                || self.tolerations.iter().any(|t| tolerates(t, taint))
+        })
+    }
+
+    /// `Ok` when a pod with these constraints may run on `node`, else why not.
+    ///
     /// # Errors
     /// A sentence naming the selector, term or taint that excludes the node.
     pub fn admit(&self, node: &NodeView) -> Result<(), String> {
@@ -423,6 +439,8 @@ pub struct Demand {
     pub requests: Requests,
     /// Where it may go.
     pub constraints: Constraints,
+    /// Its pod's labels and inter-pod terms (affinity, anti-affinity, topology spread).
+    pub pod: PodTerms,
 }
 
 /// The outcome for one VM of a joint placement.
@@ -436,18 +454,26 @@ pub enum Placement {
 
 /// Places every demand at once onto `nodes`, biggest memory first; each placement takes its
 /// room (every resource name, and one pod slot) from the node so the next VM sees what is
-/// left. Nodes named in `exclude` (the node being drained) take nothing and are not
-/// mentioned. The result is in the input order.
+/// left, and becomes a pod there for the inter-pod filters of the VMs placed after it.
+/// The result is in the input order.
 #[must_use]
 pub fn place_jointly(demands: &[Demand], nodes: &[NodeView]) -> Vec<Placement> {
-    place_jointly_except(demands, nodes, &[])
+    place_jointly_except(demands, nodes, &Occupancy::default(), &[])
 }
 
-/// [`place_jointly`], leaving out the nodes named in `exclude`.
+/// [`place_jointly`] among the pods of `occupancy` (those already bound to nodes), leaving out
+/// the nodes named in `exclude` (the node being drained): they take nothing and are not
+/// mentioned.
 #[must_use]
-pub fn place_jointly_except(demands: &[Demand], nodes: &[NodeView], exclude: &[&str]) -> Vec<Placement> {
+pub fn place_jointly_except(
+    demands: &[Demand],
+    nodes: &[NodeView],
+    occupancy: &Occupancy,
+    exclude: &[&str],
+) -> Vec<Placement> {
     // What the plan has put on each node so far, by node index.
     let mut taken: std::collections::HashMap<usize, (Requests, usize)> = std::collections::HashMap::new();
+    let mut placed = PlannedOccupancy::new(occupancy);
     let mut order: Vec<usize> = (0..demands.len()).collect();
     order.sort_by(|&a, &b| {
         demands[b]
@@ -459,13 +485,13 @@ pub fn place_jointly_except(demands: &[Demand], nodes: &[NodeView], exclude: &[&
     let mut result = vec![Placement::Unplaceable(Vec::new()); demands.len()];
     for i in order {
         let demand = &demands[i];
-        let mut reasons = Vec::new();
+        let check = placed.prepare(&demand.pod, &demand.constraints, nodes);
         let mut best: Option<(usize, f64)> = None;
         for (n, node) in nodes.iter().enumerate() {
             if exclude.contains(&node.name.as_str()) {
                 continue;
             }
-            if !node_fits(demand, node, taken.get(&n)) {
+            if !node_fits(demand, node, taken.get(&n)) || !check.admits(node) {
                 continue;
             }
             let free_memory = node.free().memory - taken.get(&n).map_or(0.0, |(r, _)| r.memory);
@@ -475,16 +501,22 @@ pub fn place_jointly_except(demands: &[Demand], nodes: &[NodeView], exclude: &[&
         }
         result[i] = match best {
             Some((n, _)) => {
+                drop(check);
                 let entry = taken.entry(n).or_default();
                 entry.0 += &demand.requests;
                 entry.1 += 1;
+                placed.add(&nodes[n].name, &demand.id, &demand.pod);
                 Placement::Placed(nodes[n].name.clone())
             }
             None => {
                 // Only now the sentences: most nodes fail most VMs of a large cluster.
+                let mut reasons = Vec::new();
                 for (n, node) in nodes.iter().enumerate() {
                     if !exclude.contains(&node.name.as_str()) {
                         reasons.extend(node_failures(demand, node, taken.get(&n)));
+                        if node.unavailable_reason().is_none() || tolerated_cordon(demand, node) {
+                            reasons.extend(check.admit(node).err().into_iter().flatten());
+                        }
                     }
                 }
                 Placement::Unplaceable(reasons)
@@ -494,13 +526,14 @@ pub fn place_jointly_except(demands: &[Demand], nodes: &[NodeView], exclude: &[&
     result
 }
 
+/// A cordoned node that the demand may still be placed on (it tolerates the cordon).
+fn tolerated_cordon(demand: &Demand, node: &NodeView) -> bool {
+    node.cordoned && node.ready && node.is_kubevirt_schedulable() && demand.constraints.tolerates_cordon()
+}
+
 /// Whether `node` can take `demand` now: [`node_failures`] is empty, without its sentences.
 fn node_fits(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usize)>) -> bool {
-    let available = node.unavailable_reason_kind().is_none()
-        || (node.cordoned
-            && node.ready
-            && demand.constraints.tolerates_cordon()
-            && node.is_kubevirt_schedulable());
+    let available = node.unavailable_reason_kind().is_none() || tolerated_cordon(demand, node);
     if !available || !demand.constraints.admits(node) {
         return false;
     }
@@ -532,11 +565,7 @@ fn node_fits(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usize)>
 fn node_failures(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usize)>) -> Vec<String> {
     let mut failures = Vec::new();
     match node.unavailable_reason() {
-        Some(_)
-            if node.cordoned
-                && node.ready
-                && node.is_kubevirt_schedulable()
-                && demand.constraints.tolerates_cordon() => {}
+        Some(_) if tolerated_cordon(demand, node) => {}
         Some(reason) => return vec![reason],
         None => {}
     }

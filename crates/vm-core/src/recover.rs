@@ -21,7 +21,8 @@ use serde::Serialize;
 
 use crate::effective::{ClusterConfig, RunStrategy, run_strategy};
 use crate::kubevirt::{VirtualMachine, VirtualMachineInstance};
-use crate::placement::{Constraints, Demand, Placement, place_jointly};
+use crate::migration_target::{LauncherPods, launcher_constraints, migration_target_with};
+use crate::placement::{Demand, Occupancy, Placement, PodTerms, place_jointly_except};
 use crate::planning::{migration_blocker, other_nodes, summarise, vmi_migratability};
 use crate::resources::launcher_requests;
 use crate::snapshot::ClusterSnapshot;
@@ -165,6 +166,7 @@ pub fn assess(
         fencing: assessment.needs_fencing(),
         policy,
         cluster: ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
+        launchers: LauncherPods::of(snapshot),
     };
     let vms = planner.plan_vms();
     let blockers: Vec<String> = vms
@@ -192,6 +194,7 @@ struct Planner<'a> {
     fencing: bool,
     policy: &'a RecoveryPolicy,
     cluster: ClusterConfig,
+    launchers: LauncherPods<'a>,
 }
 
 impl Planner<'_> {
@@ -218,18 +221,28 @@ impl Planner<'_> {
         let mut demands = Vec::new();
         let mut demand_index = Vec::new();
         for vmi in self.vmis_to_recover() {
-            let recovery = self.plan_vmi(vmi);
+            let mut recovery = self.plan_vmi(vmi);
             if matches!(
                 recovery.action,
                 RecoveryAction::Migrate | RecoveryAction::RestartElsewhere
             ) {
-                demand_index.push(vms.len());
-                demands.push(self.demand(vmi));
+                match self.demand(vmi, recovery.action) {
+                    Ok(demand) => {
+                        demand_index.push(vms.len());
+                        demands.push(demand);
+                    }
+                    Err(why) => {
+                        recovery.action = RecoveryAction::Blocked;
+                        recovery.reasons.push(why);
+                    }
+                }
             }
             vms.push(recovery);
         }
         let others = other_nodes(self.snapshot, self.node);
-        for (placement, &i) in place_jointly(&demands, &others).iter().zip(&demand_index) {
+        let occupancy = Occupancy::of_snapshot(self.snapshot, &self.launchers);
+        let placements = place_jointly_except(&demands, &others, &occupancy, &[]);
+        for (placement, &i) in placements.iter().zip(&demand_index) {
             apply_placement(&mut vms[i], placement);
         }
         vms
@@ -263,17 +276,31 @@ impl Planner<'_> {
         }
     }
 
-    /// What the VMI's launcher pod needs on its next node.
-    fn demand(&self, vmi: &VirtualMachineInstance) -> Demand {
-        Demand {
-            id: format!(
-                "{}/{}",
-                vmi.metadata.namespace.as_deref().unwrap_or("default"),
-                vmi.metadata.name.as_deref().unwrap_or_default()
-            ),
-            requests: launcher_requests(&vmi.spec, None, &self.cluster).unwrap_or_default(),
-            constraints: Constraints::of(&vmi.spec),
+    /// What the VMI's pod needs on its next node: a migration's target pod (with the CPU
+    /// selectors and anti-affinity KubeVirt adds) or, when the VM is started again elsewhere,
+    /// a new launcher pod. `Err`: KubeVirt creates no target pod for it at all.
+    fn demand(&self, vmi: &VirtualMachineInstance, action: RecoveryAction) -> Result<Demand, String> {
+        let id = format!(
+            "{}/{}",
+            vmi.metadata.namespace.as_deref().unwrap_or("default"),
+            vmi.metadata.name.as_deref().unwrap_or_default()
+        );
+        if action == RecoveryAction::Migrate {
+            let (constraints, requests) =
+                migration_target_with(self.snapshot, &self.launchers, vmi, &self.cluster)?;
+            return Ok(Demand {
+                id,
+                requests,
+                constraints,
+                pod: PodTerms::of_migration_target(vmi, self.launchers.of_vmi(vmi)),
+            });
         }
+        Ok(Demand {
+            id,
+            requests: launcher_requests(&vmi.spec, None, &self.cluster).unwrap_or_default(),
+            constraints: launcher_constraints(self.snapshot, vmi, &self.cluster),
+            pod: PodTerms::of_vmi(vmi, None),
+        })
     }
 }
 

@@ -85,6 +85,7 @@ fn joint_placement_sees_room_taken_by_earlier_vms() {
         id: id.into(),
         requests: Requests::new(1.0, 4.0 * GI),
         constraints: Constraints::default(),
+        pod: PodTerms::default(),
     };
     // Each alone fits; three of them do not.
     let result = place_jointly(&[demand("a"), demand("b"), demand("c")], &nodes);
@@ -110,6 +111,7 @@ fn cordoned_notready_and_non_kubevirt_nodes_take_nothing() {
         id: "x".into(),
         requests: Requests::new(0.1, GI),
         constraints: Constraints::default(),
+        pod: PodTerms::default(),
     };
     let Placement::Unplaceable(reasons) = &place_jointly(&[d], &[cordoned, down, bare])[0] else {
         panic!()
@@ -155,6 +157,7 @@ status: {allocatable: {cpu: '8', memory: 16Gi, pods: '2', hugepages-1Gi: 4Gi, de
         id: id.into(),
         requests,
         constraints: Constraints::default(),
+        pod: PodTerms::default(),
     };
     let result = place_jointly(
         &[
@@ -196,11 +199,13 @@ fn a_vm_that_tolerates_the_cordon_may_go_to_a_cordoned_node() {
         id: "t".into(),
         requests: Requests::new(0.1, GI),
         constraints: constraints("tolerations: [{operator: Exists}]"),
+        pod: PodTerms::default(),
     };
     let plain = Demand {
         id: "p".into(),
         requests: Requests::new(0.1, GI),
         constraints: Constraints::default(),
+        pod: PodTerms::default(),
     };
     let result = place_jointly(&[tolerant, plain], &[n]);
     assert_eq!(result[0], Placement::Placed("n2".into()));

@@ -9,7 +9,12 @@ use super::super::finding::{Category, Finding, ObjectRef, Severity};
 use super::super::rule::Rule;
 use super::super::subject::Subject;
 use super::Out;
-use crate::placement::{Constraints, Demand, Placement, place_jointly_except, shortfall};
+use crate::migratability::Migratability;
+use crate::migration_target::{launcher_constraints, migration_target_with};
+use crate::placement::{
+    Constraints, Demand, Occupancy, Placement, PodTerms, place_jointly_except, shortfall,
+};
+use crate::planning::{summarise, vmi_migratability};
 use crate::quantity::{format_bytes, format_cpu};
 use crate::resources::launcher_requests;
 
@@ -78,33 +83,57 @@ pub(crate) fn check_nodes<'a>(
     ctx: &AuditContext<'a>,
 ) -> Vec<(ObjectRef, &'a BTreeMap<String, String>, Vec<Finding>)> {
     let mut audited = Vec::new();
+    let occupancy = Occupancy::of_snapshot(ctx.snapshot, &ctx.launchers);
     for node in &ctx.snapshot.nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
-        let mut demands: Vec<Demand> = ctx
-            .snapshot
-            .vmis
-            .iter()
-            .filter(|v| {
-                let status = v.status.as_ref();
-                status.and_then(|s| s.node_name.as_deref()) == Some(name)
-                    && matches!(
-                        status.and_then(|s| s.phase.as_deref()),
-                        Some("Running" | "Scheduled")
-                    )
-            })
-            .filter_map(|v| {
-                Some(Demand {
-                    id: format!(
-                        "{}/{}",
-                        v.metadata.namespace.as_deref().unwrap_or("default"),
-                        v.metadata.name.as_deref().unwrap_or_default()
-                    ),
-                    requests: launcher_requests(&v.spec, None, &ctx.cluster)?,
-                    constraints: Constraints::of(&v.spec),
-                })
-            })
-            .collect();
-        if demands.is_empty() {
+        let mut demands: Vec<Demand> = Vec::new();
+        // VMs that get no target pod at all (KubeVirt refuses the migration), with why.
+        let mut no_target: Vec<String> = Vec::new();
+        let on_node = ctx.snapshot.vmis.iter().filter(|v| {
+            let status = v.status.as_ref();
+            status.and_then(|s| s.node_name.as_deref()) == Some(name)
+                && matches!(
+                    status.and_then(|s| s.phase.as_deref()),
+                    Some("Running" | "Scheduled")
+                )
+        });
+        for vmi in on_node {
+            let id = format!(
+                "{}/{}",
+                vmi.metadata.namespace.as_deref().unwrap_or("default"),
+                vmi.metadata.name.as_deref().unwrap_or_default()
+            );
+            // What a drain does with it: a migratable VM needs room for its migration target
+            // (with the CPU selectors and anti-affinity KubeVirt adds), any other a new
+            // launcher pod when it is started again elsewhere.
+            let migratable = vmi_migratability(ctx.snapshot, vmi) == Migratability::Migratable;
+            let demand = if migratable {
+                match migration_target_with(ctx.snapshot, &ctx.launchers, vmi, &ctx.cluster) {
+                    Ok((constraints, requests)) => Demand {
+                        id,
+                        requests,
+                        constraints,
+                        pod: PodTerms::of_migration_target(vmi, ctx.launchers.of_vmi(vmi)),
+                    },
+                    Err(why) => {
+                        no_target.push(format!("{id} ({why})"));
+                        continue;
+                    }
+                }
+            } else {
+                let Some(requests) = launcher_requests(&vmi.spec, None, &ctx.cluster) else {
+                    continue;
+                };
+                Demand {
+                    id,
+                    requests,
+                    constraints: launcher_constraints(ctx.snapshot, vmi, &ctx.cluster),
+                    pod: PodTerms::of_vmi(vmi, None),
+                }
+            };
+            demands.push(demand);
+        }
+        if demands.is_empty() && no_target.is_empty() {
             continue;
         }
         // By name, so that the verdict and its message do not depend on the listing order.
@@ -116,26 +145,24 @@ pub(crate) fn check_nodes<'a>(
         };
         let mut findings = Vec::new();
         let mut out = Out::new(&object, &mut findings);
-        let placements = place_jointly_except(&demands, &ctx.nodes, &[name]);
-        let stuck: Vec<String> = demands
+        let placements = place_jointly_except(&demands, &ctx.nodes, &occupancy, &[name]);
+        let total = demands.len() + no_target.len();
+        let mut stuck: Vec<String> = demands
             .iter()
             .zip(&placements)
             .filter_map(|(d, p)| match p {
-                Placement::Unplaceable(reasons) => Some(format!(
-                    "{} ({})",
-                    d.id,
-                    reasons.first().map_or("no other node", String::as_str)
-                )),
+                Placement::Unplaceable(reasons) => Some(format!("{} ({})", d.id, summarise(reasons))),
                 Placement::Placed(_) => None,
             })
             .collect();
+        stuck.extend(no_target);
         if !stuck.is_empty() {
             out.emit(
                 &NODE_EVACUATION,
                 format!(
                     "{} of the {} VMs on node {name} have no room elsewhere: {}",
                     stuck.len(),
-                    demands.len(),
+                    total,
                     stuck.join("; ")
                 ),
                 "add capacity or widen these VMs' selectors before maintenance of this node",

@@ -1,0 +1,647 @@
+//! The scheduler's filters that look at other pods: required inter-pod affinity and
+//! anti-affinity (kube-scheduler's InterPodAffinity, both the incoming pod's terms and the
+//! existing pods' anti-affinity against it) and topology spread constraints with
+//! `whenUnsatisfiable: DoNotSchedule` (PodTopologySpread).
+//!
+//! KubeVirt copies the VMI's `affinity` and `topologySpreadConstraints` to its launcher and
+//! target pods, gives those pods the VMI's labels, and adds to every migration target a
+//! required anti-affinity against the VMI's own pods by hostname (reference
+//! `kubevirt-pod-constraints.md` §1b, §1c, §3). A joint plan must also see the VMs it has
+//! already placed: they are pods on their target nodes for the VMs placed after them.
+//!
+//! Not evaluated: a `namespaceSelector` with labels (the snapshot holds no Namespace objects;
+//! such a term is taken to match every namespace) and `matchLabelKeys`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{Affinity, Pod, PodAffinityTerm, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::{Constraints, NodeView, pod_is_finished};
+use crate::kubevirt::VirtualMachineInstance;
+use crate::labels::selector_matches;
+use crate::migration_target::LauncherPods;
+use crate::snapshot::ClusterSnapshot;
+
+/// The label KubeVirt puts on every pod of a VMI, with the VMI's UID.
+pub const CREATED_BY_LABEL: &str = "kubevirt.io/created-by";
+/// The hostname label, the topology of KubeVirt's own anti-affinity.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// What the inter-pod filters read of one pod: who it is (namespace, labels) and its own
+/// required terms.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodTerms {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's labels, which other pods' terms select.
+    pub labels: BTreeMap<String, String>,
+    /// `requiredDuringSchedulingIgnoredDuringExecution` of `podAffinity`.
+    pub affinity: Vec<PodAffinityTerm>,
+    /// `requiredDuringSchedulingIgnoredDuringExecution` of `podAntiAffinity`.
+    pub anti_affinity: Vec<PodAffinityTerm>,
+    /// The spread constraints with `whenUnsatisfiable: DoNotSchedule`.
+    pub spread: Vec<TopologySpreadConstraint>,
+}
+
+impl PodTerms {
+    /// The terms of a pod as the API server holds it.
+    #[must_use]
+    pub fn of_pod(pod: &Pod) -> Self {
+        let spec = pod.spec.as_ref();
+        let affinity = spec.and_then(|s| s.affinity.as_ref());
+        Self {
+            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            affinity: required_affinity(affinity),
+            anti_affinity: required_anti_affinity(affinity),
+            spread: hard_spread(spec.and_then(|s| s.topology_spread_constraints.as_ref())),
+        }
+    }
+
+    /// The terms of the pod KubeVirt renders for `vmi` (§1b, §1c): the VMI's labels plus
+    /// KubeVirt's own (those of `launcher`, the running pod, where there is one), and the
+    /// VMI's current affinity and spread constraints, which KubeVirt re-renders into a target.
+    #[must_use]
+    pub fn of_vmi(vmi: &VirtualMachineInstance, launcher: Option<&Pod>) -> Self {
+        let mut labels = vmi.metadata.labels.clone().unwrap_or_default();
+        match launcher.and_then(|p| p.metadata.labels.as_ref()) {
+            Some(pod_labels) => labels.extend(pod_labels.clone()),
+            None => {
+                labels.insert("kubevirt.io".into(), "virt-launcher".into());
+                if let Some(uid) = &vmi.metadata.uid {
+                    labels.insert(CREATED_BY_LABEL.into(), uid.clone());
+                }
+                if let Some(name) = &vmi.metadata.name {
+                    labels.insert("vm.kubevirt.io/name".into(), name.clone());
+                }
+            }
+        }
+        let affinity = vmi.spec.affinity.as_ref();
+        Self {
+            namespace: vmi.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            labels,
+            affinity: required_affinity(affinity),
+            anti_affinity: required_anti_affinity(affinity),
+            spread: hard_spread(vmi.spec.topology_spread_constraints.as_ref()),
+        }
+    }
+
+    /// The terms of `vmi`'s migration target pod: [`Self::of_vmi`] plus the anti-affinity
+    /// virt-controller appends against the VMI's own pods by hostname (§3, MIG:889-911), which
+    /// keeps the target off the source node and off any node with a leftover target pod.
+    #[must_use]
+    pub fn of_migration_target(vmi: &VirtualMachineInstance, launcher: Option<&Pod>) -> Self {
+        let mut terms = Self::of_vmi(vmi, launcher);
+        if let Some(uid) = terms.labels.get(CREATED_BY_LABEL).cloned() {
+            terms.anti_affinity.push(PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(CREATED_BY_LABEL.to_string(), uid)])),
+                    ..LabelSelector::default()
+                }),
+                topology_key: HOSTNAME_LABEL.into(),
+                ..PodAffinityTerm::default()
+            });
+        }
+        terms
+    }
+
+    /// Whether the pod has terms of its own for these filters to check.
+    #[must_use]
+    pub fn has_terms(&self) -> bool {
+        !self.affinity.is_empty() || !self.anti_affinity.is_empty() || !self.spread.is_empty()
+    }
+}
+
+fn required_affinity(affinity: Option<&Affinity>) -> Vec<PodAffinityTerm> {
+    affinity
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
+        .unwrap_or_default()
+}
+
+fn required_anti_affinity(affinity: Option<&Affinity>) -> Vec<PodAffinityTerm> {
+    affinity
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
+        .unwrap_or_default()
+}
+
+fn hard_spread(constraints: Option<&Vec<TopologySpreadConstraint>>) -> Vec<TopologySpreadConstraint> {
+    constraints
+        .into_iter()
+        .flatten()
+        .filter(|c| c.when_unsatisfiable == "DoNotSchedule")
+        .cloned()
+        .collect()
+}
+
+/// One pod bound to a node, as the inter-pod filters see it.
+#[derive(Clone, Debug)]
+struct Occupant {
+    /// What reasons call it: the VM (`ns/name`) for a launcher pod, else the pod.
+    display: String,
+    node: String,
+    terms: PodTerms,
+    /// Being deleted: topology spread does not count it (kube-scheduler skips terminating
+    /// pods there), the affinity filters still do.
+    terminating: bool,
+}
+
+/// The pods bound to nodes, and the ones a plan adds as it places VMs.
+#[derive(Clone, Debug, Default)]
+pub struct Occupancy {
+    occupants: Vec<Occupant>,
+    /// The indices of occupants with required anti-affinity terms, which every incoming pod
+    /// must be checked against; usually few.
+    with_anti_affinity: Vec<usize>,
+    /// The indices of occupants by each of their labels, so that a term with `matchLabels`
+    /// (KubeVirt's own by the VMI's UID among them) looks at the few pods that can match
+    /// instead of every pod of the cluster.
+    by_label: HashMap<(String, String), Vec<usize>>,
+}
+
+impl Occupancy {
+    /// The unfinished pods of `pods` that are bound to a node.
+    #[must_use]
+    pub fn of(pods: &[Pod]) -> Self {
+        let mut occupancy = Self::default();
+        for pod in pods.iter().filter(|p| !pod_is_finished(p)) {
+            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                continue;
+            };
+            let terms = PodTerms::of_pod(pod);
+            let display = match terms.labels.get("vm.kubevirt.io/name") {
+                Some(vm) => format!("VM {}/{vm}", terms.namespace),
+                None => format!(
+                    "pod {}/{}",
+                    terms.namespace,
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                ),
+            };
+            occupancy.push(Occupant {
+                display,
+                node,
+                terms,
+                terminating: pod.metadata.deletion_timestamp.is_some(),
+            });
+        }
+        occupancy
+    }
+
+    /// The pods of a snapshot, and for each running VMI without a launcher pod in it (read
+    /// from manifests) the pod KubeVirt renders for it on its node, so that file mode and live
+    /// mode see the same VMs.
+    #[must_use]
+    pub fn of_snapshot(snapshot: &ClusterSnapshot, launchers: &LauncherPods<'_>) -> Self {
+        let mut occupancy = Self::of(&snapshot.pods);
+        for vmi in &snapshot.vmis {
+            let status = vmi.status.as_ref();
+            let Some(node) = status.and_then(|s| s.node_name.as_deref()) else {
+                continue;
+            };
+            let running = matches!(
+                status.and_then(|s| s.phase.as_deref()),
+                Some("Running" | "Scheduled")
+            );
+            if running && launchers.of_vmi(vmi).is_none() {
+                let terms = PodTerms::of_vmi(vmi, None);
+                let id = format!(
+                    "{}/{}",
+                    terms.namespace,
+                    vmi.metadata.name.as_deref().unwrap_or_default()
+                );
+                occupancy.push(Occupant {
+                    display: format!("VM {id}"),
+                    node: node.to_string(),
+                    terms,
+                    terminating: false,
+                });
+            }
+        }
+        occupancy
+    }
+
+    /// Records a pod the plan puts on `node`: `id` is what reasons call it (`ns/name`).
+    pub fn add(&mut self, node: &str, id: &str, terms: &PodTerms) {
+        self.push(Occupant {
+            display: format!("VM {id} (placed there by this plan)"),
+            node: node.to_string(),
+            terms: terms.clone(),
+            terminating: false,
+        });
+    }
+
+    fn push(&mut self, occupant: Occupant) {
+        let index = self.occupants.len();
+        if !occupant.terms.anti_affinity.is_empty() {
+            self.with_anti_affinity.push(index);
+        }
+        for (key, value) in &occupant.terms.labels {
+            self.by_label
+                .entry((key.clone(), value.clone()))
+                .or_default()
+                .push(index);
+        }
+        self.occupants.push(occupant);
+    }
+
+    /// The occupants `term` can select: those with its first `matchLabels` pair, or all.
+    fn candidates(&self, term: &PodAffinityTerm) -> Box<dyn Iterator<Item = &Occupant> + '_> {
+        let first_pair = term
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .and_then(|m| m.iter().next());
+        match first_pair {
+            Some((key, value)) => Box::new(
+                self.by_label
+                    .get(&(key.clone(), value.clone()))
+                    .into_iter()
+                    .flatten()
+                    .map(|&i| &self.occupants[i]),
+            ),
+            None => Box::new(self.occupants.iter()),
+        }
+    }
+
+    /// Prepares the checks of one incoming pod against every node: the topology domains its
+    /// terms and the existing pods' anti-affinity forbid or require, and its spread counts.
+    /// `nodes` are all nodes (for the topology labels of the pods' nodes, and the domains
+    /// topology spread counts); `constraints` are the pod's node selector and affinity, which
+    /// decide which nodes topology spread counts.
+    #[must_use]
+    pub fn prepare<'a>(
+        &'a self,
+        incoming: &'a PodTerms,
+        constraints: &Constraints,
+        nodes: &'a [NodeView],
+    ) -> InterPodCheck<'a> {
+        prepare_among(&[self], incoming, constraints, nodes)
+    }
+}
+
+/// The pods already bound to nodes and those a plan has placed so far, without copying the
+/// first for every node a plan is made for.
+#[derive(Debug)]
+pub struct PlannedOccupancy<'a> {
+    bound: &'a Occupancy,
+    placed: Occupancy,
+}
+
+impl<'a> PlannedOccupancy<'a> {
+    /// Nothing placed yet.
+    #[must_use]
+    pub fn new(bound: &'a Occupancy) -> Self {
+        Self {
+            bound,
+            placed: Occupancy::default(),
+        }
+    }
+
+    /// Records a pod the plan puts on `node` (see [`Occupancy::add`]).
+    pub fn add(&mut self, node: &str, id: &str, terms: &PodTerms) {
+        self.placed.add(node, id, terms);
+    }
+
+    /// [`Occupancy::prepare`] over the bound and the placed pods.
+    #[must_use]
+    pub fn prepare<'b>(
+        &'b self,
+        incoming: &'b PodTerms,
+        constraints: &Constraints,
+        nodes: &'b [NodeView],
+    ) -> InterPodCheck<'b> {
+        prepare_among(&[self.bound, &self.placed], incoming, constraints, nodes)
+    }
+}
+
+fn prepare_among<'a>(
+    layers: &[&'a Occupancy],
+    incoming: &'a PodTerms,
+    constraints: &Constraints,
+    nodes: &'a [NodeView],
+) -> InterPodCheck<'a> {
+    {
+        if !incoming.has_terms() && layers.iter().all(|l| l.with_anti_affinity.is_empty()) {
+            return InterPodCheck {
+                incoming,
+                forbidden_by_existing: Vec::new(),
+                forbidden_by_own: Vec::new(),
+                required: BTreeMap::new(),
+                self_affine: true,
+                spread: Vec::new(),
+            };
+        }
+        let labels_of: HashMap<&str, &BTreeMap<String, String>> =
+            nodes.iter().map(|n| (n.name.as_str(), &n.labels)).collect();
+        let domain_of = |occupant: &Occupant, key: &str| -> Option<String> {
+            labels_of.get(occupant.node.as_str())?.get(key).cloned()
+        };
+
+        // Existing pods whose anti-affinity selects the incoming pod forbid their domain.
+        let mut forbidden_by_existing = Vec::new();
+        let with_anti_affinity = layers
+            .iter()
+            .flat_map(|l| l.with_anti_affinity.iter().map(|&i| &l.occupants[i]));
+        for occupant in with_anti_affinity {
+            for term in &occupant.terms.anti_affinity {
+                if term_selects(term, &occupant.terms.namespace, incoming)
+                    && let Some(value) = domain_of(occupant, &term.topology_key)
+                {
+                    forbidden_by_existing.push(Domain {
+                        key: term.topology_key.clone(),
+                        value,
+                        witness: occupant,
+                    });
+                }
+            }
+        }
+
+        // The incoming pod's anti-affinity: the domains of the pods each term selects.
+        let mut forbidden_by_own = Vec::new();
+        // Its affinity: the domains holding a pod that matches all its terms.
+        let mut required: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for term in &incoming.anti_affinity {
+            for occupant in layers.iter().flat_map(|l| l.candidates(term)) {
+                if term_selects(term, &incoming.namespace, &occupant.terms)
+                    && let Some(value) = domain_of(occupant, &term.topology_key)
+                {
+                    forbidden_by_own.push(Domain {
+                        key: term.topology_key.clone(),
+                        value,
+                        witness: occupant,
+                    });
+                }
+            }
+        }
+        if let Some(first) = incoming.affinity.first() {
+            for occupant in layers.iter().flat_map(|l| l.candidates(first)) {
+                if incoming
+                    .affinity
+                    .iter()
+                    .all(|t| term_selects(t, &incoming.namespace, &occupant.terms))
+                {
+                    for term in &incoming.affinity {
+                        if let Some(value) = domain_of(occupant, &term.topology_key) {
+                            *required.entry((term.topology_key.clone(), value)).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let self_affine = incoming
+            .affinity
+            .iter()
+            .all(|t| term_selects(t, &incoming.namespace, incoming));
+
+        let spread = incoming
+            .spread
+            .iter()
+            .map(|c| SpreadCount::of(c, incoming, constraints, nodes, layers))
+            .collect();
+
+        InterPodCheck {
+            incoming,
+            forbidden_by_existing,
+            forbidden_by_own,
+            required,
+            self_affine,
+            spread,
+        }
+    }
+}
+
+/// A topology domain (`key=value`) and the pod that puts it in play.
+#[derive(Debug)]
+struct Domain<'a> {
+    key: String,
+    value: String,
+    witness: &'a Occupant,
+}
+
+/// The per-domain counts of one spread constraint.
+#[derive(Debug)]
+struct SpreadCount<'a> {
+    constraint: &'a TopologySpreadConstraint,
+    /// Matching pods per value of the topology key, over the nodes the constraint counts.
+    counts: BTreeMap<String, i64>,
+    /// The smallest count over those domains (`None`: no domain, nothing to compare).
+    min: Option<i64>,
+    /// 1 when the incoming pod matches its own selector.
+    self_match: i64,
+}
+
+impl<'a> SpreadCount<'a> {
+    fn of(
+        constraint: &'a TopologySpreadConstraint,
+        incoming: &PodTerms,
+        constraints: &Constraints,
+        nodes: &[NodeView],
+        layers: &[&Occupancy],
+    ) -> Self {
+        let key = constraint.topology_key.as_str();
+        let keys: Vec<&str> = incoming.spread.iter().map(|c| c.topology_key.as_str()).collect();
+        // The nodes the constraint counts: those the pod's node selector and required node
+        // affinity admit (nodeAffinityPolicy Honor, the default) that carry every topology
+        // key of the pod's constraints; taints are ignored (nodeTaintsPolicy Ignore).
+        let honor_taints = constraint.node_taints_policy.as_deref() == Some("Honor");
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        let mut counted_nodes: HashMap<&str, &str> = HashMap::new();
+        for node in nodes {
+            let eligible = keys.iter().all(|k| node.labels.contains_key(*k))
+                && constraints.admits_labels(node)
+                && (!honor_taints || constraints.tolerates_taints(node));
+            if eligible && let Some(value) = node.labels.get(key) {
+                counts.entry(value.clone()).or_default();
+                counted_nodes.insert(node.name.as_str(), value.as_str());
+            }
+        }
+        let selector = constraint.label_selector.as_ref();
+        let occupants = layers.iter().flat_map(|l| l.occupants.iter());
+        for occupant in occupants.filter(|o| !o.terminating) {
+            let Some(value) = counted_nodes.get(occupant.node.as_str()) else {
+                continue;
+            };
+            if occupant.terms.namespace == incoming.namespace
+                && selector.is_some_and(|s| selector_matches(s, &occupant.terms.labels))
+            {
+                *counts.entry((*value).to_string()).or_default() += 1;
+            }
+        }
+        let min_domains = constraint.min_domains.unwrap_or(1).max(1);
+        let min = if counts.len() < usize::try_from(min_domains).unwrap_or(1) {
+            Some(0)
+        } else {
+            counts.values().copied().min()
+        };
+        let self_match = i64::from(selector.is_some_and(|s| selector_matches(s, &incoming.labels)));
+        Self {
+            constraint,
+            counts,
+            min,
+            self_match,
+        }
+    }
+}
+
+/// The inter-pod checks of one incoming pod, ready to ask of each node.
+#[derive(Debug)]
+pub struct InterPodCheck<'a> {
+    incoming: &'a PodTerms,
+    forbidden_by_existing: Vec<Domain<'a>>,
+    forbidden_by_own: Vec<Domain<'a>>,
+    /// The domains holding a pod that matches all the incoming pod's affinity terms.
+    required: BTreeMap<(String, String), usize>,
+    /// The incoming pod matches its own affinity terms: the first of a group may go anywhere.
+    self_affine: bool,
+    spread: Vec<SpreadCount<'a>>,
+}
+
+impl InterPodCheck<'_> {
+    /// `Ok` when these filters let the pod onto `node`, else every reason they do not, one
+    /// sentence each, naming the pod or the constraint to act on.
+    ///
+    /// # Errors
+    /// The reasons.
+    pub fn admit(&self, node: &NodeView) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        let value = |key: &str| node.labels.get(key);
+        for constraint in &self.spread {
+            let key = &constraint.constraint.topology_key;
+            let Some(domain) = value(key) else {
+                reasons.push(format!(
+                    "topology spread over {key}: no {key} label on node {}",
+                    node.name
+                ));
+                continue;
+            };
+            let Some(min) = constraint.min else { continue };
+            let count = constraint.counts.get(domain).copied().unwrap_or(0);
+            let skew = count + constraint.self_match - min;
+            if skew > i64::from(constraint.constraint.max_skew) {
+                reasons.push(format!(
+                    "topology spread over {key} (maxSkew {}): {count} matching pods in {key}={domain} against {min} in the emptiest, so skew {skew} on node {}",
+                    constraint.constraint.max_skew, node.name
+                ));
+            }
+        }
+        if !self.incoming.affinity.is_empty() {
+            let missing_key = self
+                .incoming
+                .affinity
+                .iter()
+                .find(|t| value(&t.topology_key).is_none());
+            let unmet = self.incoming.affinity.iter().find(|t| {
+                value(&t.topology_key)
+                    .is_some_and(|v| !self.required.contains_key(&(t.topology_key.clone(), v.clone())))
+            });
+            if let Some(term) = missing_key {
+                reasons.push(format!(
+                    "pod affinity over {}: no such label on node {}",
+                    term.topology_key, node.name
+                ));
+            } else if let Some(term) = unmet
+                && !(self.required.is_empty() && self.self_affine)
+            {
+                reasons.push(format!(
+                    "pod affinity: no pod matching {} in the same {} as node {}",
+                    describe_selector(term.label_selector.as_ref()),
+                    term.topology_key,
+                    node.name
+                ));
+            }
+        }
+        let own = self
+            .forbidden_by_own
+            .iter()
+            .find(|d| value(&d.key) == Some(&d.value));
+        if let Some(d) = &own {
+            reasons.push(format!(
+                "anti-affinity with {}{} on node {}",
+                d.witness.display,
+                same_domain(&d.key, &d.value),
+                node.name
+            ));
+        }
+        // Mutual anti-affinity (the usual case) is said once, as the incoming pod's own.
+        if let Some(d) = self.forbidden_by_existing.iter().find(|d| {
+            value(&d.key) == Some(&d.value) && own.is_none_or(|o| !std::ptr::eq(o.witness, d.witness))
+        }) {
+            reasons.push(format!(
+                "{} has required anti-affinity against it{} on node {}",
+                d.witness.display,
+                same_domain(&d.key, &d.value),
+                node.name
+            ));
+        }
+        if reasons.is_empty() { Ok(()) } else { Err(reasons) }
+    }
+
+    /// [`Self::admit`] without the sentences.
+    #[must_use]
+    pub fn admits(&self, node: &NodeView) -> bool {
+        self.admit(node).is_ok()
+    }
+}
+
+/// " (same zone=a)" for a topology wider than the node itself, else nothing.
+fn same_domain(key: &str, value: &str) -> String {
+    if key == HOSTNAME_LABEL {
+        String::new()
+    } else {
+        format!(" (same {key}={value})")
+    }
+}
+
+/// Whether `term`, written in a pod of namespace `owner_namespace`, selects the pod `other`.
+fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, other: &PodTerms) -> bool {
+    let namespaces = term.namespaces.as_deref().unwrap_or_default();
+    let in_namespace = if term.namespace_selector.is_some() {
+        // `{}` selects every namespace; a selector with labels is taken to as well (see the
+        // module's note), unless the listed namespaces alone are meant.
+        true
+    } else if namespaces.is_empty() {
+        other.namespace == owner_namespace
+    } else {
+        namespaces.contains(&other.namespace)
+    };
+    in_namespace
+        && term
+            .label_selector
+            .as_ref()
+            .is_some_and(|s| selector_matches(s, &other.labels))
+}
+
+/// `app=db,tier In (a,b)`, for reasons.
+fn describe_selector(selector: Option<&LabelSelector>) -> String {
+    let Some(selector) = selector else {
+        return "nothing".into();
+    };
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    parts.extend(
+        selector
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|e| match e.values.as_deref() {
+                Some(values) if !values.is_empty() => {
+                    format!("{} {} ({})", e.key, e.operator, values.join(","))
+                }
+                _ => format!("{} {}", e.key, e.operator),
+            }),
+    );
+    if parts.is_empty() {
+        "anything".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests;
