@@ -73,6 +73,10 @@ pub struct VmPlan {
     pub target: Option<String>,
     /// Why, in an operator's words.
     pub reasons: Vec<String>,
+    /// When no node can take it: every reason for every candidate node, one sentence each
+    /// (`reasons` says it in short), for scripts and for `--explain`-style digging.
+    #[serde(rename = "placementReasons", skip_serializing_if = "Vec::is_empty")]
+    pub placement_reasons: Vec<String>,
     /// The effective eviction strategy.
     #[serde(rename = "evictionStrategy")]
     pub eviction_strategy: String,
@@ -201,6 +205,7 @@ pub fn plan_drain(
             action: VmAction::Migrate,
             target: None,
             reasons: Vec::new(),
+            placement_reasons: Vec::new(),
             eviction_strategy: eviction.raw.clone(),
             live_migratable: migratability == Migratability::Migratable,
             run_strategy: strategy.map(|s| s.to_string()),
@@ -258,6 +263,7 @@ pub fn plan_drain(
                 plans[i]
                     .reasons
                     .push(format!("no other node can take it: {}", summarise(&reasons)));
+                plans[i].placement_reasons = reasons;
             }
         }
     }

@@ -312,8 +312,21 @@ impl Constraints {
     /// `Ok` when a pod with these constraints may run on `node`, else why not.
     ///
     /// # Errors
-    /// A sentence naming the selector, term or taint that excludes the node.
+    /// A sentence naming the selector, term or taint that excludes the node (the first of
+    /// [`Self::failures`]).
     pub fn admit(&self, node: &NodeView) -> Result<(), String> {
+        match self.failures(node).into_iter().next() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Every reason these constraints keep a pod off `node`, one sentence each: the node
+    /// selector, the required node affinity, and each untolerated taint. The scheduler
+    /// reports whichever of its filters fails first, so a plan names them all.
+    #[must_use]
+    pub fn failures(&self, node: &NodeView) -> Vec<String> {
+        let mut failures = Vec::new();
         // Every selector entry the node lacks, in one sentence, each with why KubeVirt put
         // it there: "which labels does a target need" is what an operator acts on.
         let missing: Vec<String> = self
@@ -330,14 +343,14 @@ impl Constraints {
             })
             .collect();
         if !missing.is_empty() {
-            return Err(format!(
+            failures.push(format!(
                 "nodeSelector {} does not match node {}",
                 missing.join(", "),
                 node.name
             ));
         }
         if !self.required_terms.is_empty() && !self.required_terms.iter().any(|t| term_matches(t, node)) {
-            return Err(format!(
+            failures.push(format!(
                 "required node affinity does not match node {}",
                 node.name
             ));
@@ -350,13 +363,13 @@ impl Constraints {
                     .as_deref()
                     .map(|v| format!("={v}"))
                     .unwrap_or_default();
-                return Err(format!(
+                failures.push(format!(
                     "node {} has taint {}{value}:{} that the VM does not tolerate",
                     node.name, taint.key, taint.effect
                 ));
             }
         }
-        Ok(())
+        failures
     }
 }
 
@@ -569,9 +582,7 @@ fn node_failures(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usi
         Some(reason) => return vec![reason],
         None => {}
     }
-    if let Err(reason) = demand.constraints.admit(node) {
-        failures.push(reason);
-    }
+    failures.extend(demand.constraints.failures(node));
     let mut free = node.free();
     if let Some((used, _)) = taken {
         free -= used;
