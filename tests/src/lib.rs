@@ -204,3 +204,30 @@ spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: Li
       domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
     )
 }
+
+/// The resourceVersion of every pod, VM, VMI, migration and PDB, and every node's spec (node
+/// status and heartbeat annotations keep changing under the kubelets, which the tool never
+/// writes).
+#[must_use]
+pub fn resource_versions(kubeconfig: &Path) -> String {
+    let objects = kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "pods,vm,vmi,vmim,pdb",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}",
+        ],
+    );
+    let nodes = kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec} {end}",
+        ],
+    );
+    objects + &nodes
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{drain_plan, kubectl, run_plugin, start_vms_on_node_1};
+use vm_e2e::{drain_plan, kubectl, resource_versions, run_plugin, start_vms_on_node_1};
 
 const VMS: &str = r#"
 apiVersion: v1
@@ -71,32 +71,6 @@ kind: PodDisruptionBudget
 metadata: {name: singleton, namespace: default}
 spec: {minAvailable: 1, selector: {matchLabels: {app: singleton}}}
 "#;
-
-/// The resourceVersion of every pod, VM, VMI, migration and PDB, and every node's spec (node
-/// status and heartbeat annotations keep changing under the kubelets, which the tool never
-/// writes).
-fn resource_versions(kubeconfig: &std::path::Path) -> String {
-    let objects = kubectl(
-        kubeconfig,
-        &[
-            "get",
-            "pods,vm,vmi,vmim,pdb",
-            "-A",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}",
-        ],
-    );
-    let nodes = kubectl(
-        kubeconfig,
-        &[
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name}={.spec} {end}",
-        ],
-    );
-    objects + &nodes
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preflight_names_every_blocker_and_changes_nothing() {

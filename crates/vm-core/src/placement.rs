@@ -327,25 +327,17 @@ impl Constraints {
     #[must_use]
     pub fn failures(&self, node: &NodeView) -> Vec<String> {
         let mut failures = Vec::new();
-        // Every selector entry the node lacks, in one sentence, each with why KubeVirt put
-        // it there: "which labels does a target need" is what an operator acts on.
-        let missing: Vec<String> = self
+        // Every selector entry the node lacks, in one sentence, grouped by why KubeVirt put it
+        // there: "which labels does a target need, and why" is what an operator acts on.
+        let missing: Vec<Label<'_>> = self
             .node_selector
             .iter()
             .filter(|(key, value)| node.labels.get(*key) != Some(*value))
-            .map(|(key, value)| {
-                let why = self
-                    .origins
-                    .get(key)
-                    .map(|o| format!(" ({o})"))
-                    .unwrap_or_default();
-                format!("{key}={value}{why}")
-            })
             .collect();
+        let missing = describe_missing(&missing, &self.origins);
         if !missing.is_empty() {
             failures.push(format!(
-                "nodeSelector {} does not match node {}",
-                missing.join(", "),
+                "nodeSelector {missing} does not match node {}",
                 node.name
             ));
         }
@@ -371,6 +363,65 @@ impl Constraints {
         }
         failures
     }
+}
+
+/// A label's key and value.
+type Label<'a> = (&'a String, &'a String);
+
+/// The selector entries a node lacks, for a sentence: grouped by their origin ("host-model on
+/// node n1"), keys of one label family shortened to `prefix/{a,b}`, and `=true`, the value of
+/// every node-labeller label (`*.node.kubevirt.io/`), left out.
+/// `cpu-feature.node.kubevirt.io/{pku,vmx}, cpu-model-migration.node.kubevirt.io/Cascadelake-Server
+/// (host-model on node n1), disk=nvme`.
+fn describe_missing(missing: &[Label<'_>], origins: &BTreeMap<String, String>) -> String {
+    // Origins in the order their first key comes; the VMI's own keys (no origin) last.
+    let mut groups: Vec<(Option<&String>, Vec<Label<'_>>)> = Vec::new();
+    for &(key, value) in missing {
+        let origin = origins.get(key);
+        match groups.iter_mut().find(|(o, _)| *o == origin) {
+            Some((_, entries)) => entries.push((key, value)),
+            None => groups.push((origin, vec![(key, value)])),
+        }
+    }
+    groups.sort_by_key(|(origin, _)| origin.is_none());
+    groups
+        .into_iter()
+        .map(|(origin, entries)| {
+            let labels = describe_labels(&entries);
+            match origin {
+                Some(why) => format!("{labels} ({why})"),
+                None => labels,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `a/{x,y}, b=v`: keys of one prefix together, a node-labeller label's `=true` left out.
+fn describe_labels(entries: &[Label<'_>]) -> String {
+    let mut by_prefix: Vec<(&str, Vec<String>)> = Vec::new();
+    for &(key, value) in entries {
+        let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key.as_str()));
+        // The node-labeller's labels are all "true"; saying so is noise.
+        let name = if value == "true" && prefix.ends_with(".node.kubevirt.io") {
+            name.to_string()
+        } else {
+            format!("{name}={value}")
+        };
+        match by_prefix.iter_mut().find(|(p, _)| *p == prefix) {
+            Some((_, names)) => names.push(name),
+            None => by_prefix.push((prefix, vec![name])),
+        }
+    }
+    by_prefix
+        .into_iter()
+        .map(|(prefix, names)| match (prefix, names.as_slice()) {
+            ("", _) => names.join(", "),
+            (_, [one]) => format!("{prefix}/{one}"),
+            _ => format!("{prefix}/{{{}}}", names.join(",")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn required_terms(affinity: Option<&Affinity>) -> Vec<NodeSelectorTerm> {

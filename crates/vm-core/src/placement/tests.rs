@@ -214,3 +214,48 @@ fn a_vm_that_tolerates_the_cordon_may_go_to_a_cordoned_node() {
         Placement::Unplaceable(vec!["node n2 is cordoned".into()])
     );
 }
+
+#[test]
+fn missing_selector_labels_are_grouped_by_why_kubevirt_asks_for_them() {
+    let n = worker("n2", "", "4", "8Gi");
+    let mut c = constraints("nodeSelector: {disk: nvme}");
+    for (key, why) in [
+        ("cpu-vendor.node.kubevirt.io/Intel", "the CPU vendor of node n1"),
+        (
+            "cpu-model-migration.node.kubevirt.io/Skylake",
+            "host-model on node n1",
+        ),
+        ("cpu-feature.node.kubevirt.io/pku", "host-model on node n1"),
+        ("cpu-feature.node.kubevirt.io/vmx", "host-model on node n1"),
+        ("kubevirt.io/cpumanager", "dedicated CPUs"),
+    ] {
+        c.node_selector.insert(key.into(), "true".into());
+        c.origins.insert(key.into(), why.into());
+    }
+    assert_eq!(
+        c.admit(&n).unwrap_err(),
+        "nodeSelector cpu-feature.node.kubevirt.io/{pku,vmx}, \
+         cpu-model-migration.node.kubevirt.io/Skylake (host-model on node n1), \
+         cpu-vendor.node.kubevirt.io/Intel (the CPU vendor of node n1), \
+         kubevirt.io/cpumanager=true (dedicated CPUs), disk=nvme does not match node n2"
+    );
+}
+
+#[test]
+fn every_constraint_that_keeps_a_pod_off_a_node_is_named() {
+    let mut n = worker("n2", "", "4", "8Gi");
+    n.taints.push(Taint {
+        key: "dedicated".into(),
+        value: Some("infra".into()),
+        effect: "NoSchedule".into(),
+        ..Taint::default()
+    });
+    let failures = constraints("nodeSelector: {disk: nvme}").failures(&n);
+    assert_eq!(
+        failures,
+        [
+            "nodeSelector disk=nvme does not match node n2",
+            "node n2 has taint dedicated=infra:NoSchedule that the VM does not tolerate",
+        ]
+    );
+}
