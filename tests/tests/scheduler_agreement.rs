@@ -99,7 +99,10 @@ struct NodeSetup {
 /// source pods do not carry them, the target pods do).
 struct Scenario {
     nodes: Vec<NodeSetup>,
-    manifests: String,
+    /// The pods already on the targets, created once the VMs run.
+    residents: String,
+    /// The VirtualMachines, started on the source node.
+    vms: String,
     vm_count: usize,
     /// VMI name → `spec` fields to merge into the running VMI.
     live_updates: BTreeMap<String, Value>,
@@ -167,7 +170,7 @@ fn scenario(rng: &mut Rng) -> Scenario {
         });
     }
 
-    let mut manifests = String::new();
+    let mut residents = String::new();
     // Pods already on the targets: some take room, some a GPU, some keep their app's pods
     // off their node (required anti-affinity, the existing pods' side of the filter).
     for (i, node) in nodes.iter().enumerate().skip(1) {
@@ -192,9 +195,10 @@ fn scenario(rng: &mut Rng) -> Scenario {
             "metadata": {"name": format!("resident-{i}"), "namespace": NAMESPACE, "labels": {"app": app}},
             "spec": spec,
         });
-        manifests.push_str(&format!("---\n{pod}\n"));
+        residents.push_str(&format!("---\n{pod}\n"));
     }
 
+    let mut vms = String::new();
     let vm_count = 4 + rng.below(5);
     let mut live_updates = BTreeMap::new();
     for k in 1..=vm_count {
@@ -224,7 +228,7 @@ fn scenario(rng: &mut Rng) -> Scenario {
             "metadata": {"name": name, "namespace": NAMESPACE},
             "spec": {"runStrategy": "Always", "template": {"metadata": {"labels": {"app": app}}, "spec": spec}},
         });
-        manifests.push_str(&format!("---\n{vm}\n"));
+        vms.push_str(&format!("---\n{vm}\n"));
 
         // Inter-pod terms: anti-affinity against the app's other pods (pairs and groups, by
         // node or by zone), affinity to a web pod's zone, spread of the app over zones.
@@ -269,7 +273,8 @@ fn scenario(rng: &mut Rng) -> Scenario {
     }
     Scenario {
         nodes,
-        manifests,
+        residents,
+        vms,
         vm_count,
         live_updates,
     }
@@ -382,12 +387,7 @@ async fn set_up_nodes(kc: &Path, scenario: &Scenario) {
 /// creates the resident pods and applies the live updates.
 async fn start(kc: &Path, scenario: &Scenario) {
     set_cordons(kc, &TARGETS);
-    let (pods, vms): (Vec<&str>, Vec<&str>) = scenario
-        .manifests
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .partition(|d| d.contains("\"kind\":\"Pod\""));
-    apply(kc, &vms.iter().map(|d| format!("---\n{d}")).collect::<String>());
+    apply(kc, &scenario.vms);
     vm_e2e::wait_until("the VMs run on the source node", || {
         let vmis = get_json(kc, &["get", "vmi", "-n", NAMESPACE]);
         vmis["items"]
@@ -399,8 +399,8 @@ async fn start(kc: &Path, scenario: &Scenario) {
             == scenario.vm_count
     })
     .await;
-    if !pods.is_empty() {
-        apply(kc, &pods.iter().map(|d| format!("---\n{d}")).collect::<String>());
+    if !scenario.residents.is_empty() {
+        apply(kc, &scenario.residents);
     }
     for (name, update) in &scenario.live_updates {
         let patch = json!({"spec": update});
@@ -469,7 +469,10 @@ struct Planned {
     name: String,
     action: String,
     target: Option<String>,
+    /// Every placement reason where the plan gives them, else its summary.
     reasons: Vec<String>,
+    /// Blocked because no node can take it (not for a reason a probe cannot test).
+    blocked_by_placement: bool,
 }
 
 /// The VMs of the plan in the order the planner placed them: by the memory their launcher
@@ -506,16 +509,19 @@ fn in_placement_order(kc: &Path, plan: &Value) -> Vec<Planned> {
             } else {
                 &v["reasons"]
             };
+            let reasons: Vec<String> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
             Planned {
                 name: v["name"].as_str().unwrap().to_string(),
                 action: v["action"].as_str().unwrap().to_string(),
                 target: v["target"].as_str().map(str::to_string),
-                reasons: all
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.as_str().unwrap().to_string())
-                    .collect(),
+                blocked_by_placement: v["placementReasons"].is_array()
+                    || reasons.iter().any(|r| r.contains("no other node can take it")),
+                reasons,
             }
         })
         .collect();
@@ -701,14 +707,7 @@ async fn run_scenario(kc: &Path, seed: u64) -> Tally {
     let mut tally = Tally::default();
     let disagreements = &mut tally.disagreements;
     for vm in in_placement_order(kc, &plan) {
-        let placement_verdict = vm.action == "migrate"
-            || vm.reasons.iter().any(|r| r.contains("no other node can take it"))
-            || plan["vms"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|v| v["name"] == vm.name.as_str() && v["placementReasons"].is_array());
-        if !placement_verdict {
+        if vm.action != "migrate" && !vm.blocked_by_placement {
             disagreements.push(format!(
                 "seed {seed}: {} is {} for a reason other than placement: {:?}",
                 vm.name, vm.action, vm.reasons
