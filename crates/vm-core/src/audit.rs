@@ -47,5 +47,17 @@ pub fn audit(snapshot: &ClusterSnapshot) -> AuditReport {
     report
 }
 
+/// The node-evacuation capacity rule alone, over the whole cluster: for every node that runs
+/// VMIs, whether the other nodes can take them all at once (the costliest rule; the placement
+/// engine's benchmark times it on its own). Findings are unsuppressed.
+#[must_use]
+pub fn node_evacuation(snapshot: &ClusterSnapshot) -> Vec<Finding> {
+    let ctx = AuditContext::new(snapshot);
+    rules::check_node_evacuation(&ctx)
+        .into_iter()
+        .flat_map(|(_, _, found)| found)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

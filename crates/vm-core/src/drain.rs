@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::effective::{ClusterConfig, RunStrategy, eviction_strategy, run_strategy};
 use crate::kubevirt::VirtualMachineInstance;
 use crate::migratability::Migratability;
-use crate::migration_target::{LauncherPods, migration_target_with};
+use crate::migration_target::{TargetSources, migration_target_with};
 use crate::placement::{Demand, Occupancy, Placement, PodTerms, place_jointly_except};
 use crate::planning::{all_nodes, migration_blocker, summarise, vmi_migratability};
 use crate::snapshot::ClusterSnapshot;
@@ -187,7 +187,7 @@ pub fn plan_drain(
     }
     let cluster = ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds);
     let nodes = all_nodes(snapshot);
-    let launchers = LauncherPods::of(snapshot);
+    let launchers = TargetSources::of(snapshot);
     let vmis = vmis_on(snapshot, node);
 
     let mut plans = Vec::new();

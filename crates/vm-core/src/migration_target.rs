@@ -7,7 +7,7 @@
 //! The self anti-affinity that keeps a target off its source node is not modelled as a term:
 //! the planners never offer the source node.
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
 
 use crate::effective::ClusterConfig;
 use crate::kubevirt::VirtualMachineInstance;
@@ -29,17 +29,27 @@ pub const FEATURE_PREFIX: &str = "cpu-feature.node.kubevirt.io/";
 pub const MODEL_PREFIX: &str = "cpu-model.node.kubevirt.io/";
 /// Nodes whose CPU manager gives out whole CPUs.
 pub const CPU_MANAGER_LABEL: &str = "kubevirt.io/cpumanager";
+/// Machine types a node's libvirt offers.
+pub const MACHINE_TYPE_PREFIX: &str = "machine-type.node.kubevirt.io/";
+/// Nodes whose host model the cluster lists as obsolete; host-model launcher pods avoid them.
+pub const OBSOLETE_HOST_MODEL_LABEL: &str = "node-labeller.kubevirt.io/obsolete-host-model";
+/// The node's architecture, as the kubelet labels it.
+pub const ARCH_LABEL: &str = "kubernetes.io/arch";
 
-/// The unfinished launcher pods of a snapshot by the UID of the VMI that created them, built
-/// once so that planning many VMs does not scan every pod for each.
+/// What a migration target is rendered from, indexed once so that planning many VMs does not
+/// scan the whole snapshot for each: the unfinished launcher pods by the UID of the VMI that
+/// created them, and the nodes by name.
 #[derive(Debug, Default)]
-pub struct LauncherPods<'a>(std::collections::HashMap<&'a str, Vec<&'a Pod>>);
+pub struct TargetSources<'a> {
+    launchers: std::collections::HashMap<&'a str, Vec<&'a Pod>>,
+    nodes: std::collections::HashMap<&'a str, &'a Node>,
+}
 
-impl<'a> LauncherPods<'a> {
-    /// Indexes the pods of `snapshot`.
+impl<'a> TargetSources<'a> {
+    /// Indexes the pods and nodes of `snapshot`.
     #[must_use]
     pub fn of(snapshot: &'a ClusterSnapshot) -> Self {
-        let mut map: std::collections::HashMap<&str, Vec<&Pod>> = std::collections::HashMap::new();
+        let mut launchers: std::collections::HashMap<&str, Vec<&Pod>> = std::collections::HashMap::new();
         for pod in snapshot.pods.iter().filter(|p| !pod_is_finished(p)) {
             if let Some(uid) = pod
                 .metadata
@@ -47,10 +57,21 @@ impl<'a> LauncherPods<'a> {
                 .as_ref()
                 .and_then(|l| l.get("kubevirt.io/created-by"))
             {
-                map.entry(uid.as_str()).or_default().push(pod);
+                launchers.entry(uid.as_str()).or_default().push(pod);
             }
         }
-        Self(map)
+        let nodes = snapshot
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
+            .collect();
+        Self { launchers, nodes }
+    }
+
+    /// The node called `name`, if the snapshot has it.
+    #[must_use]
+    pub fn node(&self, name: &str) -> Option<&'a Node> {
+        self.nodes.get(name).copied()
     }
 
     /// The running launcher pod of `vmi`: bound to its node, owned by it, not finished.
@@ -58,7 +79,7 @@ impl<'a> LauncherPods<'a> {
     pub fn of_vmi(&self, vmi: &VirtualMachineInstance) -> Option<&'a Pod> {
         let uid = vmi.metadata.uid.as_deref()?;
         let node = vmi.status.as_ref()?.node_name.as_deref()?;
-        self.0
+        self.launchers
             .get(uid)?
             .iter()
             .copied()
@@ -81,53 +102,188 @@ pub fn is_host_model(vmi: &VirtualMachineInstance, cluster: &ClusterConfig) -> b
     model.is_none_or(|m| m == "host-model")
 }
 
-/// The launcher pod's constraints rendered from the VMI spec as virt-controller does (§1a):
-/// the VMI's own selectors, affinity and tolerations, the cluster-wide selectors, the CPU
-/// manager label for dedicated CPUs, a named CPU model, and required CPU features.
+/// The launcher pod's constraints rendered from the VMI spec as virt-controller does
+/// (reference §1a, §1b): the VMI's own selectors, affinity and tolerations, the cluster-wide
+/// selectors, the architecture and machine type, the CPU manager label for dedicated CPUs, a
+/// named CPU model, required CPU features (EVMCS implies `vmx`), realtime and confidential
+/// computing; and, ANDed into every required node-affinity term, `DoesNotExist` for the
+/// obsolete-host-model label (host-model guests) and for each forbidden CPU feature.
+///
+/// The machine type is the expanded one virt-handler reported in the VMI's status where there
+/// is one: a migration target of this VMI is rendered with it.
 #[must_use]
 pub fn rendered_constraints(vmi: &VirtualMachineInstance, cluster: &ClusterConfig) -> Constraints {
+    render(vmi, cluster, true)
+}
+
+/// [`rendered_constraints`], for the VMI's current pod (`reported_machine`: the status's
+/// machine type counts) or for a new VMI of the same spec (it does not: the VM starts anew).
+fn render(vmi: &VirtualMachineInstance, cluster: &ClusterConfig, reported_machine: bool) -> Constraints {
     let mut c = Constraints::of(&vmi.spec);
     for (k, v) in &cluster.node_selectors {
         c.node_selector.entry(k.clone()).or_insert_with(|| v.clone());
         c.origins
             .insert(k.clone(), "KubeVirt's cluster-wide nodeSelectors".into());
     }
-    let mut add = |key: String, why: String| {
+    let arch = architecture(vmi);
+    let mut add = |key: String, value: String, why: String| {
         if !c.node_selector.contains_key(&key) {
-            c.node_selector.insert(key.clone(), "true".into());
+            c.node_selector.insert(key.clone(), value);
             c.origins.insert(key, why);
         }
     };
+    add(
+        ARCH_LABEL.into(),
+        arch.clone(),
+        format!("the VM's architecture {arch}"),
+    );
+    let machine = machine_type(vmi, &arch, reported_machine);
+    add(
+        format!("{MACHINE_TYPE_PREFIX}{machine}"),
+        "true".into(),
+        format!("machine type {machine}"),
+    );
     if dedicated_cpus(&vmi.spec, None) {
-        add(CPU_MANAGER_LABEL.into(), "dedicated CPUs".into());
+        add(CPU_MANAGER_LABEL.into(), "true".into(), "dedicated CPUs".into());
     }
-    if let Some(cpu) = vmi.spec.domain.cpu.as_ref() {
-        if let Some(model) = cpu
-            .model
-            .as_deref()
-            .filter(|m| !matches!(*m, "" | "host-model" | "host-passthrough"))
-        {
-            add(format!("{MODEL_PREFIX}{model}"), format!("CPU model {model}"));
-        }
-        for f in &cpu.features {
-            if matches!(f.policy.as_deref(), None | Some("" | "require")) {
-                add(
-                    format!("{FEATURE_PREFIX}{}", f.name),
-                    format!("required CPU feature {}", f.name),
-                );
-            }
-        }
-    } else if let Some(model) = cluster
-        .cpu_model
-        .as_deref()
-        .filter(|m| !matches!(*m, "host-model" | "host-passthrough"))
+    let cpu = vmi.spec.domain.cpu.as_ref();
+    let model = cpu
+        .and_then(|c| c.model.as_deref())
+        .filter(|m| !m.is_empty())
+        .map(|m| (m.to_string(), format!("CPU model {m}")))
+        .or_else(|| {
+            let m = cluster.cpu_model.as_deref()?;
+            Some((m.to_string(), format!("the cluster's default CPU model {m}")))
+        });
+    if let Some((model, why)) =
+        model.filter(|(m, _)| !matches!(m.as_str(), "host-model" | "host-passthrough"))
     {
+        add(format!("{MODEL_PREFIX}{model}"), "true".into(), why);
+    }
+    let features = cpu.map(|c| c.features.as_slice()).unwrap_or_default();
+    for f in features {
+        if matches!(f.policy.as_deref(), None | Some("" | "require")) {
+            add(
+                format!("{FEATURE_PREFIX}{}", f.name),
+                "true".into(),
+                format!("required CPU feature {}", f.name),
+            );
+        }
+    }
+    if evmcs_enabled(vmi) {
         add(
-            format!("{MODEL_PREFIX}{model}"),
-            format!("the cluster's default CPU model {model}"),
+            format!("{FEATURE_PREFIX}vmx"),
+            "true".into(),
+            "required CPU feature vmx (Hyper-V EVMCS)".into(),
         );
     }
+    if cpu.is_some_and(|c| c.realtime.is_some()) {
+        add(
+            "kubevirt.io/realtime".into(),
+            "true".into(),
+            "realtime CPU".into(),
+        );
+    }
+    for label in launch_security_labels(vmi) {
+        add(label.into(), "true".into(), "confidential computing".into());
+    }
+    let mut absent: Vec<String> = features
+        .iter()
+        .filter(|f| f.policy.as_deref() == Some("forbid"))
+        .map(|f| format!("{FEATURE_PREFIX}{}", f.name))
+        .collect();
+    if is_host_model(vmi, cluster) {
+        absent.insert(0, OBSOLETE_HOST_MODEL_LABEL.into());
+    }
+    and_does_not_exist(&mut c.required_terms, &absent);
     c
+}
+
+/// The VMI's architecture, lower-cased as KubeVirt selects it; `amd64` (virt-api's own, on
+/// nearly every cluster) when the webhook has not filled it in yet.
+fn architecture(vmi: &VirtualMachineInstance) -> String {
+    vmi.spec
+        .architecture
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .unwrap_or("amd64")
+        .to_lowercase()
+}
+
+/// The machine type a launcher pod selects: the expanded one virt-handler reported in the
+/// status (when `reported` counts), else the spec's, else the architecture's default.
+fn machine_type(vmi: &VirtualMachineInstance, arch: &str, reported: bool) -> String {
+    let reported = reported
+        .then(|| vmi.status.as_ref()?.machine.as_ref()?.type_.clone())
+        .flatten();
+    let asked = vmi.spec.domain.machine.as_ref().and_then(|m| m.type_.clone());
+    reported.or(asked).filter(|t| !t.is_empty()).unwrap_or_else(|| {
+        match arch {
+            "arm64" => "virt",
+            "s390x" => "s390-ccw-virtio",
+            _ => "q35",
+        }
+        .into()
+    })
+}
+
+/// Whether Hyper-V EVMCS is on (present and not `enabled: false`).
+fn evmcs_enabled(vmi: &VirtualMachineInstance) -> bool {
+    let evmcs = vmi
+        .spec
+        .domain
+        .features
+        .as_ref()
+        .and_then(|f| f.pointer("/hyperv/evmcs"));
+    evmcs.is_some_and(|e| e.get("enabled").and_then(serde_json::Value::as_bool) != Some(false))
+}
+
+/// The node labels `launchSecurity` selects: SEV (and SEV-ES with an encrypted-state policy),
+/// SEV-SNP, or TDX.
+fn launch_security_labels(vmi: &VirtualMachineInstance) -> Vec<&'static str> {
+    let Some(ls) = vmi.spec.domain.launch_security.as_ref() else {
+        return Vec::new();
+    };
+    let mut labels = Vec::new();
+    if let Some(sev) = ls.get("sev") {
+        labels.push("kubevirt.io/sev");
+        if sev
+            .pointer("/policy/encryptedState")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+        {
+            labels.push("kubevirt.io/sev-es");
+        }
+    }
+    if ls.get("snp").is_some() {
+        labels.extend(["kubevirt.io/sev", "kubevirt.io/sev-snp"]);
+    }
+    if ls.get("tdx").is_some() {
+        labels.push("kubevirt.io/tdx");
+    }
+    labels.dedup();
+    labels
+}
+
+/// ANDs `key DoesNotExist` for each key into every required node-affinity term, or adds them as
+/// the only term when there is none (virt-controller's rendering, §1b).
+fn and_does_not_exist(terms: &mut Vec<NodeSelectorTerm>, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    let requirements = keys.iter().map(|key| NodeSelectorRequirement {
+        key: key.clone(),
+        operator: "DoesNotExist".into(),
+        values: None,
+    });
+    if terms.is_empty() {
+        terms.push(NodeSelectorTerm::default());
+    }
+    for term in terms.iter_mut() {
+        term.match_expressions
+            .get_or_insert_with(Vec::new)
+            .extend(requirements.clone());
+    }
 }
 
 /// What the scheduler will see of the migration target of `vmi`: constraints and requests.
@@ -145,7 +301,7 @@ pub fn migration_target(
     vmi: &VirtualMachineInstance,
     cluster: &ClusterConfig,
 ) -> Result<(Constraints, Requests), String> {
-    migration_target_with(snapshot, &LauncherPods::of(snapshot), vmi, cluster)
+    migration_target_with(snapshot, &TargetSources::of(snapshot), vmi, cluster)
 }
 
 /// [`migration_target`] with the launcher pods already indexed.
@@ -154,17 +310,12 @@ pub fn migration_target(
 /// As [`migration_target`].
 pub fn migration_target_with(
     snapshot: &ClusterSnapshot,
-    launchers: &LauncherPods<'_>,
+    launchers: &TargetSources<'_>,
     vmi: &VirtualMachineInstance,
     cluster: &ClusterConfig,
 ) -> Result<(Constraints, Requests), String> {
     let source_name = vmi.status.as_ref().and_then(|s| s.node_name.as_deref());
-    let source = source_name.and_then(|n| {
-        snapshot
-            .nodes
-            .iter()
-            .find(|node| node.metadata.name.as_deref() == Some(n))
-    });
+    let source = source_name.and_then(|n| launchers.node(n));
     let (mut constraints, requests) = match launchers.of_vmi(vmi) {
         Some(pod) => {
             let mut c = Constraints::of_pod(pod);
@@ -175,7 +326,11 @@ pub fn migration_target_with(
             (c, pod_requests(pod))
         }
         None => (
-            launcher_constraints(snapshot, vmi, cluster),
+            {
+                let mut c = rendered_constraints(vmi, cluster);
+                drop_unlabelled_families(&mut c, snapshot);
+                c
+            },
             launcher_requests(&vmi.spec, None, cluster).unwrap_or_default(),
         ),
     };
@@ -183,16 +338,17 @@ pub fn migration_target_with(
     Ok((constraints, requests))
 }
 
-/// The constraints of a new launcher pod for `vmi` (a VM started again elsewhere): those of
-/// [`rendered_constraints`], without the selectors of label families no node of the snapshot
-/// carries (see [`drop_unlabelled_families`]).
+/// The constraints of a new launcher pod for `vmi` (a VM started again elsewhere, so the
+/// machine type its status reports does not count): those of [`rendered_constraints`], without
+/// the selectors of label families no node of the snapshot carries (see
+/// [`drop_unlabelled_families`]).
 #[must_use]
 pub fn launcher_constraints(
     snapshot: &ClusterSnapshot,
     vmi: &VirtualMachineInstance,
     cluster: &ClusterConfig,
 ) -> Constraints {
-    let mut c = rendered_constraints(vmi, cluster);
+    let mut c = render(vmi, cluster, false);
     drop_unlabelled_families(&mut c, snapshot);
     c
 }

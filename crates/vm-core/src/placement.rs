@@ -535,59 +535,139 @@ pub fn place_jointly_except(
     occupancy: &Occupancy,
     exclude: &[&str],
 ) -> Vec<Placement> {
-    // What the plan has put on each node so far, by node index.
-    let mut taken: std::collections::HashMap<usize, (Requests, usize)> = std::collections::HashMap::new();
-    let mut placed = PlannedOccupancy::new(occupancy);
-    let mut order: Vec<usize> = (0..demands.len()).collect();
-    order.sort_by(|&a, &b| {
-        demands[b]
-            .requests
-            .memory
-            .total_cmp(&demands[a].requests.memory)
-            .then(a.cmp(&b))
-    });
-    let mut result = vec![Placement::Unplaceable(Vec::new()); demands.len()];
-    for i in order {
-        let demand = &demands[i];
-        let check = placed.prepare(&demand.pod, &demand.constraints, nodes);
-        let mut best: Option<(usize, f64)> = None;
-        for (n, node) in nodes.iter().enumerate() {
-            if exclude.contains(&node.name.as_str()) {
-                continue;
-            }
-            if !node_fits(demand, node, taken.get(&n)) || !check.admits(node) {
-                continue;
-            }
-            let free_memory = node.free().memory - taken.get(&n).map_or(0.0, |(r, _)| r.memory);
-            if best.is_none_or(|(_, m)| free_memory > m) {
-                best = Some((n, free_memory));
-            }
+    Placer::new(nodes).place_except(demands, occupancy, exclude)
+}
+
+/// Joint placement onto one set of nodes, for callers that place many groups of VMs onto the
+/// same nodes (the audit plans the evacuation of every node). What does not change between
+/// groups is worked out once: the nodes' labels by name, and for each distinct set of
+/// constraints the nodes it admits at all (labels, taints, availability), ordered by free
+/// memory, so that a VM is offered the roomiest nodes first and the search stops as soon as
+/// no node left can beat the best one found.
+#[derive(Debug)]
+pub struct Placer<'a> {
+    nodes: &'a [NodeView],
+    labels: inter_pod::NodeLabels<'a>,
+    /// Node indices a set of constraints admits, by the constraints' key, roomiest first.
+    admitted: std::collections::HashMap<String, std::rc::Rc<[usize]>>,
+}
+
+impl<'a> Placer<'a> {
+    /// A placer onto `nodes`.
+    #[must_use]
+    pub fn new(nodes: &'a [NodeView]) -> Self {
+        Self {
+            nodes,
+            labels: inter_pod::NodeLabels::of(nodes),
+            admitted: std::collections::HashMap::new(),
         }
-        result[i] = match best {
-            Some((n, _)) => {
-                drop(check);
-                let entry = taken.entry(n).or_default();
-                entry.0 += &demand.requests;
-                entry.1 += 1;
-                placed.add(&nodes[n].name, &demand.id, &demand.pod);
-                Placement::Placed(nodes[n].name.clone())
+    }
+
+    /// [`place_jointly_except`] onto this placer's nodes.
+    #[must_use]
+    pub fn place_except(
+        &mut self,
+        demands: &[Demand],
+        occupancy: &Occupancy,
+        exclude: &[&str],
+    ) -> Vec<Placement> {
+        let nodes = self.nodes;
+        // What the plan has put on each node so far, by node index.
+        let mut taken: std::collections::HashMap<usize, (Requests, usize)> = std::collections::HashMap::new();
+        let mut placed = PlannedOccupancy::new(occupancy);
+        let mut order: Vec<usize> = (0..demands.len()).collect();
+        order.sort_by(|&a, &b| {
+            demands[b]
+                .requests
+                .memory
+                .total_cmp(&demands[a].requests.memory)
+                .then(a.cmp(&b))
+        });
+        let mut result = vec![Placement::Unplaceable(Vec::new()); demands.len()];
+        for i in order {
+            let demand = &demands[i];
+            let candidates = self.admitted_by(demand);
+            let check = placed.prepare_indexed(&demand.pod, &demand.constraints, nodes, &self.labels);
+            // The node with the most free memory left that takes the VM, the first in node order
+            // among equals (the order of the nodes is the tie-break).
+            let mut best: Option<(usize, f64)> = None;
+            for &n in candidates.iter() {
+                let node = &nodes[n];
+                let base_free = free_memory(node);
+                if best.is_some_and(|(_, m)| base_free < m) {
+                    break; // what the plan took only lowers it: no node left can do better
+                }
+                if exclude.contains(&node.name.as_str()) {
+                    continue;
+                }
+                let free = base_free - taken.get(&n).map_or(0.0, |(r, _)| r.memory);
+                let better = best.is_none_or(|(b, m)| free > m || (free == m && n < b));
+                if better && room_fits(demand, node, taken.get(&n)) && check.admits(node) {
+                    best = Some((n, free));
+                }
             }
-            None => {
-                // Only now the sentences: most nodes fail most VMs of a large cluster.
-                let mut reasons = Vec::new();
-                for (n, node) in nodes.iter().enumerate() {
-                    if !exclude.contains(&node.name.as_str()) {
-                        reasons.extend(node_failures(demand, node, taken.get(&n)));
-                        if node.unavailable_reason().is_none() || tolerated_cordon(demand, node) {
-                            reasons.extend(check.admit(node).err().into_iter().flatten());
+            result[i] = match best {
+                Some((n, _)) => {
+                    drop(check);
+                    let entry = taken.entry(n).or_default();
+                    entry.0 += &demand.requests;
+                    entry.1 += 1;
+                    placed.add(&nodes[n].name, &demand.id, &demand.pod);
+                    Placement::Placed(nodes[n].name.clone())
+                }
+                None => {
+                    // Only now the sentences: most nodes fail most VMs of a large cluster.
+                    let mut reasons = Vec::new();
+                    for (n, node) in nodes.iter().enumerate() {
+                        if !exclude.contains(&node.name.as_str()) {
+                            reasons.extend(node_failures(demand, node, taken.get(&n)));
+                            if node.unavailable_reason().is_none() || tolerated_cordon(demand, node) {
+                                reasons.extend(check.admit(node).err().into_iter().flatten());
+                            }
                         }
                     }
+                    Placement::Unplaceable(reasons)
                 }
-                Placement::Unplaceable(reasons)
-            }
-        };
+            };
+        }
+        result
     }
-    result
+
+    /// The nodes `demand`'s constraints admit before any room is counted: available (or a
+    /// cordon it tolerates), selector, required node affinity and taints; roomiest first.
+    fn admitted_by(&mut self, demand: &Demand) -> std::rc::Rc<[usize]> {
+        let c = &demand.constraints;
+        let key = format!(
+            "{:?}{}{}",
+            c.node_selector,
+            serde_json::to_string(&c.required_terms).unwrap_or_default(),
+            serde_json::to_string(&c.tolerations).unwrap_or_default()
+        );
+        let nodes = self.nodes;
+        self.admitted
+            .entry(key)
+            .or_insert_with(|| {
+                let mut admitted: Vec<usize> = (0..nodes.len())
+                    .filter(|&n| {
+                        let node = &nodes[n];
+                        (node.unavailable_reason_kind().is_none() || tolerated_cordon(demand, node))
+                            && c.admits(node)
+                    })
+                    .collect();
+                admitted.sort_by(|&a, &b| {
+                    free_memory(&nodes[b])
+                        .total_cmp(&free_memory(&nodes[a]))
+                        .then(a.cmp(&b))
+                });
+                admitted.into()
+            })
+            .clone()
+    }
+}
+
+/// A node's free memory before the plan takes any.
+fn free_memory(node: &NodeView) -> f64 {
+    node.allocatable.memory - node.requested.memory
 }
 
 /// A cordoned node that the demand may still be placed on (it tolerates the cordon).
@@ -595,12 +675,10 @@ fn tolerated_cordon(demand: &Demand, node: &NodeView) -> bool {
     node.cordoned && node.ready && node.is_kubevirt_schedulable() && demand.constraints.tolerates_cordon()
 }
 
-/// Whether `node` can take `demand` now: [`node_failures`] is empty, without its sentences.
-fn node_fits(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usize)>) -> bool {
-    let available = node.unavailable_reason_kind().is_none() || tolerated_cordon(demand, node);
-    if !available || !demand.constraints.admits(node) {
-        return false;
-    }
+/// Whether `node`, which the demand's constraints admit, has room for it now (every resource
+/// name, and a pod slot), given what the plan already put there: the part of
+/// [`node_failures`] that changes as a plan fills the nodes, without its sentences.
+fn room_fits(demand: &Demand, node: &NodeView, taken: Option<&(Requests, usize)>) -> bool {
     if let Some(max) = node.max_pods
         && (node.pod_count + taken.map_or(0, |(_, n)| *n)) as f64 + 1.0 > max
     {

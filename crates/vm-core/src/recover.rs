@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::effective::{ClusterConfig, RunStrategy, run_strategy};
 use crate::kubevirt::{VirtualMachine, VirtualMachineInstance};
-use crate::migration_target::{LauncherPods, launcher_constraints, migration_target_with};
+use crate::migration_target::{TargetSources, launcher_constraints, migration_target_with};
 use crate::placement::{Demand, Occupancy, Placement, PodTerms, place_jointly_except};
 use crate::planning::{migration_blocker, other_nodes, summarise, vmi_migratability};
 use crate::resources::launcher_requests;
@@ -166,7 +166,7 @@ pub fn assess(
         fencing: assessment.needs_fencing(),
         policy,
         cluster: ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
-        launchers: LauncherPods::of(snapshot),
+        launchers: TargetSources::of(snapshot),
     };
     let vms = planner.plan_vms();
     let blockers: Vec<String> = vms
@@ -194,7 +194,7 @@ struct Planner<'a> {
     fencing: bool,
     policy: &'a RecoveryPolicy,
     cluster: ClusterConfig,
-    launchers: LauncherPods<'a>,
+    launchers: TargetSources<'a>,
 }
 
 impl Planner<'_> {

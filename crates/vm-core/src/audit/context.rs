@@ -18,7 +18,7 @@ pub struct AuditContext<'a> {
     /// Every node, with the requests of the pods bound to it.
     pub nodes: Vec<NodeView>,
     /// The launcher pods by the VMI that created them.
-    pub launchers: crate::migration_target::LauncherPods<'a>,
+    pub launchers: crate::migration_target::TargetSources<'a>,
 }
 
 /// The outcome of looking up a VM's instancetype.
@@ -42,7 +42,7 @@ impl<'a> AuditContext<'a> {
             snapshot,
             cluster: ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
             nodes,
-            launchers: crate::migration_target::LauncherPods::of(snapshot),
+            launchers: crate::migration_target::TargetSources::of(snapshot),
         }
     }
 

@@ -92,12 +92,19 @@ pub(crate) fn check_subject(ctx: &AuditContext<'_>, subject: &Subject<'_>, findi
     configuration::check(ctx, subject, &mut out);
 }
 
+/// The node-evacuation rule of every node (see [`capacity::check_nodes`]).
+pub(crate) fn check_node_evacuation<'a>(
+    ctx: &AuditContext<'a>,
+) -> Vec<(ObjectRef, &'a BTreeMap<String, String>, Vec<Finding>)> {
+    capacity::check_nodes(ctx)
+}
+
 /// Runs the rules about cluster objects (nodes, PDBs); returns each object audited with its
 /// annotations and findings.
 pub(crate) fn check_cluster<'a>(
     ctx: &AuditContext<'a>,
 ) -> Vec<(ObjectRef, &'a BTreeMap<String, String>, Vec<Finding>)> {
-    let mut audited = capacity::check_nodes(ctx);
+    let mut audited = check_node_evacuation(ctx);
     audited.extend(configuration::check_pdbs(ctx));
     audited
 }

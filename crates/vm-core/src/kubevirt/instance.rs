@@ -71,6 +71,10 @@ pub struct DomainSpec {
     pub io_threads_policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub machine: Option<Machine>,
+    /// `domain.features` (ACPI, Hyper-V enlightenments, ...): read for EVMCS, which makes the
+    /// webhook require the `vmx` CPU feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Value>,
 }
 
 /// `domain.machine`: the machine type (`q35` by default on amd64).

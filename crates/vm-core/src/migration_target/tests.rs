@@ -142,3 +142,156 @@ fn selectors_of_label_families_no_node_carries_are_not_checked() {
     let (c, _) = migration_target(&s, &v, &ClusterConfig::defaults()).unwrap();
     assert!(c.node_selector.is_empty(), "{c:?}");
 }
+
+/// The `key: "true"` selectors of `c`, sorted.
+fn true_selectors(c: &Constraints) -> Vec<&str> {
+    c.node_selector
+        .iter()
+        .filter(|(_, v)| v.as_str() == "true")
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+/// The `DoesNotExist` keys of each required node-affinity term.
+fn absent_keys(c: &Constraints) -> Vec<Vec<String>> {
+    c.required_terms
+        .iter()
+        .map(|t| {
+            t.match_expressions
+                .iter()
+                .flatten()
+                .filter(|r| r.operator == "DoesNotExist")
+                .map(|r| r.key.clone())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_launcher_selects_the_architecture_and_the_machine_type() {
+    // §1a: `kubernetes.io/arch` from spec.architecture (defaulted to amd64), and
+    // `machine-type.node.kubevirt.io/<type>`: q35 on amd64 unless the spec names one.
+    let c = rendered_constraints(&vmi("spec: {domain: {}}"), &ClusterConfig::defaults());
+    assert_eq!(c.node_selector.get(ARCH_LABEL).map(String::as_str), Some("amd64"));
+    assert!(
+        true_selectors(&c).contains(&"machine-type.node.kubevirt.io/q35"),
+        "{c:?}"
+    );
+
+    let arm = rendered_constraints(
+        &vmi("spec: {architecture: ARM64, domain: {}}"),
+        &ClusterConfig::defaults(),
+    );
+    assert_eq!(
+        arm.node_selector.get(ARCH_LABEL).map(String::as_str),
+        Some("arm64")
+    );
+    assert!(true_selectors(&arm).contains(&"machine-type.node.kubevirt.io/virt"));
+
+    let named = rendered_constraints(
+        &vmi("spec: {domain: {machine: {type: pc-q35-rhel9.4.0}}}"),
+        &ClusterConfig::defaults(),
+    );
+    assert!(true_selectors(&named).contains(&"machine-type.node.kubevirt.io/pc-q35-rhel9.4.0"));
+}
+
+#[test]
+fn the_reported_machine_type_counts_for_the_target_not_for_a_restart() {
+    // §1a: `status.machine.type` (the expanded name virt-handler writes) wins over the spec's
+    // for a pod of this VMI; a VM started anew gets a new VMI without that status.
+    let v: VirtualMachineInstance = serde_yaml::from_str(
+        "metadata: {name: vm, namespace: ns, uid: u1}\nspec: {domain: {}}\n\
+status: {nodeName: n1, phase: Running, machine: {type: pc-q35-rhel9.6.0}}",
+    )
+    .unwrap();
+    let target = rendered_constraints(&v, &ClusterConfig::defaults());
+    assert!(true_selectors(&target).contains(&"machine-type.node.kubevirt.io/pc-q35-rhel9.6.0"));
+    let s = snapshot(vec![node("n1", &["machine-type.node.kubevirt.io/q35"])], vec![]);
+    let restart = launcher_constraints(&s, &v, &ClusterConfig::defaults());
+    assert!(
+        true_selectors(&restart).contains(&"machine-type.node.kubevirt.io/q35"),
+        "{restart:?}"
+    );
+}
+
+#[test]
+fn host_model_avoids_obsolete_nodes_and_forbidden_features_in_every_term() {
+    // §1b: `obsolete-host-model DoesNotExist` for host-model guests and `cpu-feature/<f>
+    // DoesNotExist` for each forbidden feature, ANDed into every term or as the only one.
+    let plain = rendered_constraints(&vmi("spec: {domain: {}}"), &ClusterConfig::defaults());
+    assert_eq!(
+        absent_keys(&plain),
+        vec![vec![OBSOLETE_HOST_MODEL_LABEL.to_string()]]
+    );
+
+    let two_terms = rendered_constraints(
+        &vmi(
+            "spec: {domain: {cpu: {features: [{name: svm, policy: forbid}]}}, affinity: {nodeAffinity: \
+{requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [\
+{matchExpressions: [{key: disk, operator: In, values: [nvme]}]}, \
+{matchExpressions: [{key: zone, operator: Exists}]}]}}}}",
+        ),
+        &ClusterConfig::defaults(),
+    );
+    let both = vec![
+        OBSOLETE_HOST_MODEL_LABEL.to_string(),
+        format!("{FEATURE_PREFIX}svm"),
+    ];
+    assert_eq!(absent_keys(&two_terms), vec![both.clone(), both]);
+    assert_eq!(
+        two_terms.required_terms[0].match_expressions.as_ref().unwrap()[0].key,
+        "disk"
+    );
+
+    // A named model is not host-model: only the forbidden feature is kept out.
+    let named = rendered_constraints(
+        &vmi("spec: {domain: {cpu: {model: Haswell, features: [{name: svm, policy: forbid}]}}}"),
+        &ClusterConfig::defaults(),
+    );
+    assert_eq!(absent_keys(&named), vec![vec![format!("{FEATURE_PREFIX}svm")]]);
+    assert!(true_selectors(&named).contains(&"cpu-model.node.kubevirt.io/Haswell"));
+}
+
+#[test]
+fn evmcs_realtime_and_confidential_computing_select_their_labels() {
+    // §1a: EVMCS makes the webhook require `vmx`; realtime and launchSecurity select the
+    // node-labeller's labels.
+    let c = rendered_constraints(
+        &vmi(
+            "spec: {domain: {features: {hyperv: {evmcs: {}}}, cpu: {realtime: {}}, \
+launchSecurity: {sev: {policy: {encryptedState: true}}}}}",
+        ),
+        &ClusterConfig::defaults(),
+    );
+    let selected = true_selectors(&c);
+    for key in [
+        "cpu-feature.node.kubevirt.io/vmx",
+        "kubevirt.io/realtime",
+        "kubevirt.io/sev",
+        "kubevirt.io/sev-es",
+    ] {
+        assert!(selected.contains(&key), "{key}: {selected:?}");
+    }
+    let off = rendered_constraints(
+        &vmi("spec: {domain: {features: {hyperv: {evmcs: {enabled: false}}}, launchSecurity: {tdx: {}}}}"),
+        &ClusterConfig::defaults(),
+    );
+    assert!(!true_selectors(&off).contains(&"cpu-feature.node.kubevirt.io/vmx"));
+    assert!(true_selectors(&off).contains(&"kubevirt.io/tdx"));
+}
+
+#[test]
+fn cluster_wide_selectors_and_the_cluster_cpu_model_apply_and_the_vmi_wins() {
+    // §1a: developerConfiguration.nodeSelectors on every VMI, the VMI's own keys over them; a
+    // cluster cpuModel default selects its cpu-model label like a VMI's own model.
+    let mut cluster = ClusterConfig::defaults();
+    cluster.node_selectors.insert("pool".into(), "vms".into());
+    cluster.node_selectors.insert("disk".into(), "ssd".into());
+    cluster.cpu_model = Some("Cascadelake-Server".into());
+    let c = rendered_constraints(&vmi("spec: {nodeSelector: {disk: nvme}, domain: {}}"), &cluster);
+    assert_eq!(c.node_selector["pool"], "vms");
+    assert_eq!(c.node_selector["disk"], "nvme");
+    assert!(true_selectors(&c).contains(&"cpu-model.node.kubevirt.io/Cascadelake-Server"));
+    // A named cluster default is not host-model: no obsolete-host-model term.
+    assert!(c.required_terms.is_empty(), "{c:?}");
+}

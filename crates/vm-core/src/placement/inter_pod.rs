@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::{Constraints, NodeView, pod_is_finished};
 use crate::kubevirt::VirtualMachineInstance;
 use crate::labels::selector_matches;
-use crate::migration_target::LauncherPods;
+use crate::migration_target::TargetSources;
 use crate::snapshot::ClusterSnapshot;
 
 /// The label KubeVirt puts on every pod of a VMI, with the VMI's UID.
@@ -193,7 +193,7 @@ impl Occupancy {
     /// from manifests) the pod KubeVirt renders for it on its node, so that file mode and live
     /// mode see the same VMs.
     #[must_use]
-    pub fn of_snapshot(snapshot: &ClusterSnapshot, launchers: &LauncherPods<'_>) -> Self {
+    pub fn of_snapshot(snapshot: &ClusterSnapshot, launchers: &TargetSources<'_>) -> Self {
         let mut occupancy = Self::of(&snapshot.pods);
         for vmi in &snapshot.vmis {
             let status = vmi.status.as_ref();
@@ -248,9 +248,12 @@ impl Occupancy {
 
     /// The occupants `term` can select: those with its first `matchLabels` pair, or all.
     fn candidates(&self, term: &PodAffinityTerm) -> Box<dyn Iterator<Item = &Occupant> + '_> {
-        let first_pair = term
-            .label_selector
-            .as_ref()
+        self.selectable_by(term.label_selector.as_ref())
+    }
+
+    /// The occupants `selector` can select: those with its first `matchLabels` pair, or all.
+    fn selectable_by(&self, selector: Option<&LabelSelector>) -> Box<dyn Iterator<Item = &Occupant> + '_> {
+        let first_pair = selector
             .and_then(|s| s.match_labels.as_ref())
             .and_then(|m| m.iter().next());
         match first_pair {
@@ -277,7 +280,7 @@ impl Occupancy {
         constraints: &Constraints,
         nodes: &'a [NodeView],
     ) -> InterPodCheck<'a> {
-        prepare_among(&[self], incoming, constraints, nodes)
+        prepare_among(&[self], incoming, constraints, nodes, &NodeLabels::of(nodes))
     }
 }
 
@@ -312,7 +315,36 @@ impl<'a> PlannedOccupancy<'a> {
         constraints: &Constraints,
         nodes: &'b [NodeView],
     ) -> InterPodCheck<'b> {
-        prepare_among(&[self.bound, &self.placed], incoming, constraints, nodes)
+        self.prepare_indexed(incoming, constraints, nodes, &NodeLabels::of(nodes))
+    }
+
+    /// [`Self::prepare`] with the nodes' labels indexed once by the caller, who prepares the
+    /// checks of many pods against the same nodes.
+    #[must_use]
+    pub(crate) fn prepare_indexed<'b>(
+        &'b self,
+        incoming: &'b PodTerms,
+        constraints: &Constraints,
+        nodes: &'b [NodeView],
+        labels_of: &NodeLabels<'_>,
+    ) -> InterPodCheck<'b> {
+        prepare_among(
+            &[self.bound, &self.placed],
+            incoming,
+            constraints,
+            nodes,
+            labels_of,
+        )
+    }
+}
+
+/// The labels of each node by its name: the topology domains of the pods bound there.
+#[derive(Debug)]
+pub(crate) struct NodeLabels<'a>(HashMap<&'a str, &'a BTreeMap<String, String>>);
+
+impl<'a> NodeLabels<'a> {
+    pub(crate) fn of(nodes: &'a [NodeView]) -> Self {
+        Self(nodes.iter().map(|n| (n.name.as_str(), &n.labels)).collect())
     }
 }
 
@@ -321,6 +353,7 @@ fn prepare_among<'a>(
     incoming: &'a PodTerms,
     constraints: &Constraints,
     nodes: &'a [NodeView],
+    labels_of: &NodeLabels<'_>,
 ) -> InterPodCheck<'a> {
     {
         if !incoming.has_terms() && layers.iter().all(|l| l.with_anti_affinity.is_empty()) {
@@ -333,8 +366,7 @@ fn prepare_among<'a>(
                 spread: Vec::new(),
             };
         }
-        let labels_of: HashMap<&str, &BTreeMap<String, String>> =
-            nodes.iter().map(|n| (n.name.as_str(), &n.labels)).collect();
+        let labels_of = &labels_of.0;
         let domain_of = |occupant: &Occupant, key: &str| -> Option<String> {
             labels_of.get(occupant.node.as_str())?.get(key).cloned()
         };
@@ -458,7 +490,7 @@ impl<'a> SpreadCount<'a> {
             }
         }
         let selector = constraint.label_selector.as_ref();
-        let occupants = layers.iter().flat_map(|l| l.occupants.iter());
+        let occupants = layers.iter().flat_map(|l| l.selectable_by(selector));
         for occupant in occupants.filter(|o| !o.terminating) {
             let Some(value) = counted_nodes.get(occupant.node.as_str()) else {
                 continue;

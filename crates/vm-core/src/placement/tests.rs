@@ -259,3 +259,51 @@ fn every_constraint_that_keeps_a_pod_off_a_node_is_named() {
         ]
     );
 }
+
+#[test]
+fn each_vm_goes_to_the_node_with_the_most_memory_left_the_first_among_equals() {
+    // Free memory 10, 30, 30 and 20 Gi: the placer offers the roomiest nodes first and stops
+    // early, which must choose exactly what a scan of every node in order would.
+    let nodes = vec![
+        worker("n1", "", "64", "10Gi"),
+        worker("n2", "", "64", "30Gi"),
+        worker("n3", "", "64", "30Gi"),
+        worker("n4", "", "64", "20Gi"),
+    ];
+    let demand = |id: &str| Demand {
+        id: id.into(),
+        requests: Requests::new(1.0, 12.0 * GI),
+        constraints: Constraints::default(),
+        pod: PodTerms::default(),
+    };
+    let placed: Vec<Placement> = place_jointly(&[demand("a"), demand("b"), demand("c"), demand("d")], &nodes);
+    let on = |n: &str| Placement::Placed(n.into());
+    // a: n2 (30, first of the two 30s); b: n3 (30 against n2's 18); c: n4 (20 against 18, 18);
+    // d: n2 (18, first among n2 and n3 at 18; n4 has 8 left).
+    assert_eq!(placed, vec![on("n2"), on("n3"), on("n4"), on("n2")]);
+
+    // One placer for several groups, as the audit uses it: each group starts from the nodes'
+    // own room again, and a node left out is never chosen.
+    let mut placer = Placer::new(&nodes);
+    let first = placer.place_except(&[demand("a")], &Occupancy::default(), &["n2"]);
+    assert_eq!(first, vec![on("n3")]);
+    let second = placer.place_except(&[demand("a")], &Occupancy::default(), &["n3"]);
+    assert_eq!(second, vec![on("n2")]);
+    let big = Demand {
+        requests: Requests::new(1.0, 25.0 * GI),
+        ..demand("big")
+    };
+    let Placement::Unplaceable(reasons) =
+        &placer.place_except(&[big], &Occupancy::default(), &["n2", "n3"])[0]
+    else {
+        panic!("25Gi fits neither n1 nor n4");
+    };
+    assert!(
+        reasons.iter().any(|r| r.contains("node n4 has 20")),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|r| r.contains("n2") || r.contains("n3")),
+        "{reasons:?}"
+    );
+}

@@ -2,18 +2,17 @@
 //! VMs of any one node (seed: "verify that VMs can be scheduled on other nodes ... and that
 //! sufficient resources are available").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::super::context::AuditContext;
 use super::super::finding::{Category, Finding, ObjectRef, Severity};
 use super::super::rule::Rule;
 use super::super::subject::Subject;
 use super::Out;
+use crate::kubevirt::VirtualMachineInstance;
 use crate::migratability::Migratability;
 use crate::migration_target::{launcher_constraints, migration_target_with};
-use crate::placement::{
-    Constraints, Demand, Occupancy, Placement, PodTerms, place_jointly_except, shortfall,
-};
+use crate::placement::{Constraints, Demand, Occupancy, Placement, Placer, PodTerms, shortfall};
 use crate::planning::{summarise, vmi_migratability};
 use crate::quantity::{format_bytes, format_cpu};
 use crate::resources::launcher_requests;
@@ -47,11 +46,7 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
         return;
     };
     let constraints = Constraints::of(subject.running_spec());
-    let candidates: Vec<_> = ctx
-        .nodes
-        .iter()
-        .filter(|n| constraints.admit(n).is_ok())
-        .collect();
+    let candidates: Vec<_> = ctx.nodes.iter().filter(|n| constraints.admits(n)).collect();
     if candidates.is_empty() {
         return; // node-placement-no-node says why.
     }
@@ -84,19 +79,27 @@ pub(crate) fn check_nodes<'a>(
 ) -> Vec<(ObjectRef, &'a BTreeMap<String, String>, Vec<Finding>)> {
     let mut audited = Vec::new();
     let occupancy = Occupancy::of_snapshot(ctx.snapshot, &ctx.launchers);
+    // One placer for every node's evacuation: the nodes each set of constraints admits is
+    // worked out once for the whole cluster.
+    let mut placer = Placer::new(&ctx.nodes);
+    let mut active_by_node: HashMap<&str, Vec<&VirtualMachineInstance>> = HashMap::new();
+    for vmi in &ctx.snapshot.vmis {
+        let status = vmi.status.as_ref();
+        if let Some(node) = status.and_then(|s| s.node_name.as_deref())
+            && matches!(
+                status.and_then(|s| s.phase.as_deref()),
+                Some("Running" | "Scheduled")
+            )
+        {
+            active_by_node.entry(node).or_default().push(vmi);
+        }
+    }
     for node in &ctx.snapshot.nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let mut demands: Vec<Demand> = Vec::new();
         // VMs that get no target pod at all (KubeVirt refuses the migration), with why.
         let mut no_target: Vec<String> = Vec::new();
-        let on_node = ctx.snapshot.vmis.iter().filter(|v| {
-            let status = v.status.as_ref();
-            status.and_then(|s| s.node_name.as_deref()) == Some(name)
-                && matches!(
-                    status.and_then(|s| s.phase.as_deref()),
-                    Some("Running" | "Scheduled")
-                )
-        });
+        let on_node = active_by_node.get(name).into_iter().flatten().copied();
         for vmi in on_node {
             let id = format!(
                 "{}/{}",
@@ -145,7 +148,7 @@ pub(crate) fn check_nodes<'a>(
         };
         let mut findings = Vec::new();
         let mut out = Out::new(&object, &mut findings);
-        let placements = place_jointly_except(&demands, &ctx.nodes, &occupancy, &[name]);
+        let placements = placer.place_except(&demands, &occupancy, &[name]);
         let total = demands.len() + no_target.len();
         let mut stuck: Vec<String> = demands
             .iter()

@@ -100,8 +100,8 @@ fn check_migration_target(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &m
     let Some(source) = vmi.status.as_ref().and_then(|s| s.node_name.as_deref()) else {
         return;
     };
-    let others: Vec<_> = ctx.nodes.iter().filter(|n| n.name != source).collect();
-    if others.is_empty() {
+    let others = || ctx.nodes.iter().filter(|n| n.name != source);
+    if others().next().is_none() {
         return;
     }
     let constraints =
@@ -120,8 +120,8 @@ fn check_migration_target(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &m
     if constraints.origins.is_empty() {
         return; // nothing beyond the VM's own constraints, which node-placement-no-node judges.
     }
-    if !others.iter().any(|n| constraints.admits(n)) {
-        let reasons: Vec<String> = others.iter().filter_map(|n| constraints.admit(n).err()).collect();
+    if !others().any(|n| constraints.admits(n)) {
+        let reasons: Vec<String> = others().filter_map(|n| constraints.admit(n).err()).collect();
         out.emit(
             &NO_MIGRATION_TARGET,
             format!(
@@ -147,16 +147,21 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
     if ctx.nodes.is_empty() {
         return;
     }
-    let mut matching = Vec::new();
-    let mut reasons = Vec::new();
-    for node in &ctx.nodes {
-        match constraints.admit(node) {
-            Ok(()) => matching.push(node.name.as_str()),
-            Err(reason) => reasons.push(reason),
-        }
-    }
+    // Two matches settle it; the sentences are written only when no node matches.
+    let matching: Vec<&str> = ctx
+        .nodes
+        .iter()
+        .filter(|n| constraints.admits(n))
+        .map(|n| n.name.as_str())
+        .take(2)
+        .collect();
     match matching.as_slice() {
         [] => {
+            let reasons: Vec<String> = ctx
+                .nodes
+                .iter()
+                .filter_map(|n| constraints.admit(n).err())
+                .collect();
             let summary = crate::planning::group_by_node(&reasons).join("; ");
             out.emit(
                 &NO_NODE,

@@ -280,7 +280,7 @@ fn the_vms_a_snapshot_lists_without_pods_are_occupants_on_their_nodes() {
         ..ClusterSnapshot::default()
     };
     let nodes = [node("n1", "a"), node("n2", "a")];
-    let occupancy = Occupancy::of_snapshot(&snapshot, &LauncherPods::of(&snapshot));
+    let occupancy = Occupancy::of_snapshot(&snapshot, &TargetSources::of(&snapshot));
     let db2 = incoming("shop", "app: db", ANTI_DB_BY_HOST);
     let check = occupancy.prepare(&db2, &Constraints::default(), &nodes);
     assert_eq!(admitted(&check, &nodes), ["n2"]);
