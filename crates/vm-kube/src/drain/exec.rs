@@ -177,10 +177,9 @@ async fn work(
     stop_vms(client, plan, reporter, summary).await?;
     migrate(client, plan, opts, reporter, summary).await?;
     if opts.vms_only {
-        wait_empty(client, &plan.node, reporter, is_live_launcher).await?;
+        wait_for_launchers(client, &plan.node, reporter).await?;
     } else {
         evict_rest(client, &plan.node, opts, reporter, summary).await?;
-        wait_empty(client, &plan.node, reporter, |p| !stays_on_node(p)).await?;
     }
     Ok(())
 }
@@ -862,8 +861,10 @@ async fn pods_on(client: &Client, node: &str) -> Result<Vec<Pod>, DrainError> {
     Ok(list.items)
 }
 
-/// Evicts every pod that is not a DaemonSet or mirror pod, and not the live launcher pod of a
-/// VMI that KubeVirt is still stopping; PDB refusals (429) are retried.
+/// Empties the node of every pod that is not a DaemonSet or mirror pod: evicts what may be
+/// evicted, and waits for the rest. A launcher pod whose VMI is still handing over is left to
+/// KubeVirt until it completes; then it is evicted like any other pod, so one that completes
+/// after the others were evicted is not left behind. PDB refusals (429) are retried.
 async fn evict_rest(
     client: &Client,
     node: &str,
@@ -872,20 +873,31 @@ async fn evict_rest(
     summary: &mut Summary,
 ) -> Result<(), DrainError> {
     let evict_params = EvictParams::default();
+    let mut last_wait = String::new();
     loop {
-        let pending: Vec<Pod> = pods_on(client, node)
+        let must_leave: Vec<Pod> = pods_on(client, node)
             .await?
             .into_iter()
-            .filter(|p| !stays_on_node(p) && !is_live_launcher(p) && p.metadata.deletion_timestamp.is_none())
+            .filter(|p| !stays_on_node(p))
             .collect();
-        if pending.is_empty() {
+        if must_leave.is_empty() {
             return Ok(());
         }
+        let evictable: Vec<&Pod> = must_leave
+            .iter()
+            .filter(|p| !is_live_launcher(p) && p.metadata.deletion_timestamp.is_none())
+            .collect();
+        if evictable.is_empty() {
+            let left: Vec<String> = must_leave.iter().map(pod_id).collect();
+            report_waiting(reporter, &left, &mut last_wait);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         let mut refused = false;
-        for pod in pending {
+        for pod in evictable {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
-            let id = format!("{ns}/{name}");
+            let id = pod_id(pod);
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let evicted = retry::retry_while(
                 &format!("evicting pod {id}"),
@@ -915,41 +927,42 @@ async fn evict_rest(
     }
 }
 
+fn pod_id(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 fn api_evict_err(e: kube::Error, ns: &str) -> DrainError {
     api_error(e, "create", "pods/eviction", ns)
 }
 
-/// Waits until no pod on the node is one that `must_leave` (for a drain: anything but
-/// DaemonSet and mirror pods).
-async fn wait_empty(
-    client: &Client,
-    node: &str,
-    reporter: &dyn Reporter,
-    must_leave: fn(&Pod) -> bool,
-) -> Result<(), DrainError> {
+/// Waits until no live launcher pod is left on the node (`--vms-only`: other pods stay).
+async fn wait_for_launchers(client: &Client, node: &str, reporter: &dyn Reporter) -> Result<(), DrainError> {
     let mut last = String::new();
     loop {
         let left: Vec<String> = pods_on(client, node)
             .await?
             .iter()
-            .filter(|p| must_leave(p))
-            .map(|p| {
-                format!(
-                    "{}/{}",
-                    p.metadata.namespace.as_deref().unwrap_or_default(),
-                    p.metadata.name.as_deref().unwrap_or_default()
-                )
-            })
+            .filter(|p| is_live_launcher(p))
+            .map(pod_id)
             .collect();
         if left.is_empty() {
             return Ok(());
         }
-        let what = format!("{} pod(s) still on the node: {}", left.len(), left.join(", "));
-        if what != last {
-            reporter.event(&Event::Waiting { what: what.clone() });
-            last = what;
-        }
+        report_waiting(reporter, &left, &mut last);
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Says which pods the drain waits for, once for each change of that list.
+fn report_waiting(reporter: &dyn Reporter, left: &[String], last: &mut String) {
+    let what = format!("{} pod(s) still on the node: {}", left.len(), left.join(", "));
+    if what != *last {
+        reporter.event(&Event::Waiting { what: what.clone() });
+        *last = what;
     }
 }
 
