@@ -384,12 +384,13 @@ fn cases() -> Vec<Case> {
         },
         Case {
             rule: "probes-liveness-too-early",
+            // Kubernetes' defaults: 0 + 3 × 10 = 30 s; the baseline's period of 20 s makes 60 s.
             fire: (
-                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: 5}}}}",
+                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: null, periodSeconds: null}}}}",
                 "",
             ),
             silent: (
-                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: 30}}}}",
+                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: null}}}}",
                 "",
             ),
         },
@@ -574,4 +575,95 @@ fn fail_threshold_compares_severities() {
     let report = audit(&cluster("spec: {runStrategy: Halted}", ""));
     assert!(report.fails_at(Severity::Info));
     assert!(!report.fails_at(Severity::Warning));
+}
+
+/// The message of `probes-liveness-too-early` on the baseline VM with `probe` as its liveness
+/// probe (a tcpSocket handler is added), or `None` when the rule is silent.
+fn liveness_too_early(probe: &str) -> Option<String> {
+    let mut snapshot = cluster("", "");
+    let mut probe: Value = serde_yaml::from_str(probe).unwrap();
+    probe["tcpSocket"] = json!({"port": 1500});
+    snapshot.vms[0]
+        .spec
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .liveness_probe = Some(serde_json::from_value(probe).unwrap());
+    audit(&snapshot)
+        .findings
+        .into_iter()
+        .find(|f| f.rule == "probes-liveness-too-early")
+        .map(|f| f.message)
+}
+
+#[test]
+fn a_liveness_probe_with_kubernetes_defaults_can_kill_after_30_s() {
+    assert_eq!(
+        liveness_too_early("{}").as_deref(),
+        Some(
+            "livenessProbe can restart the guest 30 s after start (initialDelaySeconds 0 + \
+failureThreshold 3 × periodSeconds 10), below the 60 s boot allowance"
+        )
+    );
+}
+
+#[test]
+fn a_liveness_probe_every_20_s_without_delay_cannot_kill_a_booting_guest() {
+    // 0 + 3 × 20 = 60 s: not below the allowance.
+    assert_eq!(liveness_too_early("{periodSeconds: 20}"), None);
+    // One second less per period is.
+    let message = liveness_too_early("{periodSeconds: 19}").unwrap();
+    assert!(message.contains("57 s after start"), "{message}");
+}
+
+#[test]
+fn an_initial_delay_counts_towards_the_boot_allowance() {
+    assert_eq!(liveness_too_early("{initialDelaySeconds: 30}"), None);
+    let message = liveness_too_early("{initialDelaySeconds: 29}").unwrap();
+    assert!(
+        message.contains("59 s after start (initialDelaySeconds 29 + failureThreshold 3 × periodSeconds 10)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_single_failure_every_5_s_kills_after_5_s() {
+    let message = liveness_too_early("{failureThreshold: 1, periodSeconds: 5}").unwrap();
+    assert!(
+        message.contains("5 s after start (initialDelaySeconds 0 + failureThreshold 1 × periodSeconds 5)"),
+        "{message}"
+    );
+    // Zero means unset to the API server, so it takes the default too.
+    let message = liveness_too_early("{failureThreshold: 0, periodSeconds: 0}").unwrap();
+    assert!(message.contains("30 s after start"), "{message}");
+}
+
+#[test]
+fn a_guest_agent_ping_liveness_probe_is_judged_by_the_same_arithmetic() {
+    let mut snapshot = cluster(
+        "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: null, periodSeconds: null, tcpSocket: null, guestAgentPing: {}}}}}",
+        "",
+    );
+    assert!(rules_fired(&snapshot).contains(&"probes-liveness-too-early".to_string()));
+    let probe = snapshot.vms[0].spec.template.spec.as_mut().unwrap();
+    probe.liveness_probe.as_mut().unwrap().initial_delay_seconds = Some(60);
+    assert!(!rules_fired(&snapshot).contains(&"probes-liveness-too-early".to_string()));
+}
+
+#[test]
+fn the_liveness_explanation_states_the_formula_and_the_allowance() {
+    let rule = RULES
+        .iter()
+        .find(|r| r.id == "probes-liveness-too-early")
+        .unwrap();
+    assert!(
+        rule.explanation
+            .contains("initialDelaySeconds + failureThreshold × periodSeconds"),
+        "{}",
+        rule.explanation
+    );
+    // The text is static; this keeps it in step with the number the rule uses.
+    let allowance = format!("boot allowance of {} s", rules::probes::BOOT_ALLOWANCE_SECONDS);
+    assert!(rule.explanation.contains(&allowance), "{}", rule.explanation);
 }
