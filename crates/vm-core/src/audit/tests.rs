@@ -667,3 +667,80 @@ fn the_liveness_explanation_states_the_formula_and_the_allowance() {
     let allowance = format!("boot allowance of {} s", rules::probes::BOOT_ALLOWANCE_SECONDS);
     assert!(rule.explanation.contains(&allowance), "{}", rule.explanation);
 }
+
+/// The same VMI spec, without probes, CPU or memory sizing and with eviction strategy None,
+/// under each kind that carries one, indented to sit at `indent` spaces.
+fn unprobed_spec(indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    ["evictionStrategy: None", "domain: {devices: {}}"]
+        .iter()
+        .map(|line| format!("{pad}{line}\n"))
+        .collect()
+}
+
+/// A VM, a standalone VMI, a VMI ReplicaSet and a VM pool, each named after its kind.
+fn one_of_each_kind() -> String {
+    format!(
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: vm, namespace: prod}}\n\
+spec:\n  runStrategy: Always\n  template:\n    spec:\n{}\
+---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vmi, namespace: prod}}\n\
+spec:\n{}\
+---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstanceReplicaSet\nmetadata: {{name: rs, namespace: prod}}\n\
+spec:\n  replicas: 2\n  template:\n    spec:\n{}\
+---\napiVersion: pool.kubevirt.io/v1alpha1\nkind: VirtualMachinePool\nmetadata: {{name: pool, namespace: prod}}\n\
+spec:\n  replicas: 2\n  virtualMachineTemplate:\n    spec:\n      runStrategy: Always\n      template:\n        spec:\n{}",
+        unprobed_spec(6),
+        unprobed_spec(2),
+        unprobed_spec(6),
+        unprobed_spec(10),
+    )
+}
+
+/// The message and hint of `rule` on the object named `name`.
+fn finding_on(report: &AuditReport, rule: &str, name: &str) -> (String, String) {
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == rule && f.object.name == name)
+        .unwrap_or_else(|| panic!("{rule} did not fire on {name}: {:#?}", report.findings));
+    (f.message.clone(), f.hint.clone())
+}
+
+#[test]
+fn findings_name_the_field_where_each_kind_keeps_it() {
+    let mut snapshot = ClusterSnapshot::default();
+    load_into(&mut snapshot, "kinds.yaml", &one_of_each_kind()).unwrap();
+    let report = audit(&snapshot);
+    for (name, prefix) in [
+        ("vm", "spec.template.spec"),
+        ("vmi", "spec"),
+        ("rs", "spec.template.spec"),
+        ("pool", "spec.virtualMachineTemplate.spec.template.spec"),
+    ] {
+        let (message, _) = finding_on(&report, "probes-liveness-missing", name);
+        assert_eq!(message, format!("{prefix}.livenessProbe is not set"), "{name}");
+        let (message, _) = finding_on(&report, "probes-readiness-missing", name);
+        assert_eq!(message, format!("{prefix}.readinessProbe is not set"), "{name}");
+        let (message, _) = finding_on(&report, "resources-memory-missing", name);
+        assert!(
+            message.starts_with(&format!("{prefix}.domain has no ")),
+            "{name}: {message}"
+        );
+        let (message, hint) = finding_on(&report, "eviction-strategy-not-live-migrate", name);
+        assert_eq!(
+            hint,
+            format!("set {prefix}.evictionStrategy: LiveMigrate"),
+            "{name}"
+        );
+        // A standalone VMI's value is its own; the others' comes from their template.
+        let source = if name == "vmi" {
+            "the VMI's spec.evictionStrategy".to_string()
+        } else {
+            format!("{prefix}.evictionStrategy")
+        };
+        assert!(
+            message.ends_with(&format!("(from {source})")),
+            "{name}: {message}"
+        );
+    }
+}

@@ -25,7 +25,8 @@ pub(crate) static LIVENESS_MISSING: Rule = Rule {
     summary: "no livenessProbe: a hung guest is never detected",
     explanation: "Without a liveness probe KubeVirt only notices a VM that has crashed, not one \
 whose service hangs. A failing liveness probe stops the VMI and the run strategy restarts it.\n\n\
-Fix: add spec.template.spec.livenessProbe (tcpSocket, httpGet, exec or guestAgentPing).",
+Fix: add a livenessProbe (tcpSocket, httpGet, exec or guestAgentPing) to the VMI spec: \
+spec.template.spec.livenessProbe in a VM.",
 };
 
 pub(crate) static READINESS_MISSING: Rule = Rule {
@@ -34,8 +35,8 @@ pub(crate) static READINESS_MISSING: Rule = Rule {
     severity: Severity::Warning,
     summary: "no readinessProbe: traffic reaches the VM before its service is up",
     explanation: "Without a readiness probe the VMI is Ready as soon as the guest runs, and \
-Services send it traffic before the application listens.\n\nFix: add \
-spec.template.spec.readinessProbe.",
+Services send it traffic before the application listens.\n\nFix: add a readinessProbe to the \
+VMI spec: spec.template.spec.readinessProbe in a VM.",
 };
 
 pub(crate) static INVALID: Rule = Rule {
@@ -187,7 +188,7 @@ pub(crate) fn check(_ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Ou
     match &spec.liveness_probe {
         None => out.emit(
             &LIVENESS_MISSING,
-            "spec.template.spec.livenessProbe is not set",
+            format!("{} is not set", subject.spec_path("livenessProbe")),
             "add a livenessProbe (for example tcpSocket on the service port, initialDelaySeconds: 120)",
         ),
         Some(probe) => {
@@ -198,7 +199,7 @@ pub(crate) fn check(_ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Ou
     match &spec.readiness_probe {
         None => out.emit(
             &READINESS_MISSING,
-            "spec.template.spec.readinessProbe is not set",
+            format!("{} is not set", subject.spec_path("readinessProbe")),
             "add a readinessProbe that checks the guest's service",
         ),
         Some(probe) => check_probe("readinessProbe", probe, spec, out),
