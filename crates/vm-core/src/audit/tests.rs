@@ -235,13 +235,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             rule: "resources-instancetype-not-found",
+            // Not one of KubeVirt's common instancetypes, which are built in.
             fire: (
-                "spec: {instancetype: {name: u1.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
+                "spec: {instancetype: {name: gold.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
                 "",
             ),
             silent: (
-                "spec: {instancetype: {name: u1.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
-                "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata: {name: u1.large}\nspec: {cpu: {guest: 2}, memory: {guest: 8Gi}}\n",
+                "spec: {instancetype: {name: gold.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
+                "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata: {name: gold.large}\nspec: {cpu: {guest: 2}, memory: {guest: 8Gi}}\n",
             ),
         },
         Case {
@@ -743,4 +744,85 @@ fn findings_name_the_field_where_each_kind_keeps_it() {
             "{name}: {message}"
         );
     }
+}
+
+/// The baseline VM sized only by the cluster instancetype `name`.
+fn sized_by(name: &str, extra: &str) -> ClusterSnapshot {
+    cluster(
+        &format!(
+            "spec: {{instancetype: {{kind: VirtualMachineClusterInstancetype, name: {name}}}, \
+template: {{spec: {{domain: {{cpu: null, resources: null}}}}}}}}"
+        ),
+        extra,
+    )
+}
+
+/// The guest's vCPUs and memory as the audit sizes the first subject.
+fn guest_of(snapshot: &ClusterSnapshot) -> Option<(u32, String)> {
+    let ctx = AuditContext::new(snapshot);
+    let subjects = subject::subjects(snapshot);
+    let spec = ctx.instancetype_of(&subjects[0])?;
+    Some((spec.cpu.guest, spec.memory.guest.as_ref()?.0.clone()))
+}
+
+#[test]
+fn a_common_instancetype_not_in_the_input_is_sized_from_the_built_in_table() {
+    let snapshot = sized_by("u1.large", "");
+    assert_eq!(guest_of(&snapshot), Some((2, "8Gi".to_string())));
+    let fired = rules_fired(&snapshot);
+    assert!(
+        !fired.iter().any(|r| r.starts_with("resources-")),
+        "sized, and not missing: {fired:?}"
+    );
+}
+
+#[test]
+fn a_finding_that_relies_on_a_built_in_instancetype_says_so() {
+    // u1.8xlarge: 32 vCPUs and 128Gi, more than the baseline's 32Gi nodes.
+    let report = audit(&sized_by("u1.8xlarge", ""));
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "capacity-exceeds-every-node")
+        .unwrap();
+    assert!(
+        f.message
+            .contains("u1.8xlarge sized as in KubeVirt's common-instancetypes v1.7.0, not in the input"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn an_instancetype_defined_in_the_input_wins_over_the_built_in_one() {
+    let own = "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\n\
+metadata: {name: u1.large}\nspec: {cpu: {guest: 4}, memory: {guest: 64Gi}}\n";
+    let snapshot = sized_by("u1.large", own);
+    assert_eq!(guest_of(&snapshot), Some((4, "64Gi".to_string())));
+    let report = audit(&snapshot);
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "capacity-exceeds-every-node")
+        .unwrap();
+    assert!(!f.message.contains("common-instancetypes"), "{}", f.message);
+}
+
+#[test]
+fn live_mode_does_not_assume_common_instancetypes() {
+    let mut snapshot = sized_by("u1.large", "");
+    snapshot.source = crate::snapshot::SnapshotSource::Live;
+    assert_eq!(guest_of(&snapshot), None);
+    assert!(rules_fired(&snapshot).contains(&"resources-instancetype-not-found".to_string()));
+}
+
+#[test]
+fn namespaced_instancetypes_are_never_built_in() {
+    let snapshot = cluster(
+        "spec: {instancetype: {kind: VirtualMachineInstancetype, name: u1.large}, \
+template: {spec: {domain: {cpu: null, resources: null}}}}",
+        "",
+    );
+    assert_eq!(guest_of(&snapshot), None);
+    assert!(rules_fired(&snapshot).contains(&"resources-instancetype-not-found".to_string()));
 }

@@ -48,8 +48,9 @@ pub(crate) static INSTANCETYPE_NOT_FOUND: Rule = Rule {
     severity: Severity::Warning,
     summary: "spec.instancetype refers to an instancetype that does not exist",
     explanation: "A VM whose instancetype does not exist cannot start. An empty kind means \
-VirtualMachineClusterInstancetype. In file mode the instancetype must be among the inputs to be \
-found.\n\nFix: create the instancetype, or correct spec.instancetype.name and kind.",
+VirtualMachineClusterInstancetype. In file mode the instancetype must be among the inputs, or \
+be one of KubeVirt's common cluster instancetypes (u1.large and the like), whose sizes are built \
+in.\n\nFix: create the instancetype, or correct spec.instancetype.name and kind.",
 };
 
 pub(crate) static INSTANCETYPE_CONFLICT: Rule = Rule {
@@ -115,7 +116,7 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
             ),
             format!("create {kind} {name}, or fix spec.instancetype"),
         ),
-        InstancetypeLookup::Found(_) | InstancetypeLookup::NotUsed => {}
+        InstancetypeLookup::Found(_) | InstancetypeLookup::Common(..) | InstancetypeLookup::NotUsed => {}
     }
     if let Some(m) = matcher {
         let fields = conflicting_fields(spec);
