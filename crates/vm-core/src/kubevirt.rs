@@ -8,6 +8,7 @@
 //! The types implement `k8s_openapi::Resource` and `Metadata`, which gives them kube's
 //! `Resource` through its blanket impl, so `vm-kube` can list and watch them with `Api<T>`.
 
+pub mod common_instancetypes;
 mod instance;
 mod objects;
 mod resource_macro;

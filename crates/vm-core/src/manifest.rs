@@ -10,6 +10,9 @@
 
 mod limits;
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
@@ -81,7 +84,8 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 ///
 /// # Errors
 /// The first document that is not valid YAML/JSON, not an object, or a known kind of the wrong
-/// shape; or an input beyond the [`limits`]: more than [`MAX_INPUT_BYTES`], nested deeper than
+/// shape; a second object of a known kind with the same namespace and name as one already in
+/// `snapshot` (from this input or an earlier one); or an input beyond the [`limits`]: more than [`MAX_INPUT_BYTES`], nested deeper than
 /// [`MAX_DEPTH`], or more than [`MAX_VALUES`] values with aliases expanded. Documents of unknown
 /// kinds are skipped and reported as [`Note`]s.
 pub fn load_into(
@@ -200,14 +204,27 @@ fn add_value(
         namespace: namespaced.then(|| namespace.unwrap_or("default").to_string()),
         name: name.clone(),
     };
-    snapshot.origins.entry(object).or_insert_with(|| Origin {
+    let origin = Origin {
         source: source_name.to_string(),
         line,
-    });
+    };
+    // Objects without a name (generateName) are each their own; the rest may appear once.
+    let named = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .is_some_and(Value::is_string);
     macro_rules! push {
         ($list:expr) => {
-            $list.push(typed(value, source_name, line, &kind, &name)?)
+            push!($list, value)
         };
+        ($list:expr, $value:expr) => {{
+            if named {
+                claim(&mut snapshot.origins, object, origin)?;
+            } else {
+                snapshot.origins.entry(object).or_insert(origin);
+            }
+            $list.push(typed($value, source_name, line, &kind, &name)?)
+        }};
     }
     let group = api_version.split('/').next().unwrap_or_default();
     match (group, kind.as_str()) {
@@ -234,14 +251,55 @@ fn add_value(
             if let Value::Mapping(map) = &mut value {
                 map.insert("apiVersion".into(), "policy/v1".into());
             }
-            snapshot.pdbs.push(typed(value, source_name, line, &kind, &name)?);
+            push!(snapshot.pdbs, value);
         }
-        _ => notes.push(Note {
-            location: format!("{source_name}:{line}"),
-            message: format!("skipped {kind} {name} ({api_version}): not a kind vm-audit reads"),
-        }),
+        _ => {
+            snapshot.origins.entry(object).or_insert(origin);
+            notes.push(Note {
+                location: format!("{source_name}:{line}"),
+                message: format!("skipped {kind} {name} ({api_version}): not a kind vm-audit reads"),
+            });
+        }
     }
     Ok(())
+}
+
+/// Records where `object` was read. A second document with the same kind, namespace and name
+/// is an error naming both places: merged, the two would be audited as one object with every
+/// finding twice, and which copy the user meant cannot be known. (Each kind read here belongs
+/// to one API group, so the kind stands for the group too.)
+fn claim(
+    origins: &mut BTreeMap<ObjectRef, Origin>,
+    object: ObjectRef,
+    origin: Origin,
+) -> Result<(), ManifestError> {
+    let first = match origins.entry(object) {
+        Entry::Vacant(entry) => {
+            entry.insert(origin);
+            return Ok(());
+        }
+        Entry::Occupied(entry) => entry,
+    };
+    let (object, first) = (first.key(), first.get());
+    let id = match &object.namespace {
+        Some(ns) => format!("{} {ns}/{}", object.kind, object.name),
+        None => format!("{} {}", object.kind, object.name),
+    };
+    let places = if *first == origin {
+        // Two items of one List, or the same file given twice.
+        format!("twice in {}:{}", first.source, first.line)
+    } else {
+        format!(
+            "in {}:{} and in {}:{}",
+            first.source, first.line, origin.source, origin.line
+        )
+    };
+    Err(ManifestError {
+        source_name: origin.source,
+        line: origin.line,
+        column: None,
+        message: format!("duplicate {id}: {places}; each object may appear once"),
+    })
 }
 
 fn typed<T: DeserializeOwned>(
@@ -373,18 +431,21 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
     fn the_value_budget_is_for_the_whole_input_not_per_document() {
         // 9 values a document (the mapping, 3 keys and their values, the name key and value):
         // with a budget of 20, two documents pass and the third is refused.
-        let doc = "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n";
+        let doc = |i| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n{i}}}\n");
+        let docs = |n| (0..n).map(doc).collect::<Vec<_>>().join("---\n");
         let mut snap = ClusterSnapshot::default();
-        load_with_budget(&mut snap, "two.yaml", &[doc; 2].join("---\n"), 20).unwrap();
-        let err = load_with_budget(&mut snap, "three.yaml", &[doc; 3].join("---\n"), 20)
+        load_with_budget(&mut snap, "two.yaml", &docs(2), 20).unwrap();
+        let mut snap = ClusterSnapshot::default();
+        let err = load_with_budget(&mut snap, "three.yaml", &docs(3), 20)
             .unwrap_err()
             .to_string();
         assert!(
             err.starts_with("three.yaml:") && err.contains("values with aliases expanded"),
             "{err}"
         );
-        load_with_budget(&mut snap, "one.yaml", doc, 9).unwrap();
-        assert!(load_with_budget(&mut snap, "one.yaml", doc, 8).is_err());
+        let mut snap = ClusterSnapshot::default();
+        load_with_budget(&mut snap, "one.yaml", &doc(9), 9).unwrap();
+        assert!(load_with_budget(&mut snap, "one.yaml", &doc(8), 8).is_err());
     }
 
     #[test]
@@ -417,7 +478,7 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
         );
         // 100 levels is deep but allowed.
         let ok = format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: n}}\nx: {}{}\n",
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: ok}}\nx: {}{}\n",
             "[".repeat(100),
             "]".repeat(100)
         );
@@ -433,6 +494,71 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
             err.starts_with("huge.yaml:1: ") && err.contains("32 MiB"),
             "{err}"
         );
+    }
+
+    const WEB: &str =
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: web, namespace: prod}\n";
+
+    #[test]
+    fn a_second_document_with_the_same_identity_is_an_error_naming_both() {
+        let mut snap = ClusterSnapshot::default();
+        let other = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n";
+        load_into(&mut snap, "a.yaml", &format!("{other}---\n{WEB}")).unwrap();
+        let err = load_into(&mut snap, "b.yaml", WEB).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "b.yaml:1: duplicate VirtualMachine prod/web: in a.yaml:5 and in b.yaml:1; each object may appear once"
+        );
+        assert_eq!(snap.vms.len(), 1, "the second copy must not be merged in");
+    }
+
+    #[test]
+    fn an_omitted_namespace_is_the_default_one_for_duplicates() {
+        let mut snap = ClusterSnapshot::default();
+        let vm = |ns: &str| {
+            format!("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: web{ns}}}\n")
+        };
+        load_into(&mut snap, "a.yaml", &vm("")).unwrap();
+        let err = load_into(&mut snap, "b.yaml", &vm(", namespace: default"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duplicate VirtualMachine default/web: in a.yaml:1 and in b.yaml:1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn same_names_in_other_namespaces_or_kinds_are_different_objects() {
+        let mut snap = ClusterSnapshot::default();
+        let text = format!(
+            "{WEB}---\n{}---\n{}---\napiVersion: v1\nkind: Node\nmetadata: {{name: web}}\n",
+            WEB.replace("prod", "staging"),
+            WEB.replace("VirtualMachine", "VirtualMachineInstance")
+        );
+        load_into(&mut snap, "f.yaml", &text).unwrap();
+        assert_eq!((snap.vms.len(), snap.vmis.len(), snap.nodes.len()), (2, 1, 1));
+    }
+
+    #[test]
+    fn duplicates_inside_one_list_and_cluster_scoped_ones_are_errors_too() {
+        let mut snap = ClusterSnapshot::default();
+        let list = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {name: n1}}\n- {apiVersion: v1, kind: Node, metadata: {name: n1}}\n";
+        let err = load_into(&mut snap, "list.yaml", list).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "list.yaml:1: duplicate Node n1: twice in list.yaml:1; each object may appear once"
+        );
+    }
+
+    #[test]
+    fn unnamed_objects_and_kinds_that_are_not_read_are_not_duplicates() {
+        let mut snap = ClusterSnapshot::default();
+        let unnamed = "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {generateName: web-}\n";
+        let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n";
+        let text = [unnamed, unnamed, deployment, deployment].join("---\n");
+        let notes = load_into(&mut snap, "f.yaml", &text).unwrap();
+        assert_eq!((snap.vms.len(), notes.len()), (2, 2));
     }
 
     #[test]

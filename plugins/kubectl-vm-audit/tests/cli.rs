@@ -342,6 +342,27 @@ fn not_an_object_and_wrong_field_types_are_usage_errors() {
 }
 
 #[test]
+fn the_same_object_in_two_files_is_an_input_error_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: web, namespace: prod}\n\
+spec: {runStrategy: Always}\n";
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n";
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, format!("{node}---\n{vm}")).unwrap();
+    std::fs::write(&b, vm).unwrap();
+    let (mut cmd, _home) = audit();
+    cmd.args(["-f", path(dir.path()), "-o", "json"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(format!(
+            "duplicate VirtualMachine prod/web: in {}:5 and in {}:1; each object may appear once",
+            a.display(),
+            b.display()
+        )));
+}
+
+#[test]
 fn unknown_kinds_are_skipped_with_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mixed.yaml");

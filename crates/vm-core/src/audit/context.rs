@@ -3,11 +3,12 @@
 
 use super::subject::Subject;
 use crate::effective::{ClusterConfig, EffectiveEviction, eviction_strategy};
+use crate::kubevirt::common_instancetypes::{RELEASE, common_cluster_instancetype};
 use crate::kubevirt::{InstancetypeMatcher, InstancetypeSpec};
 use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
 use crate::placement::NodeView;
 use crate::resources::{Requests, launcher_requests};
-use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::{ClusterSnapshot, SnapshotSource};
 
 /// Shared, read-only inputs of the rules.
 pub struct AuditContext<'a> {
@@ -27,6 +28,9 @@ pub enum InstancetypeLookup<'a> {
     NotUsed,
     /// Found; its spec sizes the guest.
     Found(&'a InstancetypeSpec),
+    /// Not among the input files but one of KubeVirt's common cluster instancetypes, whose
+    /// built-in sizes stand in for it: the spec and the name.
+    Common(&'a InstancetypeSpec, String),
     /// Referenced but not in the snapshot: `(kind, name)`.
     Missing(&'static str, String),
 }
@@ -46,7 +50,11 @@ impl<'a> AuditContext<'a> {
         }
     }
 
-    /// Finds the instancetype a VM refers to. An empty kind means the cluster-scoped kind.
+    /// Finds the instancetype a VM refers to. An empty kind means the cluster-scoped kind. In
+    /// file mode a cluster instancetype that the input does not define may be one of KubeVirt's
+    /// common instancetypes, which virt-operator deploys on most clusters; a definition in the
+    /// input wins. Live mode looks only at the cluster: a VM whose instancetype is not there
+    /// cannot start, whatever its name.
     #[must_use]
     pub fn instancetype(
         &self,
@@ -76,7 +84,10 @@ impl<'a> AuditContext<'a> {
         match found {
             Some(spec) => InstancetypeLookup::Found(spec),
             None if namespaced => InstancetypeLookup::Missing("VirtualMachineInstancetype", m.name.clone()),
-            None => InstancetypeLookup::Missing("VirtualMachineClusterInstancetype", m.name.clone()),
+            None => match self.common_instancetype(&m.name) {
+                Some(spec) => InstancetypeLookup::Common(spec, m.name.clone()),
+                None => InstancetypeLookup::Missing("VirtualMachineClusterInstancetype", m.name.clone()),
+            },
         }
     }
 
@@ -87,7 +98,30 @@ impl<'a> AuditContext<'a> {
             subject.namespace(),
             subject.vm_spec.and_then(|s| s.instancetype.as_ref()),
         ) {
-            InstancetypeLookup::Found(spec) => Some(spec),
+            InstancetypeLookup::Found(spec) | InstancetypeLookup::Common(spec, _) => Some(spec),
+            InstancetypeLookup::NotUsed | InstancetypeLookup::Missing(..) => None,
+        }
+    }
+
+    /// The built-in common instancetype `name`, in file mode only.
+    fn common_instancetype(&self, name: &str) -> Option<&'static InstancetypeSpec> {
+        match self.snapshot.source {
+            SnapshotSource::Files => common_cluster_instancetype(name),
+            SnapshotSource::Live => None,
+        }
+    }
+
+    /// Words for a finding whose numbers come from a built-in common instancetype, so that the
+    /// user knows they were assumed, not read; `None` when the subject is not sized by one.
+    #[must_use]
+    pub fn built_in_sizing(&self, subject: &Subject<'_>) -> Option<String> {
+        match self.instancetype(
+            subject.namespace(),
+            subject.vm_spec.and_then(|s| s.instancetype.as_ref()),
+        ) {
+            InstancetypeLookup::Common(_, name) => Some(format!(
+                "{name} sized as in KubeVirt's common-instancetypes {RELEASE}, not in the input"
+            )),
             _ => None,
         }
     }

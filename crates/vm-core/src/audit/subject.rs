@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::finding::ObjectRef;
+use crate::effective::EvictionSource;
 use crate::kubevirt::{
     VirtualMachineInstance, VirtualMachineInstanceSpec, VirtualMachineInstanceTemplateSpec,
     VirtualMachineSpec,
@@ -62,6 +63,31 @@ impl<'a> Subject<'a> {
                     .and_then(|m| m.annotations.as_ref())
             })
             .unwrap_or(&EMPTY)
+    }
+
+    /// The path of `field` of the VMI spec in this subject's own manifest, so that a finding
+    /// names a field the user can find: a VM and a VMI ReplicaSet hold the VMI spec at
+    /// `spec.template.spec`, a pool one level deeper in its VM template, a standalone VMI at
+    /// `spec` (see the types in `kubevirt/objects.rs`).
+    #[must_use]
+    pub fn spec_path(&self, field: &str) -> String {
+        let prefix = match self.object.kind.as_str() {
+            "VirtualMachineInstance" => "spec",
+            "VirtualMachinePool" => "spec.virtualMachineTemplate.spec.template.spec",
+            // VirtualMachine and VirtualMachineInstanceReplicaSet.
+            _ => "spec.template.spec",
+        };
+        format!("{prefix}.{field}")
+    }
+
+    /// Where an eviction strategy came from, in words; a template's value is named by its path
+    /// in this subject's manifest.
+    #[must_use]
+    pub fn eviction_source(&self, source: &EvictionSource) -> String {
+        match source {
+            EvictionSource::Template => self.spec_path("evictionStrategy"),
+            other => other.to_string(),
+        }
     }
 
     /// Whether this subject is a standalone VMI (no VM, replica set or pool owns it).

@@ -235,13 +235,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             rule: "resources-instancetype-not-found",
+            // Not one of KubeVirt's common instancetypes, which are built in.
             fire: (
-                "spec: {instancetype: {name: u1.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
+                "spec: {instancetype: {name: gold.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
                 "",
             ),
             silent: (
-                "spec: {instancetype: {name: u1.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
-                "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata: {name: u1.large}\nspec: {cpu: {guest: 2}, memory: {guest: 8Gi}}\n",
+                "spec: {instancetype: {name: gold.large}, template: {spec: {domain: {cpu: null, resources: null}}}}",
+                "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\nmetadata: {name: gold.large}\nspec: {cpu: {guest: 2}, memory: {guest: 8Gi}}\n",
             ),
         },
         Case {
@@ -384,12 +385,13 @@ fn cases() -> Vec<Case> {
         },
         Case {
             rule: "probes-liveness-too-early",
+            // Kubernetes' defaults: 0 + 3 × 10 = 30 s; the baseline's period of 20 s makes 60 s.
             fire: (
-                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: 5}}}}",
+                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: null, periodSeconds: null}}}}",
                 "",
             ),
             silent: (
-                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: 30}}}}",
+                "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: null}}}}",
                 "",
             ),
         },
@@ -574,4 +576,253 @@ fn fail_threshold_compares_severities() {
     let report = audit(&cluster("spec: {runStrategy: Halted}", ""));
     assert!(report.fails_at(Severity::Info));
     assert!(!report.fails_at(Severity::Warning));
+}
+
+/// The message of `probes-liveness-too-early` on the baseline VM with `probe` as its liveness
+/// probe (a tcpSocket handler is added), or `None` when the rule is silent.
+fn liveness_too_early(probe: &str) -> Option<String> {
+    let mut snapshot = cluster("", "");
+    let mut probe: Value = serde_yaml::from_str(probe).unwrap();
+    probe["tcpSocket"] = json!({"port": 1500});
+    snapshot.vms[0]
+        .spec
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .liveness_probe = Some(serde_json::from_value(probe).unwrap());
+    audit(&snapshot)
+        .findings
+        .into_iter()
+        .find(|f| f.rule == "probes-liveness-too-early")
+        .map(|f| f.message)
+}
+
+#[test]
+fn a_liveness_probe_with_kubernetes_defaults_can_kill_after_30_s() {
+    assert_eq!(
+        liveness_too_early("{}").as_deref(),
+        Some(
+            "livenessProbe can restart the guest 30 s after start (initialDelaySeconds 0 + \
+failureThreshold 3 × periodSeconds 10), below the 60 s boot allowance"
+        )
+    );
+}
+
+#[test]
+fn a_liveness_probe_every_20_s_without_delay_cannot_kill_a_booting_guest() {
+    // 0 + 3 × 20 = 60 s: not below the allowance.
+    assert_eq!(liveness_too_early("{periodSeconds: 20}"), None);
+    // One second less per period is.
+    let message = liveness_too_early("{periodSeconds: 19}").unwrap();
+    assert!(message.contains("57 s after start"), "{message}");
+}
+
+#[test]
+fn an_initial_delay_counts_towards_the_boot_allowance() {
+    assert_eq!(liveness_too_early("{initialDelaySeconds: 30}"), None);
+    let message = liveness_too_early("{initialDelaySeconds: 29}").unwrap();
+    assert!(
+        message.contains("59 s after start (initialDelaySeconds 29 + failureThreshold 3 × periodSeconds 10)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_single_failure_every_5_s_kills_after_5_s() {
+    let message = liveness_too_early("{failureThreshold: 1, periodSeconds: 5}").unwrap();
+    assert!(
+        message.contains("5 s after start (initialDelaySeconds 0 + failureThreshold 1 × periodSeconds 5)"),
+        "{message}"
+    );
+    // Zero means unset to the API server, so it takes the default too.
+    let message = liveness_too_early("{failureThreshold: 0, periodSeconds: 0}").unwrap();
+    assert!(message.contains("30 s after start"), "{message}");
+}
+
+#[test]
+fn a_guest_agent_ping_liveness_probe_is_judged_by_the_same_arithmetic() {
+    let mut snapshot = cluster(
+        "spec: {template: {spec: {livenessProbe: {initialDelaySeconds: null, periodSeconds: null, tcpSocket: null, guestAgentPing: {}}}}}",
+        "",
+    );
+    assert!(rules_fired(&snapshot).contains(&"probes-liveness-too-early".to_string()));
+    let probe = snapshot.vms[0].spec.template.spec.as_mut().unwrap();
+    probe.liveness_probe.as_mut().unwrap().initial_delay_seconds = Some(60);
+    assert!(!rules_fired(&snapshot).contains(&"probes-liveness-too-early".to_string()));
+}
+
+#[test]
+fn the_liveness_explanation_states_the_formula_and_the_allowance() {
+    let rule = RULES
+        .iter()
+        .find(|r| r.id == "probes-liveness-too-early")
+        .unwrap();
+    assert!(
+        rule.explanation
+            .contains("initialDelaySeconds + failureThreshold × periodSeconds"),
+        "{}",
+        rule.explanation
+    );
+    // The text is static; this keeps it in step with the number the rule uses.
+    let allowance = format!("boot allowance of {} s", rules::probes::BOOT_ALLOWANCE_SECONDS);
+    assert!(rule.explanation.contains(&allowance), "{}", rule.explanation);
+}
+
+/// The same VMI spec, without probes, CPU or memory sizing and with eviction strategy None,
+/// under each kind that carries one, indented to sit at `indent` spaces.
+fn unprobed_spec(indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    ["evictionStrategy: None", "domain: {devices: {}}"]
+        .iter()
+        .map(|line| format!("{pad}{line}\n"))
+        .collect()
+}
+
+/// A VM, a standalone VMI, a VMI ReplicaSet and a VM pool, each named after its kind.
+fn one_of_each_kind() -> String {
+    format!(
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: vm, namespace: prod}}\n\
+spec:\n  runStrategy: Always\n  template:\n    spec:\n{}\
+---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vmi, namespace: prod}}\n\
+spec:\n{}\
+---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstanceReplicaSet\nmetadata: {{name: rs, namespace: prod}}\n\
+spec:\n  replicas: 2\n  template:\n    spec:\n{}\
+---\napiVersion: pool.kubevirt.io/v1alpha1\nkind: VirtualMachinePool\nmetadata: {{name: pool, namespace: prod}}\n\
+spec:\n  replicas: 2\n  virtualMachineTemplate:\n    spec:\n      runStrategy: Always\n      template:\n        spec:\n{}",
+        unprobed_spec(6),
+        unprobed_spec(2),
+        unprobed_spec(6),
+        unprobed_spec(10),
+    )
+}
+
+/// The message and hint of `rule` on the object named `name`.
+fn finding_on(report: &AuditReport, rule: &str, name: &str) -> (String, String) {
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == rule && f.object.name == name)
+        .unwrap_or_else(|| panic!("{rule} did not fire on {name}: {:#?}", report.findings));
+    (f.message.clone(), f.hint.clone())
+}
+
+#[test]
+fn findings_name_the_field_where_each_kind_keeps_it() {
+    let mut snapshot = ClusterSnapshot::default();
+    load_into(&mut snapshot, "kinds.yaml", &one_of_each_kind()).unwrap();
+    let report = audit(&snapshot);
+    for (name, prefix) in [
+        ("vm", "spec.template.spec"),
+        ("vmi", "spec"),
+        ("rs", "spec.template.spec"),
+        ("pool", "spec.virtualMachineTemplate.spec.template.spec"),
+    ] {
+        let (message, _) = finding_on(&report, "probes-liveness-missing", name);
+        assert_eq!(message, format!("{prefix}.livenessProbe is not set"), "{name}");
+        let (message, _) = finding_on(&report, "probes-readiness-missing", name);
+        assert_eq!(message, format!("{prefix}.readinessProbe is not set"), "{name}");
+        let (message, _) = finding_on(&report, "resources-memory-missing", name);
+        assert!(
+            message.starts_with(&format!("{prefix}.domain has no ")),
+            "{name}: {message}"
+        );
+        let (message, hint) = finding_on(&report, "eviction-strategy-not-live-migrate", name);
+        assert_eq!(
+            hint,
+            format!("set {prefix}.evictionStrategy: LiveMigrate"),
+            "{name}"
+        );
+        // A standalone VMI's value is its own; the others' comes from their template.
+        let source = if name == "vmi" {
+            "the VMI's spec.evictionStrategy".to_string()
+        } else {
+            format!("{prefix}.evictionStrategy")
+        };
+        assert!(
+            message.ends_with(&format!("(from {source})")),
+            "{name}: {message}"
+        );
+    }
+}
+
+/// The baseline VM sized only by the cluster instancetype `name`.
+fn sized_by(name: &str, extra: &str) -> ClusterSnapshot {
+    cluster(
+        &format!(
+            "spec: {{instancetype: {{kind: VirtualMachineClusterInstancetype, name: {name}}}, \
+template: {{spec: {{domain: {{cpu: null, resources: null}}}}}}}}"
+        ),
+        extra,
+    )
+}
+
+/// The guest's vCPUs and memory as the audit sizes the first subject.
+fn guest_of(snapshot: &ClusterSnapshot) -> Option<(u32, String)> {
+    let ctx = AuditContext::new(snapshot);
+    let subjects = subject::subjects(snapshot);
+    let spec = ctx.instancetype_of(&subjects[0])?;
+    Some((spec.cpu.guest, spec.memory.guest.as_ref()?.0.clone()))
+}
+
+#[test]
+fn a_common_instancetype_not_in_the_input_is_sized_from_the_built_in_table() {
+    let snapshot = sized_by("u1.large", "");
+    assert_eq!(guest_of(&snapshot), Some((2, "8Gi".to_string())));
+    let fired = rules_fired(&snapshot);
+    assert!(
+        !fired.iter().any(|r| r.starts_with("resources-")),
+        "sized, and not missing: {fired:?}"
+    );
+}
+
+#[test]
+fn a_finding_that_relies_on_a_built_in_instancetype_says_so() {
+    // u1.8xlarge: 32 vCPUs and 128Gi, more than the baseline's 32Gi nodes.
+    let report = audit(&sized_by("u1.8xlarge", ""));
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "capacity-exceeds-every-node")
+        .unwrap();
+    assert!(
+        f.message
+            .contains("u1.8xlarge sized as in KubeVirt's common-instancetypes v1.7.0, not in the input"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn an_instancetype_defined_in_the_input_wins_over_the_built_in_one() {
+    let own = "apiVersion: instancetype.kubevirt.io/v1beta1\nkind: VirtualMachineClusterInstancetype\n\
+metadata: {name: u1.large}\nspec: {cpu: {guest: 4}, memory: {guest: 64Gi}}\n";
+    let snapshot = sized_by("u1.large", own);
+    assert_eq!(guest_of(&snapshot), Some((4, "64Gi".to_string())));
+    let report = audit(&snapshot);
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "capacity-exceeds-every-node")
+        .unwrap();
+    assert!(!f.message.contains("common-instancetypes"), "{}", f.message);
+}
+
+#[test]
+fn live_mode_does_not_assume_common_instancetypes() {
+    let mut snapshot = sized_by("u1.large", "");
+    snapshot.source = crate::snapshot::SnapshotSource::Live;
+    assert_eq!(guest_of(&snapshot), None);
+    assert!(rules_fired(&snapshot).contains(&"resources-instancetype-not-found".to_string()));
+}
+
+#[test]
+fn namespaced_instancetypes_are_never_built_in() {
+    let snapshot = cluster(
+        "spec: {instancetype: {kind: VirtualMachineInstancetype, name: u1.large}, \
+template: {spec: {domain: {cpu: null, resources: null}}}}",
+        "",
+    );
+    assert_eq!(guest_of(&snapshot), None);
+    assert!(rules_fired(&snapshot).contains(&"resources-instancetype-not-found".to_string()));
 }

@@ -60,10 +60,14 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
             .take(3)
             .map(|r| r.replace(" free,", " allocatable,"))
             .collect();
+        let assumed = ctx
+            .built_in_sizing(subject)
+            .map(|words| format!("; {words}"))
+            .unwrap_or_default();
         out.emit(
             &EXCEEDS_EVERY_NODE,
             format!(
-                "launcher pod requests {} memory and {} CPU (overhead included), more than any matching node: {}",
+                "launcher pod requests {} memory and {} CPU (overhead included{assumed}), more than any matching node: {}",
                 format_bytes(requests.memory),
                 format_cpu(requests.cpu),
                 shown.join("; ")

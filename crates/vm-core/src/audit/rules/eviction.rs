@@ -17,8 +17,8 @@ pub(crate) static NOT_LIVE_MIGRATE: Rule = Rule {
 then the VM template, then the KubeVirt CR, then the HyperConverged CR, and defaults to None. With \
 None a drain or kubelet eviction shuts the VM down; with External it waits for an outside \
 controller. The best-practice guide asks for LiveMigrate.\n\nFix: set \
-spec.template.spec.evictionStrategy: LiveMigrate (or the cluster-wide value in the KubeVirt or \
-HyperConverged CR).",
+evictionStrategy: LiveMigrate in the VMI spec (spec.template.spec.evictionStrategy in a VM), or \
+the cluster-wide value in the KubeVirt or HyperConverged CR.",
 };
 
 pub(crate) static INVALID: Rule = Rule {
@@ -44,18 +44,19 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
     let effective = ctx.eviction(subject);
     let field = match effective.source {
         EvictionSource::Vmi | EvictionSource::Template => "evictionStrategy".to_string(),
-        _ => effective.source.to_string(),
+        _ => subject.eviction_source(&effective.source),
     };
+    let source = subject.eviction_source(&effective.source);
     match effective.strategy {
         None => out.emit(
             &INVALID,
-            format!("{field} is `{}` (from {})", effective.raw, effective.source),
+            format!("{field} is `{}` (from {source})", effective.raw),
             "set evictionStrategy: LiveMigrate",
         ),
         Some(s @ (EvictionStrategy::None | EvictionStrategy::External)) => out.emit(
             &NOT_LIVE_MIGRATE,
-            format!("effective evictionStrategy is {s} (from {})", effective.source),
-            "set spec.template.spec.evictionStrategy: LiveMigrate",
+            format!("effective evictionStrategy is {s} (from {source})"),
+            format!("set {}: LiveMigrate", subject.spec_path("evictionStrategy")),
         ),
         Some(_) => {}
     }
@@ -71,7 +72,9 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
                 &STALE,
                 format!(
                     "the running VMI has evictionStrategy {} but a new VMI would get {} (from {})",
-                    effective.raw, fresh.raw, fresh.source
+                    effective.raw,
+                    fresh.raw,
+                    subject.eviction_source(&fresh.source)
                 ),
                 "restart the VM to apply the current eviction strategy",
             );

@@ -166,7 +166,10 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
             out.emit(
                 &NO_NODE,
                 format!("no node of {} matches: {summary}", ctx.nodes.len()),
-                "fix spec.template.spec.nodeSelector/affinity/tolerations or label a node",
+                format!(
+                    "fix {}/affinity/tolerations or label a node",
+                    subject.spec_path("nodeSelector")
+                ),
             );
         }
         [only] if pin.is_none() && ctx.nodes.len() > 1 => out.emit(

@@ -16,8 +16,8 @@ pub(crate) static MEMORY_MISSING: Rule = Rule {
     summary: "no memory size: no requests.memory, memory.guest or instancetype",
     explanation: "KubeVirt needs to know the guest's memory: spec.domain.resources.requests.memory, \
 spec.domain.memory.guest, or an instancetype. Without one the VMI is rejected, and the scheduler \
-could not reserve room for it anyway.\n\nFix: set spec.template.spec.domain.resources.requests.memory \
-(and limits), or spec.instancetype.",
+could not reserve room for it anyway.\n\nFix: set domain.resources.requests.memory (and limits) \
+in the VMI spec (spec.template.spec.domain in a VM), or spec.instancetype.",
 };
 
 pub(crate) static CPU_MISSING: Rule = Rule {
@@ -27,8 +27,8 @@ pub(crate) static CPU_MISSING: Rule = Rule {
     summary: "no CPU size: no requests.cpu, limits.cpu, cpu topology or instancetype",
     explanation: "Without CPU requests, limits or topology the guest gets one vCPU and its launcher \
 pod requests a tenth of a core, so the scheduler packs such VMs tightly and they compete for CPU \
-under load.\n\nFix: set spec.template.spec.domain.resources.requests.cpu (and limits), or use an \
-instancetype.",
+under load.\n\nFix: set domain.resources.requests.cpu (and limits) in the VMI spec \
+(spec.template.spec.domain in a VM), or use an instancetype.",
 };
 
 pub(crate) static LIMITS_MISSING: Rule = Rule {
@@ -38,7 +38,8 @@ pub(crate) static LIMITS_MISSING: Rule = Rule {
     summary: "requests without limits",
     explanation: "The best-practice guide sets both requests and limits. Without limits the VM's \
 pod may use more than it reserved on a busy node, and it is the first to be evicted under \
-pressure.\n\nFix: add spec.template.spec.domain.resources.limits for cpu and memory.",
+pressure.\n\nFix: add domain.resources.limits for cpu and memory to the VMI spec \
+(spec.template.spec.domain in a VM).",
 };
 
 pub(crate) static INSTANCETYPE_NOT_FOUND: Rule = Rule {
@@ -47,8 +48,9 @@ pub(crate) static INSTANCETYPE_NOT_FOUND: Rule = Rule {
     severity: Severity::Warning,
     summary: "spec.instancetype refers to an instancetype that does not exist",
     explanation: "A VM whose instancetype does not exist cannot start. An empty kind means \
-VirtualMachineClusterInstancetype. In file mode the instancetype must be among the inputs to be \
-found.\n\nFix: create the instancetype, or correct spec.instancetype.name and kind.",
+VirtualMachineClusterInstancetype. In file mode the instancetype must be among the inputs, or \
+be one of KubeVirt's common cluster instancetypes (u1.large and the like), whose sizes are built \
+in.\n\nFix: create the instancetype, or correct spec.instancetype.name and kind.",
 };
 
 pub(crate) static INSTANCETYPE_CONFLICT: Rule = Rule {
@@ -114,7 +116,7 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
             ),
             format!("create {kind} {name}, or fix spec.instancetype"),
         ),
-        InstancetypeLookup::Found(_) | InstancetypeLookup::NotUsed => {}
+        InstancetypeLookup::Found(_) | InstancetypeLookup::Common(..) | InstancetypeLookup::NotUsed => {}
     }
     if let Some(m) = matcher {
         let fields = conflicting_fields(spec);
@@ -126,7 +128,7 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
                     m.name,
                     fields.join(", ")
                 ),
-                "remove the explicit sizing from spec.template.spec.domain",
+                format!("remove the explicit sizing from {}", subject.spec_path("domain")),
             );
         }
         return;
@@ -136,7 +138,10 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
     if !has_resource(spec, "memory") && guest.is_none() && !has_hugepages {
         out.emit(
             &MEMORY_MISSING,
-            "spec.template.spec.domain has no resources.requests.memory, memory.guest or instancetype",
+            format!(
+                "{} has no resources.requests.memory, memory.guest or instancetype",
+                subject.spec_path("domain")
+            ),
             "set domain.resources.requests.memory and limits.memory (or spec.instancetype)",
         );
     }
@@ -148,7 +153,10 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
     if !has_resource(spec, "cpu") && !has_topology {
         out.emit(
             &CPU_MISSING,
-            "spec.template.spec.domain has no resources cpu, cpu topology or instancetype: 1 vCPU, 100m requested",
+            format!(
+                "{} has no resources cpu, cpu topology or instancetype: 1 vCPU, 100m requested",
+                subject.spec_path("domain")
+            ),
             "set domain.resources.requests.cpu and limits.cpu (or spec.instancetype)",
         );
     }

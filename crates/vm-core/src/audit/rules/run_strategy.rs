@@ -153,9 +153,13 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
                     &RERUN_ON_FAILURE_EVICTION,
                     format!(
                         "runStrategy RerunOnFailure with eviction strategy {} (from {}): a drain shuts the guest down and it stays stopped",
-                        eviction.raw, eviction.source
+                        eviction.raw,
+                        subject.eviction_source(&eviction.source)
                     ),
-                    "set spec.template.spec.evictionStrategy: LiveMigrate, or runStrategy: Always",
+                    format!(
+                        "set {}: LiveMigrate, or runStrategy: Always",
+                        subject.spec_path("evictionStrategy")
+                    ),
                 );
             }
         }
