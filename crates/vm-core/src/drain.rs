@@ -313,7 +313,7 @@ fn shutdown_consequence(strategy: Option<RunStrategy>) -> String {
 /// Migrations run `min(per-cluster, per-node outbound)` at a time from one node; each takes a
 /// fixed set-up time plus its memory over the assumed throughput. Greedy list scheduling,
 /// biggest first.
-fn estimate_seconds(plans: &[VmPlan], limits: &MigrationLimits, policy: &DrainPolicy) -> u64 {
+pub(crate) fn estimate_seconds(plans: &[VmPlan], limits: &MigrationLimits, policy: &DrainPolicy) -> u64 {
     const SETUP_SECONDS: f64 = 10.0;
     let rate = if policy.migration_bytes_per_second > 0.0 {
         policy.migration_bytes_per_second

@@ -18,4 +18,5 @@ pub mod planning;
 pub mod quantity;
 pub mod recover;
 pub mod resources;
+pub mod rolling;
 pub mod snapshot;

@@ -326,16 +326,27 @@ pub fn migration_target_with(
             (c, pod_requests(pod))
         }
         None => (
-            {
-                let mut c = rendered_constraints(vmi, cluster);
-                drop_unlabelled_families(&mut c, snapshot);
-                c
-            },
+            running_launcher_constraints(snapshot, vmi, cluster),
             launcher_requests(&vmi.spec, None, cluster).unwrap_or_default(),
         ),
     };
     add_migration_selectors(&mut constraints, vmi, cluster, source, snapshot)?;
     Ok((constraints, requests))
+}
+
+/// The constraints of the launcher pod `vmi` runs in now, rendered from its spec for a VMI
+/// read without its pod: those of [`rendered_constraints`] (the reported machine type counts),
+/// without the selectors of label families no node of the snapshot carries. A planner that
+/// simulates moves gives such a VMI this pod, so that its room is taken where it runs.
+#[must_use]
+pub fn running_launcher_constraints(
+    snapshot: &ClusterSnapshot,
+    vmi: &VirtualMachineInstance,
+    cluster: &ClusterConfig,
+) -> Constraints {
+    let mut c = rendered_constraints(vmi, cluster);
+    drop_unlabelled_families(&mut c, snapshot);
+    c
 }
 
 /// The constraints of a new launcher pod for `vmi` (a VM started again elsewhere, so the
