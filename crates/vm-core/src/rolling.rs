@@ -39,7 +39,9 @@
 //! every position. Without backtracking the search makes at most `r(r+1)` attempts (two passes
 //! over the remaining nodes at each position); once a position fails, backtracking makes at
 //! most [`RollingPolicy::max_backtrack_attempts`] more, and the deepest failure found is
-//! reported.
+//! reported. Measured (`examples/rolling_bench.rs`): a round of 50 nodes on 1,000 nodes and
+//! 10,000 VMIs plans in about 6 s, nearly all of it in `plan_drain`, which re-indexes the whole
+//! snapshot on every call.
 
 mod sim;
 #[cfg(test)]
