@@ -18,6 +18,7 @@ mod tests;
 use serde::Serialize;
 
 use crate::effective::{ClusterConfig, RunStrategy, eviction_strategy, run_strategy};
+use crate::eta::MigrationModel;
 use crate::kubevirt::VirtualMachineInstance;
 use crate::migratability::Migratability;
 use crate::migration_target::{TargetSources, migration_target_with};
@@ -36,7 +37,8 @@ pub struct DrainPolicy {
     pub force: bool,
     /// `--delete-emptydir-data`: evict pods whose emptyDir data is lost with them.
     pub delete_emptydir_data: bool,
-    /// Assumed migration throughput in bytes per second, for the time estimate.
+    /// Assumed migration throughput in bytes per second: the prior of the time estimate, used
+    /// when the cluster has too few finished migrations to fit on (see [`MigrationModel`]).
     pub migration_bytes_per_second: f64,
 }
 
@@ -124,6 +126,9 @@ pub struct DrainPlan {
     /// Estimated wall time of the migrations, in seconds.
     #[serde(rename = "estimatedSeconds")]
     pub estimated_seconds: u64,
+    /// The duration of one migration that the estimate assumes, and where it comes from.
+    #[serde(rename = "migrationModel")]
+    pub migration_model: MigrationModel,
 }
 
 /// Why no plan could be made at all.
@@ -169,7 +174,8 @@ fn owner_run_strategy(snapshot: &ClusterSnapshot, vmi: &VirtualMachineInstance) 
         .and_then(|vm| run_strategy(&vm.spec).strategy())
 }
 
-/// Computes the drain plan of `node`.
+/// Computes the drain plan of `node`, its time estimated with the migration model fitted on the
+/// snapshot's finished migrations (the policy's throughput as the prior).
 ///
 /// # Errors
 /// [`PlanError::NoSuchNode`] when the node is not in the snapshot.
@@ -177,6 +183,21 @@ pub fn plan_drain(
     snapshot: &ClusterSnapshot,
     node: &str,
     policy: &DrainPolicy,
+) -> Result<DrainPlan, PlanError> {
+    let model = MigrationModel::fit(snapshot, MigrationModel::prior(policy.migration_bytes_per_second));
+    plan_drain_with(snapshot, node, policy, &model)
+}
+
+/// [`plan_drain`] with a migration model given, for callers that plan many drains against one
+/// history (a rolling round) and fit it once.
+///
+/// # Errors
+/// [`PlanError::NoSuchNode`] when the node is not in the snapshot.
+pub fn plan_drain_with(
+    snapshot: &ClusterSnapshot,
+    node: &str,
+    policy: &DrainPolicy,
+    model: &MigrationModel,
 ) -> Result<DrainPlan, PlanError> {
     if !snapshot
         .nodes
@@ -283,7 +304,7 @@ pub fn plan_drain(
         parallel_migrations_per_cluster: cluster.parallel_migrations_per_cluster,
         parallel_outbound_migrations_per_node: cluster.parallel_outbound_migrations_per_node,
     };
-    let estimated_seconds = estimate_seconds(&plans, &limits, policy);
+    let estimated_seconds = estimate_seconds(&plans, &limits, model);
     Ok(DrainPlan {
         api_version: "vm-drain-safe/v1",
         kind: "DrainPlan",
@@ -294,6 +315,7 @@ pub fn plan_drain(
         blockers,
         limits,
         estimated_seconds,
+        migration_model: *model,
     })
 }
 
@@ -310,16 +332,11 @@ fn shutdown_consequence(strategy: Option<RunStrategy>) -> String {
     }
 }
 
-/// Migrations run `min(per-cluster, per-node outbound)` at a time from one node; each takes a
-/// fixed set-up time plus its memory over the assumed throughput. Greedy list scheduling,
-/// biggest first.
-pub(crate) fn estimate_seconds(plans: &[VmPlan], limits: &MigrationLimits, policy: &DrainPolicy) -> u64 {
-    const SETUP_SECONDS: f64 = 10.0;
-    let rate = if policy.migration_bytes_per_second > 0.0 {
-        policy.migration_bytes_per_second
-    } else {
-        DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND
-    };
+/// Migrations run `min(per-cluster, per-node outbound)` at a time from one node; each takes
+/// what `model` says for its memory. Greedy list scheduling, biggest first. The total is rounded
+/// up to a whole second, less a microsecond of tolerance so that the rounding error of the
+/// model's product does not add a second to a total that is whole.
+pub(crate) fn estimate_seconds(plans: &[VmPlan], limits: &MigrationLimits, model: &MigrationModel) -> u64 {
     let slots = limits
         .parallel_migrations_per_cluster
         .min(limits.parallel_outbound_migrations_per_node)
@@ -327,7 +344,7 @@ pub(crate) fn estimate_seconds(plans: &[VmPlan], limits: &MigrationLimits, polic
     let mut durations: Vec<f64> = plans
         .iter()
         .filter(|p| p.action == VmAction::Migrate)
-        .map(|p| SETUP_SECONDS + p.memory_bytes / rate)
+        .map(|p| model.seconds(p.memory_bytes))
         .collect();
     durations.sort_by(|a, b| b.total_cmp(a));
     let mut lanes = vec![0.0_f64; slots as usize];
@@ -338,5 +355,5 @@ pub(crate) fn estimate_seconds(plans: &[VmPlan], limits: &MigrationLimits, polic
             .expect("at least one lane");
         *lane += d;
     }
-    lanes.into_iter().fold(0.0, f64::max).ceil() as u64
+    (lanes.into_iter().fold(0.0, f64::max) - 1e-6).ceil().max(0.0) as u64
 }

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod drain;
 pub mod effective;
+pub mod eta;
 pub mod kubevirt;
 pub mod labels;
 pub mod manifest;

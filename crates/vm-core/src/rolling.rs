@@ -22,6 +22,9 @@
 //!   the order given (each drained with every other node as a target, as `kubectl
 //!   vm-drain-safe NODE` in a loop would), in which VMs land on round nodes still to come and
 //!   move again. Each step takes its drain estimate plus the maintenance time of the policy.
+//!   Every step's estimate uses one [`MigrationModel`], fitted once on the snapshot's finished
+//!   migrations: the simulated cluster keeps those migrations as they were, so each step would
+//!   fit the same.
 //! - **Room.** After each step's moves, the free CPU and memory left on the nodes that can take
 //!   a pod (Ready, uncordoned, KubeVirt-schedulable, the node in maintenance left out); the
 //!   tightest step is the one with the least memory left.
@@ -54,6 +57,7 @@ use serde::Serialize;
 use crate::drain::{
     DrainPlan, DrainPolicy, MigrationLimits, PlanError, PodAction, VmAction, VmPlan, estimate_seconds,
 };
+use crate::eta::MigrationModel;
 use crate::migration_target::{TargetSources, migration_target_with};
 use crate::placement::{NodeView, shortfall};
 use crate::quantity::{format_bytes, format_cpu};
@@ -237,6 +241,9 @@ pub struct RollingPlan {
     pub tightest: Option<Tightest>,
     /// Migration limits used for the estimates.
     pub limits: MigrationLimits,
+    /// The duration of one migration that every step's estimate assumes, and where it comes
+    /// from: fitted once on the snapshot's finished migrations.
+    pub migration_model: MigrationModel,
 }
 
 /// Plans the rolling maintenance of the nodes of `round`.
@@ -250,14 +257,18 @@ pub fn plan_rolling(
     policy: &RollingPolicy,
 ) -> Result<RollingPlan, RollingError> {
     validate(snapshot, round)?;
+    let model = MigrationModel::fit(
+        snapshot,
+        MigrationModel::prior(policy.drain.migration_bytes_per_second),
+    );
     let base = Sim::new(snapshot);
-    let (naive_migrations, naive_feasible) = naive(&base, round, &policy.drain);
+    let (naive_migrations, naive_feasible) = naive(&base, round, &policy.drain, &model);
     let cluster = base.cluster();
     let limits = MigrationLimits {
         parallel_migrations_per_cluster: cluster.parallel_migrations_per_cluster,
         parallel_outbound_migrations_per_node: cluster.parallel_outbound_migrations_per_node,
     };
-    let (steps, failing_step) = Search::new(base, round, policy).run();
+    let (steps, failing_step) = Search::new(base, round, policy, &model).run();
     let mut nodes: Vec<String> = steps.iter().map(|s| s.node.clone()).collect();
     nodes.extend(failing_step.as_ref().map(|f| f.node.clone()));
     Ok(RollingPlan {
@@ -276,6 +287,7 @@ pub fn plan_rolling(
         steps,
         failing_step,
         limits,
+        migration_model: model,
     })
 }
 
@@ -302,12 +314,12 @@ fn validate(snapshot: &ClusterSnapshot, round: &[String]) -> Result<(), RollingE
 /// The migrations of `kubectl vm-drain-safe NODE` run over the round in the order given: every
 /// other node is a target, maintained ones come back. Counts up to the first node such a loop
 /// cannot drain (and says so).
-fn naive(base: &Sim, round: &[String], policy: &DrainPolicy) -> (u32, bool) {
+fn naive(base: &Sim, round: &[String], policy: &DrainPolicy, model: &MigrationModel) -> (u32, bool) {
     let mut sim = base.clone();
     let mut undo = Undo::default();
     let mut migrations = 0;
     for node in round {
-        let plan = sim.plan(node, &|_| true, policy);
+        let plan = sim.plan(node, &|_| true, policy, model);
         if !plan.feasible {
             return (migrations, false);
         }
@@ -379,6 +391,8 @@ type Attempt = (RollingStep, Undo);
 struct Search<'a> {
     sim: Sim,
     policy: &'a RollingPolicy,
+    /// The round's migration model, fitted once.
+    model: &'a MigrationModel,
     round: HashSet<String>,
     /// `node/namespace/name` of each VMI on a round node before the round.
     original: HashSet<String>,
@@ -396,7 +410,7 @@ struct Search<'a> {
 }
 
 impl<'a> Search<'a> {
-    fn new(sim: Sim, round: &[String], policy: &'a RollingPolicy) -> Self {
+    fn new(sim: Sim, round: &[String], policy: &'a RollingPolicy, model: &'a MigrationModel) -> Self {
         let round_set: HashSet<String> = round.iter().cloned().collect();
         let original = sim
             .snapshot
@@ -416,6 +430,7 @@ impl<'a> Search<'a> {
         Self {
             sim,
             policy,
+            model,
             round: round_set,
             original,
             maintained: HashSet::new(),
@@ -547,7 +562,7 @@ impl<'a> Search<'a> {
         if need.memory > have.memory || need.cpu > have.cpu + 1e-9 {
             return Err(None);
         }
-        let plan = self.sim.plan(node, &allowed, &self.policy.drain);
+        let plan = self.sim.plan(node, &allowed, &self.policy.drain, self.model);
         if !plan.feasible {
             return Err(Some(Box::new(plan)));
         }
@@ -564,7 +579,7 @@ impl<'a> Search<'a> {
             None => {
                 let (round, maintained) = (&self.round, &self.maintained);
                 let allowed = |name: &str| !round.contains(name) || maintained.contains(name);
-                self.sim.plan(node, &allowed, &self.policy.drain)
+                self.sim.plan(node, &allowed, &self.policy.drain, self.model)
             }
         };
         let mut first = narrow;
@@ -573,7 +588,7 @@ impl<'a> Search<'a> {
             .retain(|v| v.action == VmAction::Migrate && v.target.is_some());
         let mut undo = Undo::default();
         self.sim.apply(node, &first, &mut undo);
-        let rest = self.sim.plan(node, &|_| true, &self.policy.drain);
+        let rest = self.sim.plan(node, &|_| true, &self.policy.drain, self.model);
         if !rest.feasible {
             self.sim.undo(undo);
             return Err(Box::new(rest));
@@ -609,7 +624,7 @@ impl<'a> Search<'a> {
                 }
             })
             .collect();
-        let migration_seconds = estimate_seconds(&all, &plan.limits, &self.policy.drain);
+        let migration_seconds = estimate_seconds(&all, &plan.limits, self.model);
         let free = room(&self.sim.views(), node, &|_| true);
         RollingStep {
             index: self.path.len(),
@@ -710,7 +725,7 @@ impl<'a> Search<'a> {
     /// the first of them by name, with its drain plan against every node.
     fn hopeless_failure(&mut self) -> Option<FailingStep> {
         let node = self.remaining.iter().min()?.clone();
-        let plan = self.sim.plan(&node, &|_| true, &self.policy.drain);
+        let plan = self.sim.plan(&node, &|_| true, &self.policy.drain, self.model);
         let mut not_reached: Vec<String> = self.remaining.iter().filter(|n| **n != node).cloned().collect();
         not_reached.sort();
         Some(failing(self.path.len(), &node, &plan, not_reached))

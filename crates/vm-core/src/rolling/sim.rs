@@ -1,7 +1,7 @@
 //! The cluster as a rolling round leaves it, step by step: a copy of the snapshot on which each
-//! planned step is applied, so that the next step is planned by [`plan_drain`] against where the
-//! earlier ones put the VMs. There is no second placement engine: a step's allowed targets are
-//! expressed by cordoning, in the copy, the nodes it may not use.
+//! planned step is applied, so that the next step is planned by [`plan_drain_with`] against
+//! where the earlier ones put the VMs. There is no second placement engine: a step's allowed
+//! targets are expressed by cordoning, in the copy, the nodes it may not use.
 //!
 //! Objects are never added or removed once the copy is made (a stopped VM and its pod are marked
 //! finished instead), so indices stay valid and a step can be taken back exactly when the order
@@ -15,8 +15,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::drain::{DrainPlan, DrainPolicy, VmAction, plan_drain, vmi_is_active};
+use crate::drain::{DrainPlan, DrainPolicy, VmAction, plan_drain_with, vmi_is_active};
 use crate::effective::ClusterConfig;
+use crate::eta::MigrationModel;
 use crate::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceStatus};
 use crate::migration_target::{TargetSources, migration_target_with, running_launcher_constraints};
 use crate::placement::inter_pod::CREATED_BY_LABEL;
@@ -77,8 +78,15 @@ impl Sim {
     }
 
     /// The drain plan of `node` when only the nodes `allowed` says yes to may take its VMs: the
-    /// others are cordoned for the time of the call.
-    pub fn plan(&mut self, node: &str, allowed: &dyn Fn(&str) -> bool, policy: &DrainPolicy) -> DrainPlan {
+    /// others are cordoned for the time of the call. `model` is the round's, fitted once: the
+    /// copy keeps the snapshot's migrations as they were, so a refit would give the same.
+    pub fn plan(
+        &mut self,
+        node: &str,
+        allowed: &dyn Fn(&str) -> bool,
+        policy: &DrainPolicy,
+        model: &MigrationModel,
+    ) -> DrainPlan {
         let mut saved = Vec::new();
         for (i, n) in self.snapshot.nodes.iter_mut().enumerate() {
             let name = n.metadata.name.as_deref().unwrap_or_default();
@@ -88,7 +96,7 @@ impl Sim {
                 spec.unschedulable = Some(true);
             }
         }
-        let plan = plan_drain(&self.snapshot, node, policy);
+        let plan = plan_drain_with(&self.snapshot, node, policy, model);
         for (i, old) in saved {
             if let Some(spec) = self.snapshot.nodes[i].spec.as_mut() {
                 spec.unschedulable = old;
