@@ -137,7 +137,7 @@ async fn a_node_of_live_migrate_vms_drains_within_the_limits_and_uncordons() {
     );
     assert!(stdout.contains("12 VM(s) migrated"), "{stdout}");
     assert_eq!(refused.status.code(), Some(2), "{refused_err}");
-    assert!(refused_err.contains("is being drained by"), "{refused_err}");
+    assert!(refused_err.contains("is being worked on by"), "{refused_err}");
     assert!(
         max_running <= 2,
         "at most 2 outbound migrations per node at once, saw {max_running}"

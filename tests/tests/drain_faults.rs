@@ -1,5 +1,6 @@
-//! `kubectl vm-drain-safe` under faults, on the sandbox: a run killed with SIGKILL and resumed
-//! once its lock expired, a lock that is still renewed and never taken over, an API server
+//! `kubectl vm-drain-safe` under faults, on the sandbox: a run killed with SIGKILL, refused to
+//! another user while its lock lasts and resumed at once on its own host, a lock that is still
+//! renewed and never taken over (nor undone by `--uncordon`), an API server
 //! restart in the middle of the migrations, and other people's changes during a drain (a VM
 //! edited, a migration deleted, the node deleted, VMIs that left before their turn).
 //!
@@ -360,7 +361,8 @@ fn assert_node_1_drained(kc: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drain_killed_mid_migration_is_refused_then_resumed_once_its_lock_expired_without_duplicates() {
+async fn a_drain_killed_mid_migration_is_refused_elsewhere_and_resumed_at_once_on_its_host_without_duplicates()
+ {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     // Migrations of about 20 s, two at a time: the kill lands while two run and two wait
     // their turn, and the two outlast the lock's expiry.
@@ -401,22 +403,33 @@ async fn a_drain_killed_mid_migration_is_refused_then_resumed_once_its_lock_expi
         lock_holder_opt(&kc).unwrap_or_default()
     );
 
-    // At once, the lock of the dead run refuses the next one, which names it.
-    let refused = run_drain(&kc, &["node-1", "--yes"], Some(lock));
+    // At once, someone else (another user, as another host would be) is refused: the refusal
+    // names the dead run and says when its lock expires and that the command then resumes.
+    let refused = drain_command(&kc, &["node-1", "--yes"], Some(lock))
+        .env("USER", "colleague")
+        .output()
+        .expect("the drain runs");
     let refused_err = String::from_utf8_lossy(&refused.stderr).to_string();
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
-        refused_err.contains("node node-1 is being drained by") && refused_err.contains(&format!(":{pid} ")),
+        refused_err.contains("node node-1 is being worked on by")
+            && refused_err.contains(&format!(":{pid} "))
+            && refused_err.contains("its lock expires in")
+            && refused_err.contains("the same command then takes it over and resumes"),
         "{refused_err}"
     );
 
-    // Once the lease expired (nothing renews it), the next run takes the lock over and resumes
-    // from the cluster's state: the migrations in flight are adopted, not created again.
-    tokio::time::sleep(Duration::from_secs(u64::from(lock) + 1)).await;
+    // The same command on the same host, at once (the lease has not expired): the holder is a
+    // process of this user here that no longer runs, so the lock is taken over without waiting,
+    // and the run resumes from the cluster's state: the migrations in flight are adopted, not
+    // created again.
     let resumed = run_drain(&kc, &["node-1", "--yes", "--timeout", "5m"], Some(lock));
     let resumed_err = String::from_utf8_lossy(&resumed.stderr).to_string();
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
-    assert!(resumed_err.contains("taking it over"), "{resumed_err}");
+    assert!(
+        resumed_err.contains("a process of this host that no longer runs; taking it over"),
+        "{resumed_err}"
+    );
     for m in &in_flight {
         assert!(
             resumed_err.contains(&format!("migrating default/{} ({}, try 1)", m.vmi, m.name)),
@@ -449,6 +462,25 @@ async fn a_lock_still_renewed_is_never_taken_over_even_long_after_its_lease_dura
         lock_holder_opt(&kc).filter(|h| h.contains(&format!(":{pid} ")))
     })
     .await;
+    // --uncordon while the drain works refuses, names the run, and leaves the node cordoned.
+    let uncordon = run_drain(&kc, &["node-1", "--uncordon"], Some(lock));
+    let uncordon_err = String::from_utf8_lossy(&uncordon.stderr).to_string();
+    if holder.try_wait().unwrap().is_none() {
+        assert_eq!(uncordon.status.code(), Some(2), "{}", text(&uncordon));
+        assert!(
+            uncordon_err.contains("is being worked on by") && uncordon_err.contains(&format!(":{pid} ")),
+            "{uncordon_err}"
+        );
+        assert_eq!(
+            kubectl(
+                &kc,
+                &["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]
+            )
+            .trim(),
+            "true",
+            "the node stays cordoned under the running drain"
+        );
+    }
     let mut refusals = 0;
     let mut renewals = BTreeSet::new();
     while holder.try_wait().unwrap().is_none() {
@@ -459,7 +491,7 @@ async fn a_lock_still_renewed_is_never_taken_over_even_long_after_its_lease_dura
         let err = String::from_utf8_lossy(&second.stderr).to_string();
         assert_eq!(second.status.code(), Some(2), "{}", text(&second));
         assert!(
-            err.contains("is being drained by") && err.contains(&format!(":{pid} ")),
+            err.contains("is being worked on by") && err.contains(&format!(":{pid} ")),
             "{err}"
         );
         refusals += 1;

@@ -76,6 +76,17 @@ fn with_recover_role(kc: &std::path::Path) -> std::path::PathBuf {
     vm_e2e::impersonating(kc, "recoverer")
 }
 
+/// The run's stdout as JSON, which must be exactly one document.
+fn one_json_document(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"));
+    assert_eq!(docs.len(), 1, "one document on stdout: {text}");
+    docs.into_iter().next().unwrap_or_default()
+}
+
 fn stdout(out: &std::process::Output) -> String {
     format!(
         "{}\n--- stderr ---\n{}",
@@ -265,9 +276,15 @@ async fn a_dead_node_is_refused_until_confirmed_then_its_vms_run_elsewhere() {
             "--start-stopped",
             "--timeout",
             "3m",
+            "-o",
+            "json",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // -o json of an executed recovery is one document: the result, the plan inside.
+    let result = one_json_document(&out);
+    assert_eq!(result["kind"], "RecoveryResult", "{result}");
+    assert_eq!(result["plan"]["node"], "node-1", "{result}");
     wait_until("the Manual VM runs elsewhere", || {
         vmi_placements(&kc)
             .iter()
@@ -331,10 +348,14 @@ async fn a_ready_node_live_migrates_and_refuses_without_room() {
     let out = run_plugin(
         "kubectl-vm_recover",
         &with_recover_role(&kc),
-        &["--from-node", "node-1", "--yes", "--timeout", "3m"],
+        &["--from-node", "node-1", "--yes", "--timeout", "3m", "-o", "json"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 VM(s) live-migrated away"));
+    // One document: the MigrationResult with the plan it acted on.
+    let result = one_json_document(&out);
+    assert_eq!(result["kind"], "MigrationResult", "{result}");
+    assert_eq!(result["migrated"].as_array().map(Vec::len), Some(2), "{result}");
+    assert_eq!(result["plan"]["node"], "node-1", "{result}");
     for entry in vmi_placements(&kc) {
         assert!(
             entry.contains("=Running/") && !entry.ends_with("/node-1"),

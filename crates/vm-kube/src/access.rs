@@ -162,12 +162,6 @@ pub fn hold_lock(lock_namespace: &str) -> Vec<Permission> {
     .collect()
 }
 
-/// Releasing the per-node lock (`--uncordon` ends whatever drain left it).
-#[must_use]
-pub fn release_lock(lock_namespace: &str) -> Vec<Permission> {
-    vec![Permission::new("delete", "coordination.k8s.io", "leases").within(Some(lock_namespace))]
-}
-
 /// Cordoning or uncordoning a node, tainting it, and reading the VMs a drain recorded on it.
 #[must_use]
 pub fn edit_node() -> Vec<Permission> {

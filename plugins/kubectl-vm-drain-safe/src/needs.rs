@@ -27,13 +27,14 @@ pub fn drain(lock_namespace: &str) -> Vec<Permission> {
     ])
 }
 
-/// `--uncordon`: the node schedulable again, the VMs the drain stopped started, the lock freed.
+/// `--uncordon`: the node schedulable again, the VMs the drain stopped started, under the
+/// node's lock (taken, so that a drain still at work is refused, then freed).
 #[must_use]
 pub fn uncordon(lock_namespace: &str) -> Vec<Permission> {
     access::all_of([
         access::edit_node(),
         access::start_vms(),
-        access::release_lock(lock_namespace),
+        access::hold_lock(lock_namespace),
     ])
 }
 

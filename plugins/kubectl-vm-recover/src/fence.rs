@@ -14,7 +14,7 @@ use vm_kube::recover::{NodeCameBack, RecoverOptions, RecoveryReport, VmResult, f
 
 use crate::cli::Cli;
 use crate::render::{structured, word};
-use crate::run::{PROGRAM, is_structured, print, refuse};
+use crate::run::{PROGRAM, is_structured, print, refuse, refuse_with_plan};
 
 pub(crate) async fn run(
     client: &Client,
@@ -24,13 +24,15 @@ pub(crate) async fn run(
 ) -> Result<ExitStatus, UserError> {
     let node = &plan.node;
     if lease_renewing && !cli.force {
-        return Ok(refuse(
+        return refuse_with_plan(
+            plan,
+            cli,
             &UserError::new(format!(
                 "refused: the Lease of node {node} has not expired, so its kubelet may be alive and still run these VMs; \
                  starting them elsewhere could run two copies of each. Nothing was changed"
             ))
             .hint("wait until the Lease expires (see the assessment), or, if you know the node is powered off, pass --force --confirm-fenced"),
-        ));
+        );
     }
     if !cli.confirm_fenced {
         let question = format!(
@@ -44,7 +46,7 @@ pub(crate) async fn run(
             "check that {node} is off (BMC, hypervisor, or by hand), then pass --confirm-fenced"
         ));
         if let Err(e) = session::confirm_by_node_name(&question, node, refusal) {
-            return Ok(refuse(&e));
+            return refuse_with_plan(plan, cli, &e);
         }
     }
     let confirmed = Instant::now();
@@ -119,6 +121,8 @@ struct RecoveryResult<'a> {
     /// The Lease's renewTime when the node came back during the run (and the run stopped).
     #[serde(skip_serializing_if = "Option::is_none")]
     node_came_back_at: Option<&'a str>,
+    /// The assessment the run acted on: `-o json|yaml` prints this one document.
+    plan: &'a RecoveryPlan,
 }
 
 #[derive(Serialize)]
@@ -189,6 +193,7 @@ impl<'a> RecoveryResult<'a> {
             seconds: round(report.elapsed.as_secs_f64()),
             all_running: report.all_running(),
             node_came_back_at: report.came_back.as_ref().map(|c| c.renewed_at.as_str()),
+            plan,
         }
     }
 

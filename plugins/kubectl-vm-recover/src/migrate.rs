@@ -11,9 +11,9 @@ use vm_core::recover::RecoveryPlan;
 use vm_kube::drain::{ExecOptions, Outcome};
 use vm_kube::live::{LiveScope, snapshot};
 
-use crate::cli::{Cli, Format};
+use crate::cli::Cli;
 use crate::render::structured;
-use crate::run::{PROGRAM, is_structured, print, refuse};
+use crate::run::{PROGRAM, is_structured, print, refuse_with_plan};
 
 pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Result<ExitStatus, UserError> {
     let node = &plan.node;
@@ -24,7 +24,7 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
         .hint("review the assessment (--dry-run), then pass --yes");
         let question = format!("Node {node} is Ready: live-migrate its VMs away and cordon it");
         if let Err(e) = session::confirm_by_node_name(&question, node, refusal) {
-            return Ok(refuse(&e));
+            return refuse_with_plan(plan, cli, &e);
         }
     }
     // The drain's planner gives the executor its limits and migrations; the other pods are
@@ -38,10 +38,14 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
     migration.pods.clear();
     migration.blockers.retain(|b| b.starts_with("VM "));
     if migration.vms.iter().any(|v| v.action != VmAction::Migrate) {
-        return Ok(refuse(&UserError::new(format!(
-            "refused: the VMs of node {node} changed since the assessment: {}; nothing was changed",
-            migration.blockers.join("; ")
-        ))));
+        return refuse_with_plan(
+            plan,
+            cli,
+            &UserError::new(format!(
+                "refused: the VMs of node {node} changed since the assessment: {}; nothing was changed",
+                migration.blockers.join("; ")
+            )),
+        );
     }
     let opts = ExecOptions {
         lock_namespace: cli.lock_namespace.clone(),
@@ -62,13 +66,11 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
         if let Some(why) = &why {
             eprintln!("{PROGRAM}: migrations from node {node} stopped: {why}");
         }
-        let result = RunResult::new("vm-recover/v1", "MigrationResult", node, why, summary);
-        print(|out| {
-            if cli.output == Format::Yaml {
-                writeln!(out, "---")?;
-            }
-            structured(&result, cli.output, out).map(|_| ())
-        })?;
+        let result = MigrationResult {
+            result: RunResult::new("vm-recover/v1", "MigrationResult", node, why, summary),
+            plan,
+        };
+        print(|out| structured(&result, cli.output, out).map(|_| ()))?;
         return Ok(status);
     }
     Ok(match outcome {
@@ -86,4 +88,13 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
             ExitStatus::Partial
         }
     })
+}
+
+/// The `vm-recover/v1` MigrationResult with the assessment it acted on: `-o json|yaml` prints
+/// this one document.
+#[derive(serde::Serialize)]
+struct MigrationResult<'a> {
+    #[serde(flatten)]
+    result: RunResult<'a>,
+    plan: &'a RecoveryPlan,
 }

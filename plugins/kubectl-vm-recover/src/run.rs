@@ -46,7 +46,17 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
     if cli.cleanup {
         return cleanup(&client, &plan).await;
     }
-    print(|out| render(&plan, cli.output, out))?;
+    // An executed run with -o json|yaml prints one document, its result with the plan inside
+    // (see `defers_plan`); every other run prints the plan here.
+    let executes = plan.recoverable && !plan.vms.is_empty() && !cli.dry_run;
+    if executes && defers_plan(cli) {
+        // The person who may have to confirm reads the plan on stderr.
+        let mut err = std::io::stderr();
+        render(&plan, Format::Table, &mut err)
+            .map_err(|e| UserError::new(format!("cannot write output: {e}")))?;
+    } else {
+        print(|out| render(&plan, cli.output, out))?;
+    }
     if !plan.recoverable {
         return Ok(refuse(&UserError::new(
             "refused: some VMs have nowhere to go (see Blocked); nothing was changed",
@@ -132,4 +142,23 @@ pub(crate) fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -
 /// Whether the output is for scripts (then progress stays on stderr and results are JSON/YAML).
 pub(crate) fn is_structured(format: Format) -> bool {
     matches!(format, Format::Json | Format::Yaml)
+}
+
+/// Whether an executed run holds its plan back for its result: with `-o json|yaml` stdout
+/// carries exactly one document, which scripts parse, so the plan goes inside the result.
+pub(crate) fn defers_plan(cli: &Cli) -> bool {
+    is_structured(cli.output) && !cli.dry_run
+}
+
+/// Refuses after the assessment: with the plan held back for a result that will not come, the
+/// plan is the run's one document.
+pub(crate) fn refuse_with_plan(
+    plan: &RecoveryPlan,
+    cli: &Cli,
+    err: &UserError,
+) -> Result<ExitStatus, UserError> {
+    if defers_plan(cli) {
+        print(|out| render(plan, cli.output, out))?;
+    }
+    Ok(refuse(err))
 }

@@ -1081,15 +1081,29 @@ async fn restore_vm(client: &Client, vm: &StoppedVm, strategy: &str) -> Result<R
     )))
 }
 
-/// Uncordons `node`, restores the run strategy of the VMs the drain stopped, and releases the lock.
+/// Uncordons `node`, restores the run strategy of the VMs the drain stopped, and releases the
+/// lock. It takes the node's lock first, as `holder`: a drain that still works on the node
+/// (its lock renewed) is never undone under it, and the refusal names it; a drain that was
+/// stopped or killed left its lock behind, which is taken over as a new drain would.
 ///
 /// # Errors
-/// API errors, naming the call.
+/// [`DrainError::Locked`] while another run holds the node's lock; API errors, naming the call.
 pub async fn uncordon(
     client: &Client,
     node: &str,
     lock_namespace: &str,
+    holder: &str,
 ) -> Result<UncordonReport, DrainError> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), lock_namespace);
+    lease::acquire(&leases, lock_namespace, node, holder).await?;
+    let result = restore_node(client, node).await;
+    // Released whatever happened: a failed uncordon is run again, and must not find its own lock.
+    lease::release_if_held(&leases, lock_namespace, node, holder).await?;
+    result
+}
+
+/// The work of [`uncordon`], under the node's lock.
+async fn restore_node(client: &Client, node: &str) -> Result<UncordonReport, DrainError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut report = UncordonReport::default();
     for vm in stopped_vms(&nodes, node).await? {
@@ -1109,7 +1123,5 @@ pub async fn uncordon(
     }
     set_unschedulable(&nodes, node, false).await?;
     record_stopped(&nodes, node, &[]).await?;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), lock_namespace);
-    lease::release(&leases, lock_namespace, node).await?;
     Ok(report)
 }

@@ -4,7 +4,9 @@
 //! refuses, naming the holder, while the holder renewed it within the lease duration. Once it
 //! has expired (a killed run: nothing released it), the next run takes it over, but only after
 //! seeing it unchanged for one more renewal period, so that a holder whose clock runs behind,
-//! or whose renewal was late, is never displaced while it still renews. A run that ends,
+//! or whose renewal was late, is never displaced while it still renews. A holder that was a
+//! process of the same user on the same host, and no longer runs there, is taken over at once:
+//! the same command run again after a SIGKILL resumes without waiting. A run that ends,
 //! finished or stopped, deletes the lock if it still holds it.
 //!
 //! The renewal rides out an API server outage (it retries every second until the server
@@ -90,12 +92,45 @@ fn spec_for(holder: &str, transitions: Option<i32>) -> LeaseSpec {
     }
 }
 
-fn locked(node: &str, holder: impl Into<String>, age_seconds: i64) -> DrainError {
+/// The refusal for a lock held by `holder`, renewed `age_seconds` ago with a lease of
+/// `duration_seconds`.
+fn locked(node: &str, holder: impl Into<String>, age_seconds: i64, duration_seconds: i64) -> DrainError {
     DrainError::Locked {
         node: node.to_string(),
         holder: holder.into(),
         age_seconds,
+        expires_in_seconds: (duration_seconds - age_seconds).max(0),
     }
+}
+
+/// Whether the lock's `current` holder is a process of this user on this host that no longer
+/// runs: a run killed here (SIGKILL, a closed terminal) whose lease has not expired yet. Its
+/// lock can be taken over at once, since nothing renews it any more. A holder on another host,
+/// of another user, or whose process cannot be looked up is never judged dead: its lease must
+/// expire first.
+fn holder_is_dead_here(current: &str, me: &str) -> bool {
+    let (Some((current_who, pid)), Some((my_who, my_pid))) = (current.rsplit_once(':'), me.rsplit_once(':'))
+    else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    current_who == my_who && my_pid.parse::<u32>().ok() != Some(pid) && process_gone(pid)
+}
+
+/// Whether no process `pid` runs on this host. Linux answers from `/proc`; elsewhere `ps -p`
+/// does (macOS); when neither can tell, the process is taken to be alive.
+fn process_gone(pid: u32) -> bool {
+    if std::path::Path::new("/proc/self").exists() {
+        return !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    }
+    std::process::Command::new("ps")
+        .args(["-p", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.code() == Some(1))
 }
 
 /// One try at the lock; `Err` only for an API error (transient ones are retried by the caller).
@@ -124,14 +159,15 @@ async fn try_acquire(
                     .await?
                     .and_then(|l| l.spec)
                     .unwrap_or_default();
-                let (age, _) = age_and_duration(&spec);
+                let (age, duration) = age_and_duration(&spec);
                 match spec.holder_identity {
                     Some(h) if h == holder => Ok(Ok(())),
-                    Some(h) => Ok(Err(locked(node, h, age))),
+                    Some(h) => Ok(Err(locked(node, h, age, duration))),
                     None => Ok(Err(locked(
                         node,
                         "another run that started at the same moment",
                         0,
+                        duration,
                     ))),
                 }
             }
@@ -141,9 +177,13 @@ async fn try_acquire(
     let spec = lease.spec.clone().unwrap_or_default();
     let current = spec.holder_identity.clone().unwrap_or_default();
     let (age, duration) = age_and_duration(&spec);
-    if current != holder {
+    if current != holder && holder_is_dead_here(&current, holder) {
+        tracing::warn!(
+            "node {node}: the lock is held by {current}, a process of this host that no longer runs; taking it over"
+        );
+    } else if current != holder {
         if age < duration {
-            return Ok(Err(locked(node, current, age)));
+            return Ok(Err(locked(node, current, age, duration)));
         }
         // Expired by the clocks: make sure the holder really stopped renewing before taking over.
         let settle =
@@ -160,10 +200,15 @@ async fn try_acquire(
             // Renewed (the holder is alive), released, or taken by someone else: look again.
             Some(again) => {
                 let spec = again.spec.unwrap_or_default();
-                let (age, _) = age_and_duration(&spec);
-                return Ok(Err(locked(node, spec.holder_identity.unwrap_or_default(), age)));
+                let (age, duration) = age_and_duration(&spec);
+                return Ok(Err(locked(
+                    node,
+                    spec.holder_identity.unwrap_or_default(),
+                    age,
+                    duration,
+                )));
             }
-            None => return Ok(Err(locked(node, "another run that released it just now", 0))),
+            None => return Ok(Err(locked(node, "another run that released it just now", 0, 0))),
         }
     }
     // Expired or ours: take it over. The resourceVersion makes a racing take-over fail.
@@ -177,6 +222,7 @@ async fn try_acquire(
             node,
             "another run that took the expired lock first",
             0,
+            i64::from(lease_seconds()),
         ))),
         Err(e) => Err(e),
     }
@@ -278,20 +324,6 @@ pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::tas
     })
 }
 
-/// Deletes the lock (for `--uncordon`); a missing lock is fine.
-///
-/// # Errors
-/// API errors other than 404.
-pub async fn release(api: &Api<Lease>, ns: &str, node: &str) -> Result<(), DrainError> {
-    let (name, params) = (lease_name(node), DeleteParams::default());
-    retry::transient(&format!("releasing the lock of node {node}"), || {
-        delete_if_present(api, &name, &params)
-    })
-    .await
-    .map_err(|e| api_err(e, "delete", ns))?;
-    Ok(())
-}
-
 /// Deletes the lock if `holder` still holds it, so that a run that lost its lock never frees
 /// the new holder's.
 ///
@@ -330,6 +362,37 @@ pub async fn release_if_held(api: &Api<Lease>, ns: &str, node: &str, holder: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_gone_process_of_this_user_and_host_is_dead_here() {
+        let me = format!("ops@host-a:{}", std::process::id());
+        // A PID far above any Linux pid_max (4194304) runs nowhere.
+        assert!(holder_is_dead_here("ops@host-a:999999999", &me));
+        // This very process, another host, another user, or a holder written by hand: alive.
+        assert!(!holder_is_dead_here(&me, &me));
+        assert!(!holder_is_dead_here(
+            &format!("ops@host-a:{}", std::process::id()),
+            "ops@host-a:1"
+        ));
+        assert!(!holder_is_dead_here("ops@host-b:999999999", &me));
+        assert!(!holder_is_dead_here("root@host-a:999999999", &me));
+        assert!(!holder_is_dead_here("someone else", &me));
+    }
+
+    #[test]
+    fn a_refusal_says_when_the_lock_expires() {
+        let err = locked("n1", "ops@laptop:42", 20, 60).to_string();
+        assert!(
+            err.contains("ops@laptop:42") && err.contains("expires in 40 s"),
+            "{err}"
+        );
+        assert!(
+            err.contains("the same command then takes it over and resumes"),
+            "{err}"
+        );
+        let stale = locked("n1", "ops@laptop:42", 90, 60).to_string();
+        assert!(stale.contains("expires in 0 s"), "{stale}");
+    }
 
     #[test]
     fn a_lease_is_renewed_every_third_of_its_duration() {

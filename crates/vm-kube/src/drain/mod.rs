@@ -243,7 +243,7 @@ pub struct Summary {
 pub enum DrainError {
     /// Another run holds the node's lock.
     #[error(
-        "node {node} is being drained by {holder} (lock renewed {age_seconds} s ago); try again when it is done"
+        "node {node} is being worked on by {holder} (its lock was renewed {age_seconds} s ago). If that run is still going, let it finish or stop it there; if it was stopped or killed, its lock expires in {expires_in_seconds} s unless renewed, and the same command then takes it over and resumes the work"
     )]
     Locked {
         /// The node.
@@ -252,6 +252,8 @@ pub enum DrainError {
         holder: String,
         /// Seconds since its last renewal.
         age_seconds: i64,
+        /// Seconds until the lock expires unless its holder renews it.
+        expires_in_seconds: i64,
     },
     /// The run's lock was taken over or deleted while it worked (it could not renew it for a
     /// whole lease duration, or someone deleted it): it stopped at once.
