@@ -23,12 +23,24 @@ _kubectl__vm_drain_safe() {
 
     case "${cmd}" in
         kubectl__vm_drain_safe)
-            opts="-y -o -v -h -V --dry-run --uncordon --yes --timeout --pending-timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --verbose --help --version"
+            opts="-l -y -o -v -h -V --rolling --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --maintenance-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -21,6 +21,9 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_drain_safe' -ScriptB
 
     $completions = @(switch ($command) {
         'kubectl-vm_drain_safe' {
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'With --rolling: the nodes of the round by label (e.g. pool=workers), instead of names')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'With --rolling: the nodes of the round by label (e.g. pool=workers), instead of names')
+            [CompletionResult]::new('--maintenance-time', '--maintenance-time', [CompletionResultType]::ParameterName, 'With --rolling: how long the maintenance of one node takes once drained (reboot, upgrade), for the time estimate')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned')
             [CompletionResult]::new('--pending-timeout', '--pending-timeout', [CompletionResultType]::ParameterName, 'How long a migration''s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler''s message: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default: KubeVirt''s own limit for an unschedulable target pod')
             [CompletionResult]::new('--migration-attempts', '--migration-attempts', [CompletionResultType]::ParameterName, 'Tries per VM before a failing migration stops the drain')
@@ -29,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_drain_safe' -ScriptB
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the plan')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
+            [CompletionResult]::new('--rolling', '--rolling', [CompletionResultType]::ParameterName, 'Plan a rolling maintenance round of many nodes: the order in which each can be drained, maintained and uncordoned, where each VM goes (once, where the cluster has room), the time it takes and the room left. Only with --dry-run: running a round is not available yet')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the plan and stop; change nothing')
             [CompletionResult]::new('--uncordon', '--uncordon', [CompletionResultType]::ParameterName, 'Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')

@@ -15,20 +15,24 @@ _kubectl-vm_drain_safe() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
+'()-l+[With --rolling\: the nodes of the round by label (e.g. pool=workers), instead of names]:SELECTOR:_default' \
+'()--selector=[With --rolling\: the nodes of the round by label (e.g. pool=workers), instead of names]:SELECTOR:_default' \
+'--maintenance-time=[With --rolling\: how long the maintenance of one node takes once drained (reboot, upgrade), for the time estimate]:DURATION:_default' \
 '--timeout=[Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned]:DURATION:_default' \
 '--pending-timeout=[How long a migration'\''s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler'\''s message\: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default\: KubeVirt'\''s own limit for an unschedulable target pod]:DURATION:_default' \
 '--migration-attempts=[Tries per VM before a failing migration stops the drain]:N:_default' \
 '--lock-namespace=[Namespace of the per-node lock (a Lease named vm-drain-safe-NODE)]:NAMESPACE:_default' \
 '-o+[Output format of the plan]:OUTPUT:((table\:"One row per VM and pod, for people"
 wide\:"The table with eviction strategy, migratability and run strategy"
-json\:"The \`vm-drain-safe/v1\` DrainPlan"
+json\:"The \`vm-drain-safe/v1\` DrainPlan (RollingPlan with --rolling)"
 yaml\:"The same plan as YAML"))' \
 '--output=[Output format of the plan]:OUTPUT:((table\:"One row per VM and pod, for people"
 wide\:"The table with eviction strategy, migratability and run strategy"
-json\:"The \`vm-drain-safe/v1\` DrainPlan"
+json\:"The \`vm-drain-safe/v1\` DrainPlan (RollingPlan with --rolling)"
 yaml\:"The same plan as YAML"))' \
 '--kubeconfig=[Path to the kubeconfig file to use (default\: \$KUBECONFIG, then ~/.kube/config)]:FILE:_files' \
 '--context=[The kubeconfig context to use]:NAME:_default' \
+'(--uncordon)--rolling[Plan a rolling maintenance round of many nodes\: the order in which each can be drained, maintained and uncordoned, where each VM goes (once, where the cluster has room), the time it takes and the room left. Only with --dry-run\: running a round is not available yet]' \
 '--dry-run[Print the plan and stop; change nothing]' \
 '(--dry-run --shutdown-non-migratable --force --delete-emptydir-data)--uncordon[Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock]' \
 '-y[Do not ask for confirmation (required when stdin is not a terminal)]' \
@@ -42,7 +46,7 @@ yaml\:"The same plan as YAML"))' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
-':node -- The node to drain:_default' \
+'*::nodes -- The node to drain; with --rolling, the nodes of the round:_default' \
 && ret=0
 }
 

@@ -231,3 +231,26 @@ pub fn resource_versions(kubeconfig: &Path) -> String {
     );
     objects + &nodes
 }
+
+/// Applies `manifests` with every node of `nodes` but `node` cordoned, waits until the VMIs
+/// named in `names` run on `node`, then uncordons the others: how the tests put VMs on the
+/// node they need without pinning them there.
+///
+/// # Panics
+/// When the VMs do not all run on `node` within the wait.
+pub async fn start_on(kubeconfig: &Path, node: &str, nodes: &[&str], manifests: &str, names: &[&str]) {
+    let others: Vec<&str> = nodes.iter().copied().filter(|n| *n != node).collect();
+    let _ = kubectl(kubeconfig, &[&["cordon"], others.as_slice()].concat());
+    let file = std::env::temp_dir().join(format!("start-on-{}-{node}.yaml", std::process::id()));
+    std::fs::write(&file, manifests).expect("the manifests are written");
+    let _ = kubectl(kubeconfig, &["apply", "-f", file.to_str().unwrap_or_default()]);
+    let _ = std::fs::remove_file(&file);
+    wait_until("the VMs run on their node", || {
+        let placed = vmi_placements(kubeconfig);
+        names
+            .iter()
+            .all(|n| placed.contains(&format!("{n}=Running/{node}")))
+    })
+    .await;
+    let _ = kubectl(kubeconfig, &[&["uncordon"], others.as_slice()].concat());
+}

@@ -8,7 +8,7 @@
 use kubevirt_sim::nodes::{DEFAULT_CPU, NodeTemplate, cpu_labels};
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{always_vm, drain_plan, kubectl, resource_versions, run_plugin, vmi_placements, wait_until};
+use vm_e2e::{always_vm, drain_plan, resource_versions, run_plugin, vmi_placements};
 
 /// The newer Intel generation: it offers Skylake as a migration model and every feature a
 /// Skylake host model requires, plus `pku`, which Skylake nodes lack.
@@ -30,26 +30,16 @@ fn config() -> SandboxConfig {
     }
 }
 
-/// Applies `manifests` with every node but `node` cordoned and waits until the VMIs named in
-/// `names` run there.
+/// Applies `manifests` on `node` (see [`vm_e2e::start_on`]).
 async fn start_on(kc: &std::path::Path, node: &str, manifests: &str, names: &[&str]) {
-    let others: Vec<&str> = ["skylake-1", "cascadelake-1", "milan-1"]
-        .into_iter()
-        .filter(|n| *n != node)
-        .collect();
-    let _ = kubectl(kc, &[&["cordon"], others.as_slice()].concat());
-    let file = std::env::temp_dir().join(format!("drain-cpu-{}-{node}.yaml", std::process::id()));
-    std::fs::write(&file, manifests).unwrap();
-    let _ = kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
-    wait_until("the VMs run on their node", || {
-        let placed = vmi_placements(kc);
-        names
-            .iter()
-            .all(|n| placed.contains(&format!("{n}=Running/{node}")))
-    })
+    vm_e2e::start_on(
+        kc,
+        node,
+        &["skylake-1", "cascadelake-1", "milan-1"],
+        manifests,
+        names,
+    )
     .await;
-    let _ = kubectl(kc, &[&["uncordon"], others.as_slice()].concat());
 }
 
 fn vm_entry<'a>(plan: &'a Value, name: &str) -> &'a Value {

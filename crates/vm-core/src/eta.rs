@@ -64,6 +64,19 @@ pub struct Sample {
 }
 
 impl MigrationModel {
+    /// Where the estimate comes from, for a plan's text: empty for the prior, else
+    /// ` (fitted on N finished migrations: S s + P s per GiB)`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self.source {
+            ModelSource::Prior => String::new(),
+            ModelSource::History => format!(
+                " (fitted on {} finished migrations: {:.0} s + {:.1} s per GiB)",
+                self.samples, self.setup_seconds, self.seconds_per_gib
+            ),
+        }
+    }
+
     /// The prior's set-up time: target pod scheduled and started, domain prepared, hand-over.
     pub const PRIOR_SETUP_SECONDS: f64 = 10.0;
     /// Fewer finished migrations than this, and the prior is kept: two points always fit a line

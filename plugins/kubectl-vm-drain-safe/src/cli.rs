@@ -20,6 +20,10 @@ Examples:
   # After maintenance: uncordon, restart the VMs the drain stopped
   kubectl vm-drain-safe node-1 --uncordon
 
+  # The plan of a rolling maintenance round over a pool: order, moves, time, room
+  kubectl vm-drain-safe --rolling -l pool=workers --dry-run
+  kubectl vm-drain-safe --rolling node-1 node-2 node-3 --dry-run -o json
+
 Exit status:
   0  done (or a feasible --dry-run)
   1  blocked at pre-flight (the blockers are listed); nothing changed
@@ -37,9 +41,31 @@ Exit status:
 #[derive(Parser, Debug)]
 #[command(name = "kubectl-vm_drain_safe", bin_name = "kubectl vm-drain-safe", version, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// The node to drain.
-    #[arg(value_name = "NODE", value_parser = vm_cli::args::node_name)]
-    pub node: String,
+    /// The node to drain; with --rolling, the nodes of the round.
+    #[arg(value_name = "NODE", value_parser = vm_cli::args::node_name, required_unless_present = "selector")]
+    pub nodes: Vec<String>,
+
+    /// Plan a rolling maintenance round of many nodes: the order in which each can be
+    /// drained, maintained and uncordoned, where each VM goes (once, where the cluster has
+    /// room), the time it takes and the room left. Only with --dry-run: running a round is
+    /// not available yet.
+    #[arg(long, requires = "dry_run", conflicts_with = "uncordon")]
+    pub rolling: bool,
+
+    /// With --rolling: the nodes of the round by label (e.g. pool=workers), instead of names.
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "SELECTOR",
+        requires = "rolling",
+        conflicts_with = "nodes"
+    )]
+    pub selector: Option<String>,
+
+    /// With --rolling: how long the maintenance of one node takes once drained (reboot,
+    /// upgrade), for the time estimate.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = vm_cli::args::parse_duration)]
+    pub maintenance_time: std::time::Duration,
 
     /// Print the plan and stop; change nothing.
     #[arg(long)]
@@ -105,10 +131,18 @@ pub enum Format {
     Table,
     /// The table with eviction strategy, migratability and run strategy.
     Wide,
-    /// The `vm-drain-safe/v1` DrainPlan.
+    /// The `vm-drain-safe/v1` DrainPlan (RollingPlan with --rolling).
     Json,
     /// The same plan as YAML.
     Yaml,
+}
+
+impl Cli {
+    /// The node of a one-node run (`run` checks that exactly one was given without --rolling).
+    #[must_use]
+    pub fn node(&self) -> &str {
+        self.nodes.first().map_or("", String::as_str)
+    }
 }
 
 /// The clap command, for completions and help tests.

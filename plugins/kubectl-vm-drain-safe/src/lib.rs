@@ -2,11 +2,13 @@
 //! node, computed before anything changes (`vm_core::drain::plan_drain`).
 //!
 //! Without `--dry-run` it then executes the plan through `vm_kube::drain` (lock, cordon,
-//! migrations, evictions), and `--uncordon` undoes the maintenance state.
+//! migrations, evictions), and `--uncordon` undoes the maintenance state. `--rolling` plans a
+//! maintenance round over many nodes (`vm_core::rolling::plan_rolling`).
 
 pub mod cli;
 mod needs;
 mod render;
+mod rolling;
 mod run;
 
 pub use run::main;

@@ -9,18 +9,31 @@ use vm_core::quantity::format_bytes;
 use crate::cli::Format;
 
 pub(crate) fn render(plan: &DrainPlan, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+    if structured(plan, format, out)? {
+        return Ok(());
+    }
+    table(plan, format == Format::Wide, out)
+}
+
+/// Writes `value` as JSON or YAML; `false` (nothing written) for the table formats.
+pub(crate) fn structured<T: serde::Serialize>(
+    value: &T,
+    format: Format,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, plan)?;
-            writeln!(out)
+            serde_json::to_writer_pretty(&mut *out, value)?;
+            writeln!(out)?;
         }
         Format::Yaml => out.write_all(
-            serde_yaml::to_string(plan)
+            serde_yaml::to_string(value)
                 .map_err(std::io::Error::other)?
                 .as_bytes(),
-        ),
-        Format::Table | Format::Wide => table(plan, format == Format::Wide, out),
+        )?,
+        Format::Table | Format::Wide => return Ok(false),
     }
+    Ok(true)
 }
 
 fn table(plan: &DrainPlan, wide: bool, out: &mut dyn Write) -> std::io::Result<()> {
@@ -82,10 +95,11 @@ fn table(plan: &DrainPlan, wide: bool, out: &mut dyn Write) -> std::io::Result<(
         .count();
     writeln!(
         out,
-        "Migration limits: {} per cluster, {} outbound per node; {migrating} migrations, estimated {} s.",
+        "Migration limits: {} per cluster, {} outbound per node; {migrating} migrations, estimated {} s{}.",
         plan.limits.parallel_migrations_per_cluster,
         plan.limits.parallel_outbound_migrations_per_node,
-        plan.estimated_seconds
+        plan.estimated_seconds,
+        plan.migration_model.describe()
     )?;
     if plan.feasible {
         writeln!(out, "Plan for node {}: feasible.", plan.node)

@@ -29,6 +29,14 @@ pub fn main() -> ExitStatus {
 }
 
 async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
+    if !cli.rolling && cli.nodes.len() != 1 {
+        return Err(UserError::new(format!(
+            "give one NODE to drain, not {}: {}",
+            cli.nodes.len(),
+            cli.nodes.join(" ")
+        ))
+        .hint("several nodes in turn: --rolling NODE... --dry-run plans the round"));
+    }
     let client = session::client(&cli.kube).await?;
     let needed = if cli.uncordon {
         needs::uncordon(&cli.lock_namespace)
@@ -38,11 +46,14 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         needs::drain(&cli.lock_namespace)
     };
     session::check_access(&client, &needed, needs::ROLE).await?;
+    if cli.rolling {
+        return crate::rolling::plan(&client, cli).await;
+    }
     if cli.uncordon {
-        let report = uncordon(&client, &cli.node, &cli.lock_namespace)
+        let report = uncordon(&client, cli.node(), &cli.lock_namespace, &session::holder())
             .await
             .map_err(session::node_op_error)?;
-        println!("node {} uncordoned", cli.node);
+        println!("node {} uncordoned", cli.node());
         for vm in &report.restarted {
             println!("restarted {vm} (its runStrategy is restored)");
         }
@@ -73,7 +84,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         delete_emptydir_data: cli.delete_emptydir_data,
         migration_bytes_per_second: DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND,
     };
-    let plan = plan_drain(&snap, &cli.node, &policy).map_err(|e| match e {
+    let plan = plan_drain(&snap, cli.node(), &policy).map_err(|e| match e {
         PlanError::NoSuchNode(_) => UserError::from(e).hint("list the nodes with `kubectl get nodes`"),
     })?;
     print_plan(&plan, cli)?;
@@ -101,11 +112,11 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         Outcome::Done(summary) => {
             println!(
                 "node {} drained: {} VM(s) migrated, {} stopped, {} pod(s) evicted; it stays cordoned until `{PROGRAM} {} --uncordon`",
-                cli.node,
+                cli.node(),
                 summary.migrated.len(),
                 summary.stopped.len(),
                 summary.evicted.len(),
-                cli.node
+                cli.node()
             );
             for vm in &summary.already_gone {
                 println!("  already gone before its turn, nothing done: {vm}");
@@ -115,7 +126,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         Outcome::Stopped(why, summary) => {
             let node_deleted = why == Stopped::NodeDeleted;
             let why = stopped_because(cli, &why);
-            println!("drain of node {} stopped: {why}", cli.node);
+            println!("drain of node {} stopped: {why}", cli.node());
             vm_cli::progress::print_stopped_summary(&summary);
             if node_deleted {
                 println!(
@@ -124,7 +135,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
             } else {
                 println!(
                     "the node stays cordoned; migrations that had not started were cancelled. Run the same command to resume, or `{PROGRAM} {} --uncordon`.",
-                    cli.node
+                    cli.node()
                 );
             }
             ExitStatus::Partial
@@ -141,9 +152,9 @@ fn print_result(cli: &Cli, outcome: &Outcome) -> Result<ExitStatus, UserError> {
         Outcome::Stopped(why, summary) => (Some(stopped_because(cli, why)), summary, ExitStatus::Partial),
     };
     if let Some(why) = &why {
-        eprintln!("{PROGRAM}: drain of node {} stopped: {why}", cli.node);
+        eprintln!("{PROGRAM}: drain of node {} stopped: {why}", cli.node());
     }
-    let result = RunResult::new("vm-drain-safe/v1", "DrainResult", &cli.node, why, summary);
+    let result = RunResult::new("vm-drain-safe/v1", "DrainResult", cli.node(), why, summary);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = match cli.output {
@@ -184,8 +195,8 @@ fn confirm(cli: &Cli) -> Result<(), UserError> {
         return Ok(());
     }
     session::confirm_by_node_name(
-        &format!("Drain node {} as planned above", cli.node),
-        &cli.node,
+        &format!("Drain node {} as planned above", cli.node()),
+        cli.node(),
         UserError::new("not draining without confirmation; nothing was changed")
             .hint("review the plan (--dry-run), then pass --yes"),
     )
