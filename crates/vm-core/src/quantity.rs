@@ -85,14 +85,18 @@ pub fn format_bytes(bytes: f64) -> String {
     }
 }
 
-/// Formats cores as Kubernetes does for CPU: whole cores, or millicores below that.
+/// Formats cores as Kubernetes accepts CPU: whole cores, millicores below one core, and a
+/// decimal above it (`23.9`, not `23900m`).
 #[must_use]
 pub fn format_cpu(cores: f64) -> String {
     let milli = (cores * 1000.0).round();
     if milli % 1000.0 == 0.0 {
         format!("{}", milli / 1000.0)
-    } else {
+    } else if milli.abs() < 1000.0 {
         format!("{milli}m")
+    } else {
+        // 23.9 reads better than 23900m; both are the same quantity to Kubernetes.
+        format!("{}", milli / 1000.0)
     }
 }
 
@@ -130,5 +134,7 @@ mod tests {
         assert_eq!(format_bytes(3.5 * 1024.0 * 1024.0 * 1024.0), "3.5Gi");
         assert_eq!(format_cpu(0.25), "250m");
         assert_eq!(format_cpu(2.0), "2");
+        assert_eq!(format_cpu(23.9), "23.9");
+        assert_eq!(format_cpu(1.5), "1.5");
     }
 }
