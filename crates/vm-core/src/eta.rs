@@ -64,16 +64,16 @@ pub struct Sample {
 }
 
 impl MigrationModel {
-    /// Where the estimate comes from, for a plan's text: empty for the prior, else
-    /// ` (fitted on N finished migrations: S s + P s per GiB)`.
+    /// Where the estimate comes from, for a plan's text: `None` for the prior, else
+    /// `fitted on N finished migrations: S s + P s per GiB`.
     #[must_use]
-    pub fn describe(&self) -> String {
+    pub fn describe(&self) -> Option<String> {
         match self.source {
-            ModelSource::Prior => String::new(),
-            ModelSource::History => format!(
-                " (fitted on {} finished migrations: {:.0} s + {:.1} s per GiB)",
+            ModelSource::Prior => None,
+            ModelSource::History => Some(format!(
+                "fitted on {} finished migrations: {:.0} s + {:.1} s per GiB",
                 self.samples, self.setup_seconds, self.seconds_per_gib
-            ),
+            )),
         }
     }
 

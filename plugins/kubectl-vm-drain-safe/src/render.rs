@@ -99,7 +99,10 @@ fn table(plan: &DrainPlan, wide: bool, out: &mut dyn Write) -> std::io::Result<(
         plan.limits.parallel_migrations_per_cluster,
         plan.limits.parallel_outbound_migrations_per_node,
         plan.estimated_seconds,
-        plan.migration_model.describe()
+        plan.migration_model
+            .describe()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
     )?;
     if plan.feasible {
         writeln!(out, "Plan for node {}: feasible.", plan.node)

@@ -172,12 +172,15 @@ fn table(plan: &RollingPlan, wide: bool, out: &mut dyn Write) -> std::io::Result
     )?;
     writeln!(
         out,
-        "Estimated: {} ({} per cluster, {} outbound per node; {} of maintenance per node){}.",
+        "Estimated: {} ({} per cluster, {} outbound per node; {} of maintenance per node{}).",
         duration(plan.estimated_seconds),
         plan.limits.parallel_migrations_per_cluster,
         plan.limits.parallel_outbound_migrations_per_node,
         duration(plan.maintenance_seconds),
-        plan.migration_model.describe()
+        plan.migration_model
+            .describe()
+            .map(|d| format!("; {d}"))
+            .unwrap_or_default()
     )?;
     if let Some(tight) = &plan.tightest {
         writeln!(

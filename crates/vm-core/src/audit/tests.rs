@@ -826,3 +826,30 @@ template: {spec: {domain: {cpu: null, resources: null}}}}",
     assert_eq!(guest_of(&snapshot), None);
     assert!(rules_fired(&snapshot).contains(&"resources-instancetype-not-found".to_string()));
 }
+
+#[test]
+fn a_vm_pinned_by_its_own_selector_is_the_pinned_rules_business_not_the_target_rules() {
+    // node-9 offers the named model the VMI asks for, so KubeVirt's additions leave a target;
+    // but the VMI also pins itself to node-1 by hostname: nothing else can take it, which
+    // node-placement-pinned says. The migration-target rule stays silent instead of saying
+    // it again as if the CPU were the cause.
+    let pinned = named_model_vmi("Skylake-Client").replace(
+        "spec: {evictionStrategy",
+        "spec: {nodeSelector: {kubernetes.io/hostname: node-1}, evictionStrategy",
+    );
+    let fired = rules_fired(&cluster("", &format!("{SKYLAKE_NODE}{pinned}")));
+    assert!(fired.contains(&"node-placement-pinned".to_string()), "{fired:?}");
+    assert!(
+        !fired.contains(&"node-placement-no-migration-target".to_string()),
+        "{fired:?}"
+    );
+    // Without the pin, a model no other node offers is this rule's.
+    let fired = rules_fired(&cluster(
+        "",
+        &format!("{SKYLAKE_NODE}{}", named_model_vmi("Haswell-noTSX")),
+    ));
+    assert!(
+        fired.contains(&"node-placement-no-migration-target".to_string()),
+        "{fired:?}"
+    );
+}

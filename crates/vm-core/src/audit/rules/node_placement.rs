@@ -117,8 +117,12 @@ fn check_migration_target(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &m
                 return;
             }
         };
-    if constraints.origins.is_empty() {
-        return; // nothing beyond the VM's own constraints, which node-placement-no-node judges.
+    // Nothing beyond the VM's own constraints, or its own selectors, affinity and tolerations
+    // already leave no other node: the pinned and no-node rules say so. This rule is about
+    // what KubeVirt adds to the target.
+    let own = Constraints::of(subject.running_spec());
+    if constraints.origins.is_empty() || !others().any(|n| own.admits(n)) {
+        return;
     }
     if !others().any(|n| constraints.admits(n)) {
         let reasons: Vec<String> = others().filter_map(|n| constraints.admit(n).err()).collect();
