@@ -193,7 +193,7 @@ fn add_value(
         .to_string();
     let namespaced = !matches!(
         kind.as_str(),
-        "Node" | "VirtualMachineClusterInstancetype" | "VolumeAttachment"
+        "Node" | "VirtualMachineClusterInstancetype" | "VolumeAttachment" | "MigrationPolicy"
     );
     let namespace = value
         .get("metadata")
@@ -239,6 +239,7 @@ fn add_value(
         ("instancetype.kubevirt.io", "VirtualMachineClusterInstancetype") => {
             push!(snapshot.cluster_instancetypes)
         }
+        ("migrations.kubevirt.io", "MigrationPolicy") => push!(snapshot.migration_policies),
         ("v1", "Node") => push!(snapshot.nodes),
         ("v1", "Pod") => push!(snapshot.pods),
         ("v1", "PersistentVolumeClaim") => push!(snapshot.pvcs),
