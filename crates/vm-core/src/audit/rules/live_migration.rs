@@ -11,10 +11,10 @@ use crate::migratability::Migratability;
 use crate::quantity::format_bytes;
 use crate::resources::guest_size;
 
-/// Guest memory from which `migration-large-without-convergence` applies: 32 GiB. Below it a
-/// pre-copy migration over a 10 Gbit/s migration network copies the guest about twice a minute,
-/// so only extreme write rates keep it from converging within KubeVirt's default timeout; from
-/// it on, a busy database or cache can dirty memory faster than one copy pass completes.
+/// Guest memory from which `migration-large-without-convergence` applies: 32 GiB. One pre-copy
+/// pass over a 10 Gbit/s migration network then takes about half a minute (34 GB at 1.25 GB/s)
+/// and grows with the guest, so a busy database or cache can dirty memory faster than a pass
+/// completes; below it, only extreme write rates keep a migration from converging.
 pub const LARGE_GUEST_BYTES: f64 = 32.0 * 1024.0 * 1024.0 * 1024.0;
 
 pub(crate) static LIVE_MIGRATE_NOT_MIGRATABLE: Rule = Rule {
@@ -55,11 +55,20 @@ pub(crate) static TIMEOUT_EXCEEDS_LIMIT: Rule = Rule {
     category: Category::LiveMigration,
     severity: Severity::Warning,
     summary: "KubeVirt would let the VM's migration run longer than the operator's limit (--max-migration-time)",
-    explanation: "KubeVirt cancels a live migration that has not finished after completionTimeoutPerGiB × size seconds. The size is the guest memory (memory.guest, else the memory request) in decimal gigabytes rounded up (plus local disks for a block migration and migrated volumes, which this rule does not count, so the real allowance can only be longer), and completionTimeoutPerGiB comes from the MigrationPolicy that selects the VMI, else the KubeVirt CR's spec.configuration.migrations (HCO: spec.liveMigrationConfig), else the default of 150 s (800 s before KubeVirt v1.4). A value of 0 sets no completion timeout at all. Example: a 64Gi guest is 69 GB, 69 × 150 s = 10350 s, almost three hours for one VM. A maintenance window planned around --max-migration-time can therefore be overrun by a single migration that KubeVirt still considers healthy.
-
-The rule runs only when the operator gives a limit (--max-migration-time); it skips VMs that cannot be live-migrated at all (other rules report those).
-
-Fix: a MigrationPolicy selecting the VM with a lower completionTimeoutPerGiB (limit ÷ size, as the hint computes) and allowAutoConverge or allowPostCopy so that it can finish in that time, or plan the window around the VM's real allowance.",
+    explanation: "KubeVirt gives a live migration completionTimeoutPerGiB × size seconds; when \
+that time is up it aborts the migration (or switches it to post-copy when allowPostCopy allows). \
+The size is the guest memory (memory.guest, else the memory request) in decimal gigabytes rounded \
+up, plus local disks for a block migration and migrated volumes, which this rule does not count, \
+so the real allowance can only be longer. completionTimeoutPerGiB comes from the MigrationPolicy \
+that selects the VMI, else the KubeVirt CR's spec.configuration.migrations (HCO: \
+spec.liveMigrationConfig), else the default of 150 s (800 s before KubeVirt v1.4); 0 sets no \
+completion timeout at all. Example: a 64Gi guest is 69 GB, and 69 × 150 s = 10350 s, almost three \
+hours for one VM. A maintenance window planned around --max-migration-time can be overrun by a \
+single migration that KubeVirt still lets run.\n\nThe rule runs only when the operator gives a \
+limit (--max-migration-time). It skips VMs that cannot be live-migrated at all (other rules report \
+those).\n\nFix: a MigrationPolicy selecting the VM with a completionTimeoutPerGiB of at most limit ÷ \
+size (the hint computes it), together with allowAutoConverge or allowPostCopy so that the migration \
+can finish in that time, or plan the window around the VM's real allowance.",
 };
 
 pub(crate) static LARGE_WITHOUT_CONVERGENCE: Rule = Rule {
@@ -67,11 +76,22 @@ pub(crate) static LARGE_WITHOUT_CONVERGENCE: Rule = Rule {
     category: Category::LiveMigration,
     severity: Severity::Info,
     summary: "a large VM whose migration may never converge: neither auto-converge nor post-copy is allowed",
-    explanation: "A pre-copy live migration copies the guest's memory while the guest runs, then copies again what the guest dirtied meanwhile, until the rest fits in the allowed downtime. A guest that writes memory faster than the migration network copies it never gets there. KubeVirt then cancels the migration at the completion timeout (completionTimeoutPerGiB × size, 150 s per GB by default: 69 × 150 s = 10350 s for 64Gi) or when it stops making progress (progressTimeout, 150 s). The VMI stays on its node, the eviction is retried, and `kubectl drain` of the node never finishes. Two options let a migration finish anyway, both off by default: allowAutoConverge (libvirt throttles the guest's vCPUs until the copy catches up) and allowPostCopy (the guest switches to the target and pulls the remaining pages on demand; a network failure during post-copy loses the guest).
-
-The rule applies from 32Gi of guest memory: below that a copy pass over a typical migration network takes seconds, and only extreme write rates keep it from converging. It is informational because whether a guest converges depends on its write rate, which no manifest shows; an idle large VM migrates fine.
-
-Fix: a MigrationPolicy whose selectors match the VM and that sets allowAutoConverge: true (or allowPostCopy: true), or enable them cluster-wide in the KubeVirt CR's spec.configuration.migrations.",
+    explanation: "A pre-copy live migration copies the guest's memory while the guest runs, then \
+copies again what the guest dirtied meanwhile, until the rest fits in the allowed downtime. A guest \
+that writes memory faster than the migration network copies it never gets there. KubeVirt then \
+aborts the migration at the completion timeout (completionTimeoutPerGiB × size, 150 s per GB by \
+default: 69 × 150 s = 10350 s for 64Gi) or when it stops making progress (progressTimeout, 150 s). \
+The VMI stays on its node, the eviction is retried, and `kubectl drain` of the node never \
+finishes. Two options let a migration finish anyway, both off by default: allowAutoConverge \
+(libvirt throttles the guest's vCPUs until the copy catches up) and allowPostCopy (the guest moves \
+to the target and pulls the remaining pages on demand; a network failure during post-copy loses \
+the guest).\n\nThe rule applies from 32Gi of guest memory: one copy pass over a 10 Gbit/s \
+migration network then takes about half a minute (34 GB at 1.25 GB/s) and grows with the guest; \
+below that, only extreme write rates keep a migration from converging. It is informational because \
+whether a guest converges depends on its write rate, which no manifest shows; an idle large VM \
+migrates fine.\n\nFix: a MigrationPolicy whose selectors match the VM and that sets \
+allowAutoConverge: true (or allowPostCopy: true), or enable them cluster-wide in the KubeVirt CR's \
+spec.configuration.migrations.",
 };
 
 /// The migrated size as KubeVirt counts it (`getVMIMigrationDataSize`): guest memory scaled to
