@@ -13,7 +13,7 @@ mod rules;
 mod subject;
 mod suppression;
 
-pub use context::AuditContext;
+pub use context::{AuditContext, AuditOptions};
 pub use finding::{AuditReport, Category, Finding, ObjectRef, Severity, Summary};
 pub use rule::Rule;
 pub use rules::RULES;
@@ -22,16 +22,41 @@ pub use suppression::{SUPPRESS_ANNOTATION, SUPPRESS_REASON_ANNOTATION};
 
 use crate::snapshot::ClusterSnapshot;
 
+/// The migration options KubeVirt would give a migration of `subject`'s VMI: the KubeVirt (or
+/// HyperConverged) CR's, overridden by the MigrationPolicy that selects it (see
+/// [`crate::effective::matching_policy`] for the matching and its tie-breaks). The snapshot
+/// holds no Namespace objects, so a policy with a non-empty `namespaceSelector` is taken not
+/// to match; such policies are listed in `unchecked_policies`.
+#[must_use]
+pub fn effective_migration_settings(
+    snapshot: &ClusterSnapshot,
+    subject: &Subject<'_>,
+) -> crate::effective::MigrationSettings {
+    crate::effective::migration_settings(
+        &crate::effective::ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
+        &snapshot.migration_policies,
+        subject.vmi_labels(),
+        None,
+    )
+}
+
 /// Looks a rule up by id.
 #[must_use]
 pub fn rule(id: &str) -> Option<&'static Rule> {
     RULES.iter().copied().find(|r| r.id == id)
 }
 
-/// Audits every object in `snapshot`.
+/// Audits every object in `snapshot` with the default options (no operator limits).
 #[must_use]
 pub fn audit(snapshot: &ClusterSnapshot) -> AuditReport {
-    let ctx = AuditContext::new(snapshot);
+    audit_with(snapshot, &AuditOptions::default())
+}
+
+/// Audits every object in `snapshot` against the rules and the operator's `options` (for
+/// instance `max_migration_seconds`, which turns on `migration-timeout-exceeds-limit`).
+#[must_use]
+pub fn audit_with(snapshot: &ClusterSnapshot, options: &AuditOptions) -> AuditReport {
+    let ctx = AuditContext::with_options(snapshot, options);
     let mut report = AuditReport::default();
     for subject in subject::subjects(snapshot) {
         let mut found = Vec::new();

@@ -1,11 +1,19 @@
 //! The values KubeVirt would really use, resolved from the places it reads them.
 //!
 //! Reference: KubeVirt `types.go` `(*VirtualMachine).RunStrategy()`,
-//! `pkg/util/migrations/migrations.go` `VMIEvictionStrategy()`, `pkg/virt-config` defaults.
+//! `pkg/util/migrations/migrations.go` `VMIEvictionStrategy()`, `pkg/virt-config` defaults,
+//! `pkg/virt-controller/watch/migration/migrationpolicy.go` (which MigrationPolicy applies).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::kubevirt::{HyperConverged, KubeVirt, MigrationConfiguration, VirtualMachineSpec};
+use crate::kubevirt::{
+    HyperConverged, KubeVirt, MigrationConfiguration, MigrationPolicy, VirtualMachineSpec,
+};
+
+/// KubeVirt's default `completionTimeoutPerGiB` in seconds: 150 since v1.4.0, 800 before
+/// (reference `kubevirt-semantics.md` §5, "Limits", and its version notes: commit 5080d817).
+pub const DEFAULT_COMPLETION_TIMEOUT_PER_GIB: u64 = 150;
 
 /// `spec.runStrategy` values KubeVirt knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +183,17 @@ pub struct ClusterConfig {
     pub cpu_model: Option<String>,
     /// `developerConfiguration.nodeSelectors`, added to every launcher pod.
     pub node_selectors: std::collections::BTreeMap<String, String>,
+    /// `migrations.completionTimeoutPerGiB` in seconds (default
+    /// [`DEFAULT_COMPLETION_TIMEOUT_PER_GIB`]); 0 means no completion timeout.
+    pub completion_timeout_per_gib: u64,
+    /// Where `completion_timeout_per_gib` was read.
+    pub completion_timeout_source: MigrationOptionSource,
+    /// `migrations.allowAutoConverge` (default false).
+    pub allow_auto_converge: bool,
+    /// `migrations.allowPostCopy` (default false).
+    pub allow_post_copy: bool,
+    /// Where `allow_auto_converge` and `allow_post_copy` were read (the CR when it sets either).
+    pub convergence_source: MigrationOptionSource,
 }
 
 impl ClusterConfig {
@@ -189,6 +208,11 @@ impl ClusterConfig {
             parallel_outbound_migrations_per_node: 2,
             cpu_model: None,
             node_selectors: std::collections::BTreeMap::new(),
+            completion_timeout_per_gib: DEFAULT_COMPLETION_TIMEOUT_PER_GIB,
+            completion_timeout_source: MigrationOptionSource::Default,
+            allow_auto_converge: false,
+            allow_post_copy: false,
+            convergence_source: MigrationOptionSource::Default,
         }
     }
 
@@ -217,15 +241,32 @@ impl ClusterConfig {
         cfg.cpu_model = kv_conf
             .and_then(|c| c.cpu_model.clone())
             .filter(|m| !m.is_empty());
-        let migrations: Option<&MigrationConfiguration> = kv_conf
-            .and_then(|c| c.migrations.as_ref())
-            .or_else(|| hco.and_then(|h| h.spec.live_migration_config.as_ref()));
-        if let Some(m) = migrations {
+        let migrations: Option<(&MigrationConfiguration, MigrationOptionSource)> = kv
+            .and_then(|k| {
+                let m = k.spec.configuration.migrations.as_ref()?;
+                Some((m, MigrationOptionSource::KubeVirt(name_of(&k.metadata))))
+            })
+            .or_else(|| {
+                let h = hco?;
+                let m = h.spec.live_migration_config.as_ref()?;
+                Some((m, MigrationOptionSource::HyperConverged(name_of(&h.metadata))))
+            });
+        if let Some((m, source)) = migrations {
             if let Some(n) = m.parallel_migrations_per_cluster.filter(|n| *n > 0) {
                 cfg.parallel_migrations_per_cluster = n;
             }
             if let Some(n) = m.parallel_outbound_migrations_per_node.filter(|n| *n > 0) {
                 cfg.parallel_outbound_migrations_per_node = n;
+            }
+            // Negative values are invalid; KubeVirt's admission rejects them, so they are ignored.
+            if let Some(n) = m.completion_timeout_per_gib.and_then(|n| u64::try_from(n).ok()) {
+                cfg.completion_timeout_per_gib = n;
+                cfg.completion_timeout_source = source.clone();
+            }
+            if m.allow_auto_converge.is_some() || m.allow_post_copy.is_some() {
+                cfg.allow_auto_converge = m.allow_auto_converge.unwrap_or(false);
+                cfg.allow_post_copy = m.allow_post_copy.unwrap_or(false);
+                cfg.convergence_source = source;
             }
         }
         cfg
@@ -238,6 +279,182 @@ fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
         (None, Some(name)) => name.clone(),
         _ => "(unnamed)".to_string(),
     }
+}
+
+/// Where a migration option's value came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MigrationOptionSource {
+    /// The named MigrationPolicy, which selects the VMI.
+    Policy(String),
+    /// `spec.configuration.migrations` of the named KubeVirt CR.
+    KubeVirt(String),
+    /// `spec.liveMigrationConfig` of the named HyperConverged CR.
+    HyperConverged(String),
+    /// Nothing sets it: KubeVirt's built-in default.
+    #[default]
+    Default,
+}
+
+impl fmt::Display for MigrationOptionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Policy(name) => write!(f, "MigrationPolicy {name}"),
+            Self::KubeVirt(name) => write!(f, "KubeVirt CR {name} spec.configuration.migrations"),
+            Self::HyperConverged(name) => {
+                write!(f, "HyperConverged CR {name} spec.liveMigrationConfig")
+            }
+            Self::Default => write!(f, "the default"),
+        }
+    }
+}
+
+/// The migration options KubeVirt would give a migration of one VMI: the cluster's, overridden
+/// field by field by the MigrationPolicy that selects the VMI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationSettings {
+    /// Seconds allowed per GiB of migrated data; 0 means no completion timeout.
+    pub completion_timeout_per_gib: u64,
+    /// Whether libvirt may throttle the guest's vCPUs so that the copy converges.
+    pub allow_auto_converge: bool,
+    /// Whether a migration that runs out of time may switch to post-copy.
+    pub allow_post_copy: bool,
+    /// Where the settings come from, in words: the matching policy, else the CR, else the
+    /// default (for the precise origin of each value see the two fields below).
+    pub source: String,
+    /// Where `completion_timeout_per_gib` was read.
+    pub timeout_source: MigrationOptionSource,
+    /// Where `allow_auto_converge` and `allow_post_copy` were read.
+    pub convergence_source: MigrationOptionSource,
+    /// Policies that select the VMI's labels but also have a `namespaceSelector` that could not
+    /// be checked because the namespace's labels are unknown; they were taken not to match.
+    pub unchecked_policies: Vec<String>,
+}
+
+/// How well one policy matches: the numbers of its VMI and namespace labels that matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MatchScore {
+    vmi: usize,
+    namespace: usize,
+}
+
+impl MatchScore {
+    /// KubeVirt's order: more matching labels in total wins; on a tie, more VMI labels wins.
+    fn key(self) -> (usize, usize) {
+        (self.vmi + self.namespace, self.vmi)
+    }
+}
+
+fn all_present(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The MigrationPolicy KubeVirt applies to a VMI with `vmi_labels` in a namespace with
+/// `namespace_labels`, as `matchPolicy` in KubeVirt's
+/// `pkg/virt-controller/watch/migration/migrationpolicy.go` chooses it:
+///
+/// - a policy matches when every pair of its `virtualMachineInstanceSelector` is among the VMI's
+///   labels and every pair of its `namespaceSelector` among the namespace's; a policy without
+///   `selectors` matches nothing, and empty selectors match every VMI;
+/// - of the matching policies the one with the most matching labels (VMI and namespace
+///   together) wins; on a tie, the one with more matching VMI labels; on a further tie, the
+///   one whose name sorts first.
+///
+/// `namespace_labels` is `None` when the namespace's labels are not known (the snapshot holds
+/// no Namespace objects): a policy with a non-empty `namespaceSelector` is then taken not to
+/// match, and is returned in the second list so that messages can say so.
+///
+/// Not reproduced: KubeVirt skips both selectors of a VMI that has no labels at all (a nil
+/// map). A VMI being migrated always carries the labels virt-controller sets
+/// (`kubevirt.io/nodeName`), so that case does not arise in a migration.
+#[must_use]
+pub fn matching_policy<'a>(
+    policies: &'a [MigrationPolicy],
+    vmi_labels: &BTreeMap<String, String>,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> (Option<&'a MigrationPolicy>, Vec<String>) {
+    let mut best: Option<(&MigrationPolicy, MatchScore)> = None;
+    let mut unchecked = Vec::new();
+    for policy in policies {
+        let Some(selectors) = &policy.spec.selectors else {
+            continue;
+        };
+        if !all_present(&selectors.virtual_machine_instance_selector, vmi_labels) {
+            continue;
+        }
+        let namespace_ok = match namespace_labels {
+            Some(labels) => all_present(&selectors.namespace_selector, labels),
+            None if selectors.namespace_selector.is_empty() => true,
+            None => {
+                unchecked.push(policy.metadata.name.clone().unwrap_or_default());
+                false
+            }
+        };
+        if !namespace_ok {
+            continue;
+        }
+        let score = MatchScore {
+            vmi: selectors.virtual_machine_instance_selector.len(),
+            namespace: selectors.namespace_selector.len(),
+        };
+        let better = match best {
+            None => true,
+            Some((current, current_score)) => {
+                score.key() > current_score.key()
+                    || (score.key() == current_score.key() && policy.metadata.name < current.metadata.name)
+            }
+        };
+        if better {
+            best = Some((policy, score));
+        }
+    }
+    (best.map(|(p, _)| p), unchecked)
+}
+
+/// The migration settings of a VMI: the cluster's (`cluster`), overridden by each field the
+/// matching policy (see [`matching_policy`]) sets, as `applyMigrationPolicySpec` does.
+#[must_use]
+pub fn migration_settings(
+    cluster: &ClusterConfig,
+    policies: &[MigrationPolicy],
+    vmi_labels: &BTreeMap<String, String>,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> MigrationSettings {
+    let (policy, unchecked_policies) = matching_policy(policies, vmi_labels, namespace_labels);
+    let mut settings = MigrationSettings {
+        completion_timeout_per_gib: cluster.completion_timeout_per_gib,
+        allow_auto_converge: cluster.allow_auto_converge,
+        allow_post_copy: cluster.allow_post_copy,
+        source: String::new(),
+        timeout_source: cluster.completion_timeout_source.clone(),
+        convergence_source: cluster.convergence_source.clone(),
+        unchecked_policies,
+    };
+    let Some(policy) = policy else {
+        settings.source = match (&settings.timeout_source, &settings.convergence_source) {
+            (MigrationOptionSource::Default, other) | (other, _) => other.to_string(),
+        };
+        return settings;
+    };
+    let name = policy.metadata.name.clone().unwrap_or_default();
+    let from_policy = MigrationOptionSource::Policy(name);
+    let spec = &policy.spec;
+    if let Some(n) = spec
+        .completion_timeout_per_gib
+        .and_then(|n| u64::try_from(n).ok())
+    {
+        settings.completion_timeout_per_gib = n;
+        settings.timeout_source = from_policy.clone();
+    }
+    if let Some(b) = spec.allow_auto_converge {
+        settings.allow_auto_converge = b;
+        settings.convergence_source = from_policy.clone();
+    }
+    if let Some(b) = spec.allow_post_copy {
+        settings.allow_post_copy = b;
+        settings.convergence_source = from_policy.clone();
+    }
+    settings.source = from_policy.to_string();
+    settings
 }
 
 /// Resolves the eviction strategy: the running VMI's value (stamped by the mutating webhook at
@@ -350,5 +567,210 @@ mod tests {
         assert_eq!(cfg.parallel_outbound_migrations_per_node, 2);
         assert_eq!(cfg.cpu_allocation_ratio, 4);
         assert_eq!(cfg.memory_overcommit, 100);
+    }
+
+    fn policy(name: &str, selectors: &str, spec: &str) -> MigrationPolicy {
+        serde_yaml::from_str(&format!(
+            "metadata: {{name: {name}}}\nspec: {{{selectors}{spec}}}"
+        ))
+        .unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    fn chosen(
+        policies: &[MigrationPolicy],
+        vmi: &BTreeMap<String, String>,
+        ns: Option<&BTreeMap<String, String>>,
+    ) -> Option<String> {
+        matching_policy(policies, vmi, ns)
+            .0
+            .and_then(|p| p.metadata.name.clone())
+    }
+
+    #[test]
+    fn a_policy_matches_only_when_all_its_labels_are_on_the_vmi() {
+        let policies = [policy(
+            "db",
+            "selectors: {virtualMachineInstanceSelector: {app: db, tier: gold}}",
+            "",
+        )];
+        let vmi = labels(&[("app", "db"), ("tier", "gold"), ("extra", "x")]);
+        assert_eq!(chosen(&policies, &vmi, None).as_deref(), Some("db"));
+        let partial = labels(&[("app", "db")]);
+        assert_eq!(chosen(&policies, &partial, None), None);
+        let wrong_value = labels(&[("app", "db"), ("tier", "silver")]);
+        assert_eq!(chosen(&policies, &wrong_value, None), None);
+        // No selectors at all: matches nothing. Empty selectors: match every VMI.
+        let none = [policy("none", "", "allowPostCopy: true")];
+        assert_eq!(chosen(&none, &vmi, None), None);
+        let all = [policy("all", "selectors: {}", "")];
+        assert_eq!(chosen(&all, &labels(&[]), None).as_deref(), Some("all"));
+    }
+
+    #[test]
+    fn the_policy_with_most_matching_labels_wins_then_vmi_labels_then_the_first_name() {
+        let vmi = labels(&[("app", "db"), ("tier", "gold")]);
+        let ns = labels(&[("team", "a")]);
+        let one = policy(
+            "a-one",
+            "selectors: {virtualMachineInstanceSelector: {app: db}}",
+            "",
+        );
+        let two = policy(
+            "z-two",
+            "selectors: {virtualMachineInstanceSelector: {app: db, tier: gold}}",
+            "",
+        );
+        assert_eq!(
+            chosen(&[one.clone(), two.clone()], &vmi, Some(&ns)).as_deref(),
+            Some("z-two")
+        );
+        assert_eq!(
+            chosen(&[two.clone(), one.clone()], &vmi, Some(&ns)).as_deref(),
+            Some("z-two")
+        );
+        // Same total (2): one VMI + one namespace label loses to two VMI labels.
+        let mixed = policy(
+            "a-mixed",
+            "selectors: {virtualMachineInstanceSelector: {app: db}, namespaceSelector: {team: a}}",
+            "",
+        );
+        assert_eq!(
+            chosen(&[mixed.clone(), two.clone()], &vmi, Some(&ns)).as_deref(),
+            Some("z-two")
+        );
+        // Full tie: the name that sorts first, whatever the order of the list.
+        let twin = policy(
+            "m-twin",
+            "selectors: {virtualMachineInstanceSelector: {tier: gold, app: db}}",
+            "",
+        );
+        assert_eq!(
+            chosen(&[two.clone(), twin.clone()], &vmi, Some(&ns)).as_deref(),
+            Some("m-twin")
+        );
+        assert_eq!(chosen(&[twin, two], &vmi, Some(&ns)).as_deref(), Some("m-twin"));
+    }
+
+    #[test]
+    fn a_namespace_selector_needs_the_namespace_labels() {
+        let vmi = labels(&[("app", "db")]);
+        let by_ns = policy(
+            "by-ns",
+            "selectors: {namespaceSelector: {team: a}, virtualMachineInstanceSelector: {app: db}}",
+            "",
+        );
+        let plain = policy(
+            "plain",
+            "selectors: {virtualMachineInstanceSelector: {app: db}}",
+            "",
+        );
+        let policies = [by_ns, plain];
+        // Known namespace labels: the more specific policy wins.
+        let ns = labels(&[("team", "a")]);
+        assert_eq!(chosen(&policies, &vmi, Some(&ns)).as_deref(), Some("by-ns"));
+        let other = labels(&[("team", "b")]);
+        assert_eq!(chosen(&policies, &vmi, Some(&other)).as_deref(), Some("plain"));
+        // Unknown (no Namespace objects): taken not to match, and reported.
+        let (found, unchecked) = matching_policy(&policies, &vmi, None);
+        assert_eq!(found.and_then(|p| p.metadata.name.as_deref()), Some("plain"));
+        assert_eq!(unchecked, vec!["by-ns".to_string()]);
+        // A policy whose VMI labels do not match is not reported as unchecked.
+        let (_, unchecked) = matching_policy(&policies, &labels(&[("app", "web")]), None);
+        assert!(unchecked.is_empty());
+    }
+
+    #[test]
+    fn cluster_config_reads_migration_options_with_kubevirt_defaults() {
+        let none = ClusterConfig::from_crs(&[], &[]);
+        assert_eq!(none.completion_timeout_per_gib, 150);
+        assert!(!none.allow_auto_converge && !none.allow_post_copy);
+        assert_eq!(none.completion_timeout_source, MigrationOptionSource::Default);
+
+        let kv: KubeVirt = serde_yaml::from_str(
+            "metadata: {name: kubevirt, namespace: kubevirt}\n\
+spec: {configuration: {migrations: {completionTimeoutPerGiB: 800, allowAutoConverge: true}}}",
+        )
+        .unwrap();
+        let cfg = ClusterConfig::from_crs(std::slice::from_ref(&kv), &[]);
+        assert_eq!(cfg.completion_timeout_per_gib, 800);
+        assert!(cfg.allow_auto_converge);
+        assert!(!cfg.allow_post_copy);
+        let from_kv = MigrationOptionSource::KubeVirt("kubevirt/kubevirt".into());
+        assert_eq!(cfg.completion_timeout_source, from_kv);
+        assert_eq!(cfg.convergence_source, from_kv);
+        assert_eq!(
+            from_kv.to_string(),
+            "KubeVirt CR kubevirt/kubevirt spec.configuration.migrations"
+        );
+
+        // A migrations block without the timeout keeps the default and says so.
+        let kv: KubeVirt =
+            serde_yaml::from_str("spec: {configuration: {migrations: {allowPostCopy: true}}}").unwrap();
+        let cfg = ClusterConfig::from_crs(&[kv], &[]);
+        assert_eq!(
+            (cfg.completion_timeout_per_gib, cfg.completion_timeout_source),
+            (150, MigrationOptionSource::Default)
+        );
+        assert!(cfg.allow_post_copy);
+
+        // HCO's liveMigrationConfig when the KubeVirt CR has no migrations block.
+        let hco: HyperConverged = serde_yaml::from_str(
+            "metadata: {name: hco, namespace: openshift-cnv}\nspec: {liveMigrationConfig: {completionTimeoutPerGiB: 300}}",
+        )
+        .unwrap();
+        let cfg = ClusterConfig::from_crs(&[], &[hco]);
+        assert_eq!(cfg.completion_timeout_per_gib, 300);
+        assert_eq!(
+            cfg.completion_timeout_source,
+            MigrationOptionSource::HyperConverged("openshift-cnv/hco".into())
+        );
+    }
+
+    #[test]
+    fn a_policy_overrides_only_the_fields_it_sets() {
+        let kv: KubeVirt = serde_yaml::from_str(
+            "metadata: {name: kubevirt, namespace: kubevirt}\n\
+spec: {configuration: {migrations: {completionTimeoutPerGiB: 400}}}",
+        )
+        .unwrap();
+        let cluster = ClusterConfig::from_crs(&[kv], &[]);
+        let policies = [policy(
+            "converge",
+            "selectors: {virtualMachineInstanceSelector: {app: db}}, ",
+            "allowAutoConverge: true",
+        )];
+        let s = migration_settings(&cluster, &policies, &labels(&[("app", "db")]), None);
+        assert_eq!(s.completion_timeout_per_gib, 400);
+        assert_eq!(
+            s.timeout_source,
+            MigrationOptionSource::KubeVirt("kubevirt/kubevirt".into())
+        );
+        assert!(s.allow_auto_converge && !s.allow_post_copy);
+        assert_eq!(
+            s.convergence_source,
+            MigrationOptionSource::Policy("converge".into())
+        );
+        assert_eq!(s.source, "MigrationPolicy converge");
+
+        // No policy matches: the CR's values, and the CR as the source.
+        let s = migration_settings(&cluster, &policies, &labels(&[("app", "web")]), None);
+        assert!(!s.allow_auto_converge);
+        assert_eq!(
+            s.source,
+            "KubeVirt CR kubevirt/kubevirt spec.configuration.migrations"
+        );
+        // Nothing at all: the default.
+        let s = migration_settings(&ClusterConfig::defaults(), &[], &labels(&[]), None);
+        assert_eq!(
+            (s.completion_timeout_per_gib, s.source.as_str()),
+            (150, "the default")
+        );
     }
 }

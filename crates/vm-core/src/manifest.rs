@@ -193,7 +193,7 @@ fn add_value(
         .to_string();
     let namespaced = !matches!(
         kind.as_str(),
-        "Node" | "VirtualMachineClusterInstancetype" | "VolumeAttachment"
+        "Node" | "VirtualMachineClusterInstancetype" | "VolumeAttachment" | "MigrationPolicy"
     );
     let namespace = value
         .get("metadata")
@@ -239,6 +239,7 @@ fn add_value(
         ("instancetype.kubevirt.io", "VirtualMachineClusterInstancetype") => {
             push!(snapshot.cluster_instancetypes)
         }
+        ("migrations.kubevirt.io", "MigrationPolicy") => push!(snapshot.migration_policies),
         ("v1", "Node") => push!(snapshot.nodes),
         ("v1", "Pod") => push!(snapshot.pods),
         ("v1", "PersistentVolumeClaim") => push!(snapshot.pvcs),
@@ -320,6 +321,50 @@ fn typed<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_cluster_scoped_migration_policy() {
+        let mut snap = ClusterSnapshot::default();
+        let text = "apiVersion: migrations.kubevirt.io/v1alpha1\nkind: MigrationPolicy\nmetadata: {name: big-vms}\n\
+spec: {selectors: {namespaceSelector: {team: a}, virtualMachineInstanceSelector: {size: big}}, \
+completionTimeoutPerGiB: 300, allowAutoConverge: true, allowPostCopy: false, bandwidthPerMigration: 1Gi}\n";
+        let notes = load_into(&mut snap, "p.yaml", text).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        let [policy] = snap.migration_policies.as_slice() else {
+            panic!("expected one policy: {:?}", snap.migration_policies);
+        };
+        let spec = &policy.spec;
+        let selectors = spec.selectors.as_ref().unwrap();
+        assert_eq!(
+            selectors.namespace_selector.get("team").map(String::as_str),
+            Some("a")
+        );
+        assert_eq!(
+            selectors
+                .virtual_machine_instance_selector
+                .get("size")
+                .map(String::as_str),
+            Some("big")
+        );
+        assert_eq!(spec.completion_timeout_per_gib, Some(300));
+        assert_eq!(
+            (spec.allow_auto_converge, spec.allow_post_copy),
+            (Some(true), Some(false))
+        );
+        assert_eq!(
+            spec.bandwidth_per_migration.as_ref().map(|q| q.0.as_str()),
+            Some("1Gi")
+        );
+        // Cluster-scoped: recorded without a namespace.
+        let object = ObjectRef {
+            kind: "MigrationPolicy".into(),
+            namespace: None,
+            name: "big-vms".into(),
+        };
+        assert!(snap.origins.contains_key(&object));
+        // A second document with the same name is a duplicate, not a second policy.
+        assert!(load_into(&mut snap, "q.yaml", text).is_err());
+    }
 
     #[test]
     fn reads_multi_document_yaml_lists_and_json() {

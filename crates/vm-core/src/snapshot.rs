@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::audit::ObjectRef;
 use crate::kubevirt::{
-    HyperConverged, KubeVirt, VirtualMachine, VirtualMachineClusterInstancetype, VirtualMachineInstance,
-    VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype,
-    VirtualMachinePool,
+    HyperConverged, KubeVirt, MigrationPolicy, VirtualMachine, VirtualMachineClusterInstancetype,
+    VirtualMachineInstance, VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet,
+    VirtualMachineInstancetype, VirtualMachinePool,
 };
 
 /// Where a snapshot came from; findings word themselves accordingly ("in the cluster" or "in
@@ -47,6 +47,8 @@ pub struct ClusterSnapshot {
     pub hyperconvergeds: Vec<HyperConverged>,
     pub instancetypes: Vec<VirtualMachineInstancetype>,
     pub cluster_instancetypes: Vec<VirtualMachineClusterInstancetype>,
+    /// MigrationPolicies (cluster-scoped): per-VMI migration options over the KubeVirt CR's.
+    pub migration_policies: Vec<MigrationPolicy>,
     /// The kubelets' node Leases (namespace `kube-node-lease`, one per node, named after it):
     /// their `renewTime` tells whether a NotReady node is still alive.
     pub leases: Vec<Lease>,

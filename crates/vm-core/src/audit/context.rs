@@ -2,7 +2,9 @@
 //! the nodes as the placement engine sees them, and lookups computed the same way for all rules.
 
 use super::subject::Subject;
-use crate::effective::{ClusterConfig, EffectiveEviction, eviction_strategy};
+use crate::effective::{
+    ClusterConfig, EffectiveEviction, MigrationSettings, eviction_strategy, migration_settings,
+};
 use crate::kubevirt::common_instancetypes::{RELEASE, common_cluster_instancetype};
 use crate::kubevirt::{InstancetypeMatcher, InstancetypeSpec};
 use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
@@ -10,10 +12,22 @@ use crate::placement::NodeView;
 use crate::resources::{Requests, launcher_requests};
 use crate::snapshot::{ClusterSnapshot, SnapshotSource};
 
+/// What the operator asks of an audit beyond the objects: limits that have no KubeVirt default
+/// and so are off unless set (`vm-audit` fills them from its flags).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// The longest a single live migration may take, in seconds (`--max-migration-time`).
+    /// When set, the rule `migration-timeout-exceeds-limit` flags VMs whose KubeVirt completion
+    /// timeout (guest size × `completionTimeoutPerGiB`) is longer. `None`: the rule is off.
+    pub max_migration_seconds: Option<u64>,
+}
+
 /// Shared, read-only inputs of the rules.
 pub struct AuditContext<'a> {
     /// Everything known.
     pub snapshot: &'a ClusterSnapshot,
+    /// The operator's limits.
+    pub options: AuditOptions,
     /// The KubeVirt/HCO configuration in force.
     pub cluster: ClusterConfig,
     /// Every node, with the requests of the pods bound to it.
@@ -40,10 +54,17 @@ impl<'a> AuditContext<'a> {
     /// by name, so that messages naming several do not depend on the order they were listed in.
     #[must_use]
     pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
+        Self::with_options(snapshot, &AuditOptions::default())
+    }
+
+    /// As [`AuditContext::new`], with the operator's `options`.
+    #[must_use]
+    pub fn with_options(snapshot: &'a ClusterSnapshot, options: &AuditOptions) -> Self {
         let mut nodes: Vec<NodeView> = NodeView::all(&snapshot.nodes, &snapshot.pods);
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
             snapshot,
+            options: options.clone(),
             cluster: ClusterConfig::from_crs(&snapshot.kubevirts, &snapshot.hyperconvergeds),
             nodes,
             launchers: crate::migration_target::TargetSources::of(snapshot),
@@ -147,6 +168,20 @@ impl<'a> AuditContext<'a> {
             namespace: subject.namespace(),
             pvcs: &self.snapshot.pvcs,
         })
+    }
+
+    /// The migration options KubeVirt would give a migration of the subject's VMI (see
+    /// [`migration_settings`]). The snapshot holds no Namespace objects, so a policy's
+    /// non-empty `namespaceSelector` is taken not to match (and listed in
+    /// `unchecked_policies`).
+    #[must_use]
+    pub fn migration_settings(&self, subject: &Subject<'_>) -> MigrationSettings {
+        migration_settings(
+            &self.cluster,
+            &self.snapshot.migration_policies,
+            subject.vmi_labels(),
+            None,
+        )
     }
 
     /// What the subject's launcher pod requests, when its memory is sized at all.

@@ -38,6 +38,8 @@ pub static RULES: &[&Rule] = &[
     &live_migration::LIVE_MIGRATE_NOT_MIGRATABLE,
     &live_migration::NOT_MIGRATABLE,
     &live_migration::UNKNOWN,
+    &live_migration::TIMEOUT_EXCEEDS_LIMIT,
+    &live_migration::LARGE_WITHOUT_CONVERGENCE,
     &node_placement::PINNED,
     &node_placement::SINGLE_NODE,
     &node_placement::NO_NODE,

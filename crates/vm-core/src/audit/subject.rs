@@ -65,6 +65,19 @@ impl<'a> Subject<'a> {
             .unwrap_or(&EMPTY)
     }
 
+    /// The labels of the VMI: the live VMI's, else the template's (what the next VMI gets).
+    #[must_use]
+    pub fn vmi_labels(&self) -> &'a BTreeMap<String, String> {
+        self.vmi
+            .and_then(|v| v.metadata.labels.as_ref())
+            .or_else(|| {
+                self.template
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.labels.as_ref())
+            })
+            .unwrap_or(&EMPTY)
+    }
+
     /// The path of `field` of the VMI spec in this subject's own manifest, so that a finding
     /// names a field the user can find: a VM and a VMI ReplicaSet hold the VMI spec at
     /// `spec.template.spec`, a pool one level deeper in its VM template, a standalone VMI at

@@ -106,7 +106,40 @@ fn cluster(vm_patch: &str, extra: &str) -> ClusterSnapshot {
 }
 
 fn rules_fired(snapshot: &ClusterSnapshot) -> Vec<String> {
-    audit(snapshot).findings.iter().map(|f| f.rule.clone()).collect()
+    rules_fired_with(snapshot, &AuditOptions::default())
+}
+
+fn rules_fired_with(snapshot: &ClusterSnapshot, options: &AuditOptions) -> Vec<String> {
+    audit_with(snapshot, options)
+        .findings
+        .iter()
+        .map(|f| f.rule.clone())
+        .collect()
+}
+
+/// The operator limit the migration-time cases run with: one hour.
+const LIMIT: AuditOptions = AuditOptions {
+    max_migration_seconds: Some(3600),
+};
+
+/// The options a case runs with: rules that only run under an operator limit get one.
+fn options_for(rule: &str) -> AuditOptions {
+    match rule {
+        "migration-timeout-exceeds-limit" => LIMIT,
+        _ => AuditOptions::default(),
+    }
+}
+
+/// The baseline VM with `memory` of guest (requests and limits).
+const VM_64GI: &str =
+    "spec: {template: {spec: {domain: {resources: {requests: {memory: 64Gi}, limits: {memory: 64Gi}}}}}}";
+
+/// A MigrationPolicy selecting the baseline VM's `app: web` label with `spec` added.
+fn web_policy(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: migrations.kubevirt.io/v1alpha1\nkind: MigrationPolicy\nmetadata: {{name: {name}}}\n\
+spec: {{selectors: {{virtualMachineInstanceSelector: {{app: web}}}}, {spec}}}\n"
+    )
 }
 
 struct Case {
@@ -437,6 +470,24 @@ fn cases() -> Vec<Case> {
             ),
         },
         Case {
+            rule: "migration-timeout-exceeds-limit",
+            // 64Gi is 69 GB; 69 × 150 s = 10350 s > 3600 s.
+            fire: (VM_64GI, ""),
+            // A policy lowers it to 69 × 50 s = 3450 s.
+            silent: (
+                VM_64GI,
+                Box::leak(web_policy("fast", "completionTimeoutPerGiB: 50").into_boxed_str()),
+            ),
+        },
+        Case {
+            rule: "migration-large-without-convergence",
+            fire: (VM_64GI, ""),
+            silent: (
+                VM_64GI,
+                Box::leak(web_policy("converge", "allowAutoConverge: true").into_boxed_str()),
+            ),
+        },
+        Case {
             rule: "configuration-suppression-unknown-rule",
             fire: (
                 "metadata: {annotations: {vm-audit/suppress: probe-readiness, vm-audit/suppress-reason: typo}}",
@@ -474,7 +525,7 @@ fn every_rule_has_a_case() {
 #[test]
 fn each_rule_fires_on_a_breaking_object() {
     for case in cases() {
-        let fired = rules_fired(&cluster(case.fire.0, case.fire.1));
+        let fired = rules_fired_with(&cluster(case.fire.0, case.fire.1), &options_for(case.rule));
         assert!(
             fired.iter().any(|r| r == case.rule),
             "{} did not fire; fired: {fired:?}",
@@ -486,7 +537,7 @@ fn each_rule_fires_on_a_breaking_object() {
 #[test]
 fn each_rule_is_silent_on_a_near_miss() {
     for case in cases() {
-        let fired = rules_fired(&cluster(case.silent.0, case.silent.1));
+        let fired = rules_fired_with(&cluster(case.silent.0, case.silent.1), &options_for(case.rule));
         assert!(
             !fired.iter().any(|r| r == case.rule),
             "{} fired on its compliant twin: {fired:?}",
@@ -852,4 +903,132 @@ fn a_vm_pinned_by_its_own_selector_is_the_pinned_rules_business_not_the_target_r
         fired.contains(&"node-placement-no-migration-target".to_string()),
         "{fired:?}"
     );
+}
+
+fn migration_finding(
+    snapshot: &ClusterSnapshot,
+    options: &AuditOptions,
+    rule: &str,
+) -> Option<(String, String)> {
+    audit_with(snapshot, options)
+        .findings
+        .into_iter()
+        .find(|f| f.rule == rule)
+        .map(|f| (f.message, f.hint))
+}
+
+#[test]
+fn the_migration_timeout_rule_is_off_without_a_limit() {
+    let snapshot = cluster(VM_64GI, "");
+    assert!(!rules_fired(&snapshot).contains(&"migration-timeout-exceeds-limit".to_string()));
+    assert_eq!(
+        audit(&snapshot),
+        audit_with(&snapshot, &AuditOptions::default()),
+        "audit() is audit_with() with the default options"
+    );
+}
+
+#[test]
+fn the_migration_timeout_message_shows_the_arithmetic_and_its_source() {
+    let (message, hint) =
+        migration_finding(&cluster(VM_64GI, ""), &LIMIT, "migration-timeout-exceeds-limit").unwrap();
+    assert_eq!(
+        message,
+        "KubeVirt lets a migration of its 64Gi take up to 10350 s (69 GB × 150 s per GiB, from the default), \
+more than the 3600 s limit (--max-migration-time)"
+    );
+    assert!(hint.contains("at most 52 (3600 s ÷ 69 GB)"), "{hint}");
+
+    let mut snapshot = cluster(VM_64GI, "");
+    snapshot.kubevirts[0].spec.configuration.migrations = Some(crate::kubevirt::MigrationConfiguration {
+        completion_timeout_per_gib: Some(100),
+        ..Default::default()
+    });
+    let (message, _) = migration_finding(&snapshot, &LIMIT, "migration-timeout-exceeds-limit").unwrap();
+    assert!(
+        message.contains(
+            "6900 s (69 GB × 100 s per GiB, from KubeVirt CR kubevirt/kubevirt spec.configuration.migrations)"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_zero_completion_timeout_exceeds_any_limit() {
+    let snapshot = cluster(
+        "spec: {template: {spec: {domain: {resources: {requests: {memory: 1Gi}, limits: {memory: 1Gi}}}}}}",
+        Box::leak(web_policy("unbounded", "completionTimeoutPerGiB: 0").into_boxed_str()),
+    );
+    let (message, _) = migration_finding(&snapshot, &LIMIT, "migration-timeout-exceeds-limit").unwrap();
+    assert!(message.contains("no completion timeout"), "{message}");
+    assert!(message.contains("MigrationPolicy unbounded"), "{message}");
+}
+
+#[test]
+fn migration_time_rules_skip_vms_that_cannot_migrate() {
+    let fired = rules_fired_with(&cluster(VM_64GI, ""), &LIMIT);
+    assert!(fired.contains(&"migration-large-without-convergence".to_string()));
+    let mut snapshot = cluster(RWO_VOLUME, RWO_PVC);
+    let mut vm = serde_json::to_value(&snapshot.vms[0]).unwrap();
+    merge(&mut vm, &serde_yaml::from_str::<Value>(VM_64GI).unwrap());
+    snapshot.vms[0] = serde_json::from_value(vm).unwrap();
+    let fired = rules_fired_with(&snapshot, &LIMIT);
+    assert!(
+        fired.contains(&"live-migrate-not-migratable".to_string()),
+        "{fired:?}"
+    );
+    assert!(!fired.iter().any(|r| r.starts_with("migration-")), "{fired:?}");
+}
+
+#[test]
+fn the_convergence_rule_starts_at_32_gi_and_names_the_source() {
+    let vm = |memory: &str| {
+        format!(
+            "spec: {{template: {{spec: {{domain: {{resources: {{requests: {{memory: {memory}}}, limits: {{memory: {memory}}}}}}}}}}}}}"
+        )
+    };
+    let rule = "migration-large-without-convergence";
+    assert!(!rules_fired(&cluster(&vm("31Gi"), "")).contains(&rule.to_string()));
+    let (message, hint) =
+        migration_finding(&cluster(&vm("32Gi"), ""), &AuditOptions::default(), rule).unwrap();
+    assert_eq!(
+        message,
+        "32Gi of guest memory and neither allowAutoConverge nor allowPostCopy (from the default): if the guest \
+dirties memory faster than it is copied, the migration never converges, it is cancelled after 5250 s \
+(35 GB × 150 s per GiB), and a drain of its node does not finish"
+    );
+    assert!(
+        hint.contains("MigrationPolicy with allowAutoConverge: true"),
+        "{hint}"
+    );
+    // A policy that selects by namespace labels cannot be checked in file mode: it is said so.
+    let ns_policy = "---\napiVersion: migrations.kubevirt.io/v1alpha1\nkind: MigrationPolicy\nmetadata: {name: by-ns}\n\
+spec: {selectors: {namespaceSelector: {tier: gold}, virtualMachineInstanceSelector: {app: web}}, allowPostCopy: true}\n";
+    let (message, _) =
+        migration_finding(&cluster(&vm("32Gi"), ns_policy), &AuditOptions::default(), rule).unwrap();
+    assert!(
+        message.ends_with("MigrationPolicy by-ns selects by namespace labels, which are not known here, and was taken not to apply"),
+        "{message}"
+    );
+    // Post-copy from the KubeVirt CR is enough.
+    let mut snapshot = cluster(&vm("32Gi"), "");
+    snapshot.kubevirts[0].spec.configuration.migrations = Some(crate::kubevirt::MigrationConfiguration {
+        allow_post_copy: Some(true),
+        ..Default::default()
+    });
+    assert!(!rules_fired(&snapshot).contains(&rule.to_string()));
+}
+
+#[test]
+fn effective_migration_settings_uses_the_template_labels_in_file_mode() {
+    let snapshot = cluster(
+        "",
+        Box::leak(web_policy("web", "allowPostCopy: true").into_boxed_str()),
+    );
+    let subjects = subject::subjects(&snapshot);
+    let settings = effective_migration_settings(&snapshot, &subjects[0]);
+    assert!(settings.allow_post_copy);
+    assert!(!settings.allow_auto_converge);
+    assert_eq!(settings.completion_timeout_per_gib, 150);
+    assert_eq!(settings.source, "MigrationPolicy web");
 }

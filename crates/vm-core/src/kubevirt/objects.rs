@@ -259,10 +259,17 @@ pub struct MigrationConfiguration {
     pub parallel_migrations_per_cluster: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel_outbound_migrations_per_node: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completion_timeout_per_gi_b: Option<i64>,
+    /// Seconds a migration may take per GiB of guest memory before KubeVirt cancels it.
+    #[serde(rename = "completionTimeoutPerGiB", skip_serializing_if = "Option::is_none")]
+    pub completion_timeout_per_gib: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth_per_migration: Option<Quantity>,
+    /// Lets libvirt throttle the guest's vCPUs until its memory copy converges.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_auto_converge: Option<bool>,
+    /// Lets a migration that runs out of time switch to post-copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_post_copy: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -275,6 +282,50 @@ pub struct DeveloperConfiguration {
     /// Node selectors KubeVirt adds to every launcher pod.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_selectors: Option<BTreeMap<String, String>>,
+}
+
+/// `migrations.kubevirt.io/v1alpha1` MigrationPolicy (cluster-scoped): migration options for
+/// the VMIs it selects, over the KubeVirt CR's. See [`crate::effective::migration_settings`]
+/// for which policy applies to a VMI.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MigrationPolicy {
+    pub metadata: ObjectMeta,
+    pub spec: MigrationPolicySpec,
+}
+kubevirt_resource!(
+    MigrationPolicy,
+    "migrations.kubevirt.io",
+    "v1alpha1",
+    "MigrationPolicy",
+    "migrationpolicies",
+    ClusterResourceScope
+);
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MigrationPolicySpec {
+    /// A policy without selectors matches no VMI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selectors: Option<MigrationPolicySelectors>,
+    #[serde(rename = "completionTimeoutPerGiB", skip_serializing_if = "Option::is_none")]
+    pub completion_timeout_per_gib: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_auto_converge: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_post_copy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_per_migration: Option<Quantity>,
+}
+
+/// Plain label maps (not `LabelSelector`s): every pair must be on the VMI or its namespace.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MigrationPolicySelectors {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub virtual_machine_instance_selector: BTreeMap<String, String>,
 }
 
 /// `hco.kubevirt.io/v1beta1` HyperConverged: HCO copies its settings into the KubeVirt CR.
