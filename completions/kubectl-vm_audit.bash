@@ -23,7 +23,7 @@ _kubectl__vm_audit() {
 
     case "${cmd}" in
         kubectl__vm_audit)
-            opts="-f -n -A -l -o -v -h -V --filename --kubeconfig --context --namespace --all-namespaces --selector --output --fail-on --explain --list-rules --verbose --help --version"
+            opts="-f -n -A -l -o -v -h -V --filename --kubeconfig --context --namespace --all-namespaces --selector --output --fail-on --max-migration-time --explain --list-rules --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -71,6 +71,10 @@ _kubectl__vm_audit() {
                     ;;
                 --fail-on)
                     COMPREPLY=($(compgen -W "info warning error" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-migration-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --explain)

@@ -12,6 +12,7 @@ junit\t'JUnit XML, one test case per object, for CI dashboards'"
 complete -c kubectl-vm_audit -l fail-on -d 'Exit 1 when a finding is at least this severe' -r -f -a "info\t''
 warning\t''
 error\t''"
+complete -c kubectl-vm_audit -l max-migration-time -d 'Flag VMs whose migration KubeVirt lets run longer than this (e.g. 30m, 1h): their memory times completionTimeoutPerGiB, from the KubeVirt CR or the MigrationPolicy that selects them (rule migration-timeout-exceeds-limit). Off by default' -r
 complete -c kubectl-vm_audit -l explain -d 'Explain one rule: what it checks, why it matters, how to fix it' -r
 complete -c kubectl-vm_audit -s A -l all-namespaces -d 'Look in every namespace'
 complete -c kubectl-vm_audit -l list-rules -d 'List every rule with its id, severity and category'

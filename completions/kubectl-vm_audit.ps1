@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_audit' -ScriptBlock 
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--fail-on', '--fail-on', [CompletionResultType]::ParameterName, 'Exit 1 when a finding is at least this severe')
+            [CompletionResult]::new('--max-migration-time', '--max-migration-time', [CompletionResultType]::ParameterName, 'Flag VMs whose migration KubeVirt lets run longer than this (e.g. 30m, 1h): their memory times completionTimeoutPerGiB, from the KubeVirt CR or the MigrationPolicy that selects them (rule migration-timeout-exceeds-limit). Off by default')
             [CompletionResult]::new('--explain', '--explain', [CompletionResultType]::ParameterName, 'Explain one rule: what it checks, why it matters, how to fix it')
             [CompletionResult]::new('-A', '-A ', [CompletionResultType]::ParameterName, 'Look in every namespace')
             [CompletionResult]::new('--all-namespaces', '--all-namespaces', [CompletionResultType]::ParameterName, 'Look in every namespace')

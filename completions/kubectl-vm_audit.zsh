@@ -36,6 +36,7 @@ yaml\:"The same report as YAML"
 sarif\:"SARIF 2.1.0, for code-scanning tools"
 junit\:"JUnit XML, one test case per object, for CI dashboards"))' \
 '--fail-on=[Exit 1 when a finding is at least this severe]:SEVERITY:(info warning error)' \
+'--max-migration-time=[Flag VMs whose migration KubeVirt lets run longer than this (e.g. 30m, 1h)\: their memory times completionTimeoutPerGiB, from the KubeVirt CR or the MigrationPolicy that selects them (rule migration-timeout-exceeds-limit). Off by default]:DURATION:_default' \
 '--explain=[Explain one rule\: what it checks, why it matters, how to fix it]:RULE:_default' \
 '-A[Look in every namespace]' \
 '--all-namespaces[Look in every namespace]' \

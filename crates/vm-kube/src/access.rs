@@ -106,8 +106,8 @@ fn each(verbs: &[&'static str], group: &'static str, resource: &'static str) -> 
 }
 
 /// What [`crate::live::snapshot`] lists. The VM-like objects, PVCs, PDBs and namespaced
-/// instancetypes follow `namespace`; nodes, pods and the cluster configuration are read
-/// cluster-wide whatever it says.
+/// instancetypes follow `namespace`; nodes, pods, the cluster configuration and the
+/// MigrationPolicies are read cluster-wide whatever it says.
 #[must_use]
 pub fn read_cluster(namespace: Option<&str>) -> Vec<Permission> {
     let scoped = [
@@ -126,6 +126,7 @@ pub fn read_cluster(namespace: Option<&str>) -> Vec<Permission> {
         (KUBEVIRT, "kubevirts"),
         ("hco.kubevirt.io", "hyperconvergeds"),
         ("instancetype.kubevirt.io", "virtualmachineclusterinstancetypes"),
+        ("migrations.kubevirt.io", "migrationpolicies"),
     ];
     scoped
         .into_iter()

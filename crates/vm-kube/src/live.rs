@@ -11,9 +11,9 @@ use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use vm_core::kubevirt::{
-    HyperConverged, KubeVirt, VirtualMachine, VirtualMachineClusterInstancetype, VirtualMachineInstance,
-    VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype,
-    VirtualMachinePool,
+    HyperConverged, KubeVirt, MigrationPolicy, VirtualMachine, VirtualMachineClusterInstancetype,
+    VirtualMachineInstance, VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet,
+    VirtualMachineInstancetype, VirtualMachinePool,
 };
 use vm_core::snapshot::{ClusterSnapshot, SnapshotSource};
 
@@ -191,12 +191,19 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
         list_ns::<PersistentVolumeClaim>(client, ns, None, Need::Required),
         list_pdbs(client, ns),
     )?;
-    let (kubevirts, hyperconvergeds, instancetypes, cluster_instancetypes) = try_join!(
+    let (kubevirts, hyperconvergeds, instancetypes, cluster_instancetypes, migration_policies) = try_join!(
         list_ns::<KubeVirt>(client, None, None, Need::Optional),
         list_ns::<HyperConverged>(client, None, None, Need::Optional),
         list_ns::<VirtualMachineInstancetype>(client, ns, None, Need::Optional),
         list_all(
             Api::<VirtualMachineClusterInstancetype>::all(client.clone()),
+            None,
+            Scope::Cluster,
+            Need::Optional
+        ),
+        // KubeVirt serves MigrationPolicies since v0.53; a cluster without them has none.
+        list_all(
+            Api::<MigrationPolicy>::all(client.clone()),
             None,
             Scope::Cluster,
             Need::Optional
@@ -217,6 +224,7 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
         hyperconvergeds,
         instancetypes,
         cluster_instancetypes,
+        migration_policies,
         leases: Vec::new(),
         volume_attachments: Vec::new(),
         origins: Default::default(),

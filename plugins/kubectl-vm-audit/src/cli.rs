@@ -67,6 +67,12 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = FailOn::Error, value_name = "SEVERITY")]
     pub fail_on: FailOn,
 
+    /// Flag VMs whose migration KubeVirt lets run longer than this (e.g. 30m, 1h): their
+    /// memory times completionTimeoutPerGiB, from the KubeVirt CR or the MigrationPolicy that
+    /// selects them (rule migration-timeout-exceeds-limit). Off by default.
+    #[arg(long, value_name = "DURATION", value_parser = vm_cli::args::parse_duration)]
+    pub max_migration_time: Option<std::time::Duration>,
+
     /// Explain one rule: what it checks, why it matters, how to fix it.
     #[arg(long, value_name = "RULE")]
     pub explain: Option<String>,

@@ -4,7 +4,7 @@ use std::io::{ErrorKind, Write};
 
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
-use vm_core::audit::{Severity, audit};
+use vm_core::audit::{AuditOptions, Severity, audit_with};
 use vm_core::labels::LabelQuery;
 use vm_core::snapshot::ClusterSnapshot;
 use vm_kube::client::{ConnectOptions, connect};
@@ -72,7 +72,12 @@ fn run(cli: &Cli) -> Result<ExitStatus, Failure> {
     } else {
         load_files(cli)?
     };
-    let report = audit(&snapshot);
+    let report = audit_with(
+        &snapshot,
+        &AuditOptions {
+            max_migration_seconds: cli.max_migration_time.map(|d| d.as_secs()),
+        },
+    );
     let fail_on: Severity = cli.fail_on.into();
     let options = RenderOptions {
         format: cli.output,
