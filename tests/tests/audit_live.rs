@@ -146,7 +146,7 @@ async fn the_read_only_role_is_enough_and_a_missing_one_is_named_up_front() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("13 missing permissions; nothing was changed")
+        stderr.contains("14 missing permissions; nothing was changed")
             && stderr.contains("\n  list virtualmachines.kubevirt.io in namespace shop\n")
             && stderr.contains("kubectl auth can-i list"),
         "{stderr}"
