@@ -16,7 +16,7 @@ use vm_core::drain::{DrainPlan, VmAction, VmPlan, controller_kind, stays_on_node
 use vm_core::kubevirt::{VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceMigration};
 
 use super::node::{StoppedVm, record_stopped, set_unschedulable, stopped_vms};
-use super::pending::{self, PendingTargets};
+use super::pending::{self, PendingTargets, TargetState};
 use super::{
     BlockedVm, DrainError, Event, ExecOptions, NODE_LABEL, Reporter, Stopped, Summary, lease, retry,
 };
@@ -422,7 +422,6 @@ async fn migrate(
     )
     .backoff(retry::Backoff::default());
     let mut targets = std::pin::pin!(targets);
-    let mut pods_relisted: Option<BTreeSet<String>> = None;
     let mut pod_watch_failing = false;
     // During a re-list of the watch: the migrations in flight when it began, and those the list
     // has shown so far.
@@ -474,7 +473,7 @@ async fn migrate(
                             tracing::warn!("the watch on migration target pods resumed");
                             pod_watch_failing = false;
                         }
-                        target_pod_event(pod, &mut pods_relisted, &mut flight, reporter, summary);
+                        target_pod_event(pod, &mut flight, reporter, summary);
                     }
                     Err(e) => {
                         if !pod_watch_failing {
@@ -561,7 +560,7 @@ async fn migrate(
         };
         if now == "Succeeded" {
             flight.active.remove(&id);
-            flight.targets.forget(&name);
+            flight.targets.done(&id);
             summary.scheduling_messages.remove(&id);
             note_phase(&id, now, reporter, &mut flight);
             let at = vmi_node(client, &id).await?.unwrap_or_else(|| "?".into());
@@ -585,36 +584,18 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Follows one event of the watch on migration target pods: what the scheduler says of the
-/// target pod of a migration in flight (shown when it changes, kept in the summary).
+/// target pod of a migration in flight (shown when it changes, kept in the summary). A deleted
+/// pod changes nothing: KubeVirt deletes an unschedulable target pod when it fails the try, and
+/// the VM's wait goes on into the next try (see [`PendingTargets`]).
 fn target_pod_event(
     event: watcher::Event<Pod>,
-    relisted: &mut Option<BTreeSet<String>>,
     flight: &mut InFlight,
     reporter: &dyn Reporter,
     summary: &mut Summary,
 ) {
-    let (pod, gone) = match event {
-        watcher::Event::Apply(p) => (p, false),
-        watcher::Event::InitApply(p) => {
-            if let (Some(seen), Some((_, m))) = (relisted.as_mut(), pending::migration_of(&p)) {
-                seen.insert(m);
-            }
-            (p, false)
-        }
-        watcher::Event::Delete(p) => (p, true),
-        watcher::Event::Init => {
-            *relisted = Some(BTreeSet::new());
-            return;
-        }
-        watcher::Event::InitDone => {
-            // A target pod missing from a complete list was deleted while the watch was down.
-            let seen = relisted.take().unwrap_or_default();
-            let names: Vec<String> = flight.active.values().cloned().collect();
-            for name in names.iter().filter(|n| !seen.contains(*n)) {
-                flight.targets.pod_gone(name);
-            }
-            return;
-        }
+    let pod = match event {
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => p,
+        watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => return,
     };
     let Some((ns, migration)) = pending::migration_of(&pod) else {
         return;
@@ -622,15 +603,11 @@ fn target_pod_event(
     let Some(id) = flight.vmi_of(&migration).filter(|id| split(id).0 == ns) else {
         return;
     };
-    if gone {
-        flight.targets.pod_gone(&migration);
-        return;
-    }
-    let message = pending::unschedulable_message(&pod);
-    if message.is_none() {
+    let state = pending::target_state(&pod);
+    if state == TargetState::Scheduled {
         summary.scheduling_messages.remove(&id);
     }
-    if let Some(message) = flight.targets.observe(&migration, message, Instant::now()) {
+    if let Some(message) = flight.targets.observe(&migration, &id, state, Instant::now()) {
         summary.scheduling_messages.insert(id.clone(), message.clone());
         reporter.event(&Event::TargetPending { vm: id, message });
     }
@@ -661,11 +638,13 @@ async fn block_expired(
             && !matches!(phase(m), "" | "Pending" | "Scheduling")
         {
             // Its target pod was placed after all (the watch had not said so yet).
-            flight.targets.observe(name, None, Instant::now());
+            flight
+                .targets
+                .observe(name, &id, TargetState::Scheduled, Instant::now());
             continue;
         }
         flight.active.remove(&id);
-        flight.targets.forget(name);
+        flight.targets.done(&id);
         let params = DeleteParams::default();
         retry::transient(&format!("cancelling migration {ns}/{name}"), || {
             delete_if_present(&api, name, &params)

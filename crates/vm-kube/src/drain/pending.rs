@@ -4,8 +4,10 @@
 //!
 //! KubeVirt itself deletes such a target pod after 300 s and fails the migration; a drain that
 //! just retried would wait the same 300 s again for each try. The executor instead follows the
-//! target pods by watch, shows the message while it waits, and after `--pending-timeout` cancels
-//! the migration and reports the VM as blocked, with the message.
+//! target pods by watch, shows the message while it waits, and once a VM's target pods have
+//! been unschedulable for `--pending-timeout` (counted across its tries, so a try that KubeVirt
+//! failed does not restart the clock) cancels the migration and reports the VM as blocked,
+//! with the message.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -59,14 +61,49 @@ pub fn unschedulable_message(pod: &Pod) -> Option<String> {
     )
 }
 
-/// One migration's target pod, as last seen.
-#[derive(Debug, Clone)]
-struct Target {
-    /// Since when it has been Pending and Unschedulable without a break; `None` while it is
-    /// not (scheduled, or gone).
+/// Where the scheduler stands with a migration target pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetState {
+    /// Bound to a node: whatever the VM waited for is over.
+    Scheduled,
+    /// Pending because no node can take it, with the scheduler's message.
+    Unschedulable(String),
+    /// Not decided yet (new, or being deleted): says nothing about the wait.
+    Undecided,
+}
+
+/// What `pod` tells of the VM's wait: see [`TargetState`].
+#[must_use]
+pub fn target_state(pod: &Pod) -> TargetState {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return TargetState::Undecided;
+    }
+    if let Some(message) = unschedulable_message(pod) {
+        return TargetState::Unschedulable(message);
+    }
+    let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+    if bound || scheduled {
+        TargetState::Scheduled
+    } else {
+        TargetState::Undecided
+    }
+}
+
+/// One VM's wait for a target pod that the scheduler can place, over its migration tries.
+#[derive(Debug, Clone, Default)]
+struct Wait {
+    /// Since when its target pods have been Pending and Unschedulable, with no pod of it
+    /// scheduled in between; `None` while it is not waiting. A target pod that KubeVirt deletes
+    /// (its own unschedulable timeout, which fails the try) does not stop the clock: the next
+    /// try's pod waits on the same clock, so retries never wait the timeout again.
     since: Option<Instant>,
-    /// The scheduler's last message about it, kept after the pod is gone (KubeVirt deletes the
-    /// pod before it fails the migration).
+    /// The scheduler's last message about its target pod, kept after the pod is gone (KubeVirt
+    /// deletes the pod before it fails the migration).
     message: Option<String>,
 }
 
@@ -77,94 +114,98 @@ pub struct Expired {
     pub migration: String,
     /// The scheduler's last message.
     pub message: String,
-    /// How long the pod was Pending and Unschedulable.
+    /// How long the VM's target pods were Pending and Unschedulable.
     pub waited: Duration,
 }
 
-/// The target pods of the migrations in flight, by migration name, and the timeout decision.
+/// The VMs whose migrations are in flight, their waits for a placeable target pod, and the
+/// timeout decision.
 #[derive(Debug)]
 pub struct PendingTargets {
     timeout: Duration,
-    targets: BTreeMap<String, Target>,
+    /// The VM (`ns/name`) of each migration in flight, by migration name.
+    migrations: BTreeMap<String, String>,
+    /// Each VM's wait, across its tries.
+    waits: BTreeMap<String, Wait>,
 }
 
 impl PendingTargets {
-    /// Migrations are cancelled once their target pod was unschedulable for `timeout`.
+    /// Migrations are cancelled once their VM's target pods were unschedulable for `timeout`.
     #[must_use]
     pub fn new(timeout: Duration) -> Self {
         Self {
             timeout,
-            targets: BTreeMap::new(),
+            migrations: BTreeMap::new(),
+            waits: BTreeMap::new(),
         }
     }
 
-    /// Records what the scheduler says of the target pod of `migration` at `now` (`None`: the
-    /// pod is not unschedulable). Returns the message when it is new or changed, to be shown.
-    pub fn observe(&mut self, migration: &str, message: Option<String>, now: Instant) -> Option<String> {
-        let target = self.targets.entry(migration.to_string()).or_insert(Target {
-            since: None,
-            message: None,
-        });
-        match message {
-            None => {
-                // Scheduled (or not looked at yet): the wait, and its message, are over.
-                target.since = None;
-                target.message = None;
+    /// Records what the scheduler says at `now` of the target pod of `migration`, a migration
+    /// of `vm`. Returns the message when it is new or changed, to be shown.
+    pub fn observe(&mut self, migration: &str, vm: &str, state: TargetState, now: Instant) -> Option<String> {
+        self.migrations.insert(migration.to_string(), vm.to_string());
+        let wait = self.waits.entry(vm.to_string()).or_default();
+        match state {
+            TargetState::Scheduled => {
+                // The wait, and its message, are over.
+                *wait = Wait::default();
                 None
             }
-            Some(m) => {
-                target.since.get_or_insert(now);
-                if target.message.as_deref() == Some(m.as_str()) {
+            TargetState::Undecided => None,
+            TargetState::Unschedulable(m) => {
+                wait.since.get_or_insert(now);
+                if wait.message.as_deref() == Some(m.as_str()) {
                     None
                 } else {
-                    target.message = Some(m.clone());
+                    wait.message = Some(m.clone());
                     Some(m)
                 }
             }
         }
     }
 
-    /// The target pod of `migration` was deleted: the wait stops, its last message is kept.
-    pub fn pod_gone(&mut self, migration: &str) {
-        if let Some(t) = self.targets.get_mut(migration) {
-            t.since = None;
-        }
-    }
-
-    /// Forgets `migration` (it ended, or was cancelled).
+    /// Forgets `migration` (it ended, was cancelled, or its try failed): its VM's wait goes on
+    /// into the next try.
     pub fn forget(&mut self, migration: &str) {
-        self.targets.remove(migration);
+        self.migrations.remove(migration);
     }
 
-    /// The scheduler's last message about the target pod of `migration`.
+    /// `vm` is done waiting: migrated, blocked, or no longer this run's to move.
+    pub fn done(&mut self, vm: &str) {
+        self.waits.remove(vm);
+        self.migrations.retain(|_, v| v != vm);
+    }
+
+    /// The scheduler's last message about the target pod of `migration`'s VM.
     #[must_use]
     pub fn last_message(&self, migration: &str) -> Option<&str> {
-        self.targets.get(migration).and_then(|t| t.message.as_deref())
+        let vm = self.migrations.get(migration)?;
+        self.waits.get(vm).and_then(|w| w.message.as_deref())
     }
 
-    /// The migrations whose target pod has been unschedulable for the timeout at `now`.
+    /// The migrations in flight whose VM has waited the timeout at `now`.
     #[must_use]
     pub fn expired(&self, now: Instant) -> Vec<Expired> {
-        self.targets
+        self.migrations
             .iter()
-            .filter_map(|(name, t)| {
-                let since = t.since?;
-                let waited = now.saturating_duration_since(since);
+            .filter_map(|(migration, vm)| {
+                let wait = self.waits.get(vm)?;
+                let waited = now.saturating_duration_since(wait.since?);
                 (waited >= self.timeout).then(|| Expired {
-                    migration: name.clone(),
-                    message: t.message.clone().unwrap_or_default(),
+                    migration: migration.clone(),
+                    message: wait.message.clone().unwrap_or_default(),
                     waited,
                 })
             })
             .collect()
     }
 
-    /// When the next migration reaches the timeout, if one waits.
+    /// When the next migration in flight reaches the timeout, if one waits.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.targets
+        self.migrations
             .values()
-            .filter_map(|t| t.since)
+            .filter_map(|vm| self.waits.get(vm)?.since)
             .min()
             .map(|since| since + self.timeout)
     }
@@ -231,14 +272,42 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_is_scheduled_when_bound_or_so_marked_and_undecided_when_new_or_deleted() {
+        assert_eq!(
+            target_state(&pending("Unschedulable", "False", TAINTS)),
+            TargetState::Unschedulable(TAINTS.into())
+        );
+        assert_eq!(target_state(&pending("", "True", "")), TargetState::Scheduled);
+        let new = pod(serde_json::json!({"metadata": {"name": "p"}, "status": {"phase": "Pending"}}));
+        assert_eq!(target_state(&new), TargetState::Undecided);
+        let mut bound = new.clone();
+        bound.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some("n2".into()),
+            ..Default::default()
+        });
+        assert_eq!(target_state(&bound), TargetState::Scheduled);
+        let mut deleted = pending("", "True", "");
+        deleted.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert_eq!(target_state(&deleted), TargetState::Undecided);
+    }
+
+    #[test]
     fn a_migration_expires_after_the_timeout_of_unbroken_unschedulability() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut p = PendingTargets::new(s(20));
         assert_eq!(p.next_deadline(), None);
         // Shown once, and again only when the scheduler says something else.
-        assert_eq!(p.observe("m", Some(TAINTS.into()), t0), Some(TAINTS.into()));
-        assert_eq!(p.observe("m", Some(TAINTS.into()), t0 + s(5)), None);
+        assert_eq!(
+            p.observe("m", "ns/vm", TargetState::Unschedulable(TAINTS.into()), t0),
+            Some(TAINTS.into())
+        );
+        assert_eq!(
+            p.observe("m", "ns/vm", TargetState::Unschedulable(TAINTS.into()), t0 + s(5)),
+            None
+        );
         assert_eq!(p.next_deadline(), Some(t0 + s(20)));
         assert!(p.expired(t0 + s(19)).is_empty());
         let expired = p.expired(t0 + s(20));
@@ -251,7 +320,12 @@ mod tests {
             }]
         );
         assert_eq!(
-            p.observe("m", Some("other".into()), t0 + s(21)),
+            p.observe(
+                "m",
+                "ns/vm",
+                TargetState::Unschedulable("other".into()),
+                t0 + s(21)
+            ),
             Some("other".into())
         );
         // The wait is from the first sighting, not the last change of words.
@@ -263,18 +337,62 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut p = PendingTargets::new(s(20));
-        p.observe("m", Some(TAINTS.into()), t0);
-        p.observe("m", None, t0 + s(10));
+        p.observe("m", "ns/vm", TargetState::Unschedulable(TAINTS.into()), t0);
+        p.observe("m", "ns/vm", TargetState::Scheduled, t0 + s(10));
         assert_eq!(p.next_deadline(), None);
         assert_eq!(p.last_message("m"), None);
-        p.observe("m", Some(TAINTS.into()), t0 + s(15));
+        p.observe(
+            "m",
+            "ns/vm",
+            TargetState::Unschedulable(TAINTS.into()),
+            t0 + s(15),
+        );
         assert!(p.expired(t0 + s(30)).is_empty());
         assert_eq!(p.expired(t0 + s(35)).len(), 1);
+        // A new pod, or one being deleted, says nothing of the wait.
+        p.observe("m", "ns/vm", TargetState::Undecided, t0 + s(36));
+        assert_eq!(p.expired(t0 + s(36)).len(), 1);
         // KubeVirt deletes the pod, then fails the migration: the message outlives the pod.
-        p.pod_gone("m");
-        assert!(p.expired(t0 + s(100)).is_empty());
         assert_eq!(p.last_message("m"), Some(TAINTS));
         p.forget("m");
         assert_eq!(p.last_message("m"), None);
+        assert!(p.expired(t0 + s(100)).is_empty(), "no migration in flight");
+    }
+
+    #[test]
+    fn a_try_that_kubevirt_failed_does_not_restart_the_vms_clock() {
+        // KubeVirt's own timeout deletes the first try's target pod at 19 s and fails the
+        // migration; the drain's second try waits on the same clock, so the VM is blocked at
+        // the drain's timeout (20 s after the first sighting), not 20 s into the second try.
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = PendingTargets::new(s(20));
+        p.observe("try-1", "ns/vm", TargetState::Unschedulable(TAINTS.into()), t0);
+        p.forget("try-1");
+        assert!(p.expired(t0 + s(19)).is_empty());
+        // The next try's pod, before the scheduler looked at it: the clock runs on.
+        p.observe("try-2", "ns/vm", TargetState::Undecided, t0 + s(19));
+        assert_eq!(p.next_deadline(), Some(t0 + s(20)));
+        p.observe(
+            "try-2",
+            "ns/vm",
+            TargetState::Unschedulable(TAINTS.into()),
+            t0 + s(19),
+        );
+        assert_eq!(p.next_deadline(), Some(t0 + s(20)));
+        let expired = p.expired(t0 + s(20));
+        assert_eq!(expired.len(), 1, "{expired:?}");
+        assert_eq!(expired[0].migration, "try-2");
+        assert_eq!(expired[0].waited, s(20));
+        // Another VM keeps its own clock; a VM done waiting is forgotten.
+        p.observe(
+            "other",
+            "ns/other",
+            TargetState::Unschedulable(TAINTS.into()),
+            t0 + s(19),
+        );
+        p.done("ns/vm");
+        assert_eq!(p.next_deadline(), Some(t0 + s(39)));
+        assert_eq!(p.last_message("try-2"), None);
     }
 }
