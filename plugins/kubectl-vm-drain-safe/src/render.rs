@@ -6,7 +6,20 @@ use comfy_table::{Table, presets::NOTHING};
 use vm_core::drain::DrainPlan;
 use vm_core::quantity::format_bytes;
 
+use vm_cli::report::UserError;
+
 use crate::cli::Format;
+
+/// Writes to stdout through `write`; a closed pipe (`| head`) is not an error.
+pub(crate) fn to_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), UserError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(UserError::new(format!("cannot write output: {e}"))),
+    }
+}
 
 pub(crate) fn render(plan: &DrainPlan, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
     if structured(plan, format, out)? {

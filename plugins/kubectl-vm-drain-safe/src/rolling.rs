@@ -16,7 +16,7 @@ use vm_core::snapshot::ClusterSnapshot;
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::{Cli, Format};
-use crate::render::structured;
+use crate::render::{structured, to_stdout};
 
 const PROGRAM: &str = "kubectl vm-drain-safe";
 
@@ -48,12 +48,7 @@ pub(crate) async fn plan(client: &Client, cli: &Cli) -> Result<ExitStatus, UserE
         RollingError::Plan(_) => UserError::from(e).hint("list the nodes with `kubectl get nodes`"),
         other => UserError::from(other),
     })?;
-    let mut out = std::io::stdout().lock();
-    match render(&plan, cli.output, &mut out) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(UserError::new(format!("cannot write output: {e}"))),
-    }
+    to_stdout(|out| render(&plan, cli.output, out))?;
     if plan.feasible {
         Ok(ExitStatus::Success)
     } else {

@@ -13,7 +13,7 @@ use vm_cli::outcome::RunResult;
 
 use crate::cli::{Cli, Format};
 use crate::needs;
-use crate::render::render;
+use crate::render::{render, to_stdout};
 
 const PROGRAM: &str = "kubectl vm-drain-safe";
 
@@ -180,13 +180,7 @@ fn stopped_because(cli: &Cli, why: &Stopped) -> String {
 }
 
 fn print_plan(plan: &DrainPlan, cli: &Cli) -> Result<(), UserError> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match render(plan, cli.output, &mut out).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(UserError::new(format!("cannot write output: {e}"))),
-    }
+    to_stdout(|out| render(plan, cli.output, out))
 }
 
 /// Asks on a terminal; elsewhere `--yes` is required, so that a pipe never drains by accident.
