@@ -22,18 +22,9 @@ use vm_core::drain::{DrainPolicy, plan_drain};
 use vm_core::manifest::load_into;
 use vm_core::snapshot::ClusterSnapshot;
 
-/// The labels of one of the two CPU generations.
-fn cpu_labels(n: usize) -> &'static str {
-    if n.is_multiple_of(2) {
-        "cpu-vendor.node.kubevirt.io/Intel: 'true', host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS: 'true', \
-cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS: 'true', host-model-required-features.node.kubevirt.io/avx512f: 'true', \
-cpu-feature.node.kubevirt.io/avx512f: 'true'"
-    } else {
-        "cpu-vendor.node.kubevirt.io/AMD: 'true', host-model-cpu.node.kubevirt.io/EPYC-Milan: 'true', \
-cpu-model-migration.node.kubevirt.io/EPYC-Milan: 'true', host-model-required-features.node.kubevirt.io/svm: 'true', \
-cpu-feature.node.kubevirt.io/svm: 'true'"
-    }
-}
+#[path = "common/cpu_labels.rs"]
+mod cpu_labels;
+use cpu_labels::cpu_labels;
 
 /// The inter-pod terms of VM `i`, as labels to add and `affinity` / `topologySpreadConstraints`
 /// fields (the same on the VMI and on its launcher pod, which KubeVirt copies them to): one VM

@@ -18,17 +18,9 @@ use vm_core::manifest::load_into;
 use vm_core::rolling::{RollingPolicy, plan_rolling};
 use vm_core::snapshot::ClusterSnapshot;
 
-fn cpu_labels(n: usize) -> &'static str {
-    if n.is_multiple_of(2) {
-        "cpu-vendor.node.kubevirt.io/Intel: 'true', host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS: 'true', \
-cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS: 'true', host-model-required-features.node.kubevirt.io/avx512f: 'true', \
-cpu-feature.node.kubevirt.io/avx512f: 'true'"
-    } else {
-        "cpu-vendor.node.kubevirt.io/AMD: 'true', host-model-cpu.node.kubevirt.io/EPYC-Milan: 'true', \
-cpu-model-migration.node.kubevirt.io/EPYC-Milan: 'true', host-model-required-features.node.kubevirt.io/svm: 'true', \
-cpu-feature.node.kubevirt.io/svm: 'true'"
-    }
-}
+#[path = "common/cpu_labels.rs"]
+mod cpu_labels;
+use cpu_labels::cpu_labels;
 
 /// `nodes` nodes of `node_memory`; VM `i` on node `i % nodes`, with its launcher pod.
 fn cluster(nodes: usize, vms: usize, node_memory: &str, pinned: bool) -> ClusterSnapshot {
