@@ -23,12 +23,24 @@ _kubectl__vm_drain_safe() {
 
     case "${cmd}" in
         kubectl__vm_drain_safe)
-            opts="-l -y -o -v -h -V --rolling --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --verbose --help --version"
+            opts="-l -y -o -v -h -V --rolling --exec --pause --continue --status --abort --gate --node-timeout --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --exec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --selector)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

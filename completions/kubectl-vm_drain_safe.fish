@@ -1,3 +1,6 @@
+complete -c kubectl-vm_drain_safe -l exec -d 'With --rolling: the maintenance of each node once drained, run by `sh -c` with NODE set to the node\'s name; a non-zero exit stops the round (resumable)' -r
+complete -c kubectl-vm_drain_safe -l gate -d 'With --rolling: the operator\'s check after each node, run by `sh -c` with NODE set once that node\'s VMs are Running and Ready (an application\'s quorum, say); a non-zero exit stops the round before the next node' -r
+complete -c kubectl-vm_drain_safe -l node-timeout -d 'With --rolling: how long a maintained node may take to be Ready and schedulable again, and its VMs to be healthy, before the round stops' -r
 complete -c kubectl-vm_drain_safe -s l -l selector -d 'With --rolling: the nodes of the round by label (e.g. pool=workers), instead of names' -r
 complete -c kubectl-vm_drain_safe -l maintenance-time -d 'With --rolling: how long the maintenance of one node takes once drained (reboot, upgrade), for the time estimate' -r
 complete -c kubectl-vm_drain_safe -l timeout -d 'Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned' -r
@@ -10,7 +13,11 @@ json\t'The `vm-drain-safe/v1` DrainPlan (RollingPlan with --rolling)'
 yaml\t'The same plan as YAML'"
 complete -c kubectl-vm_drain_safe -l kubeconfig -d 'Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)' -r -F
 complete -c kubectl-vm_drain_safe -l context -d 'The kubeconfig context to use' -r
-complete -c kubectl-vm_drain_safe -l rolling -d 'Plan a rolling maintenance round of many nodes: the order in which each can be drained, maintained and uncordoned, where each VM goes (once, where the cluster has room), the time it takes and the room left. Only with --dry-run: running a round is not available yet'
+complete -c kubectl-vm_drain_safe -l rolling -d 'A rolling maintenance round over many nodes: the plan first (the order in which each can be drained, maintained and uncordoned, where each VM goes, once where the cluster has room, the time it takes and the room left), then node by node: drain, maintenance (--exec or --pause), wait until Ready, uncordon, health gate. Its state is kept in the cluster: --status shows it, the same command resumes it, --abort ends it'
+complete -c kubectl-vm_drain_safe -l pause -d 'With --rolling: stop after each node\'s drain, the node cordoned, until `--rolling --continue` says its maintenance is done'
+complete -c kubectl-vm_drain_safe -l continue -d 'With --rolling: the paused node\'s maintenance is done; go on with the round'
+complete -c kubectl-vm_drain_safe -l status -d 'With --rolling: show the round recorded in the cluster (any terminal), changing nothing'
+complete -c kubectl-vm_drain_safe -l abort -d 'With --rolling: end the round: uncordon the nodes it cordoned, restart the VMs its drains stopped, remove its node labels and release its locks'
 complete -c kubectl-vm_drain_safe -l dry-run -d 'Print the plan and stop; change nothing'
 complete -c kubectl-vm_drain_safe -l uncordon -d 'Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock'
 complete -c kubectl-vm_drain_safe -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'

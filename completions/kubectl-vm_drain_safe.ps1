@@ -21,6 +21,9 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_drain_safe' -ScriptB
 
     $completions = @(switch ($command) {
         'kubectl-vm_drain_safe' {
+            [CompletionResult]::new('--exec', '--exec', [CompletionResultType]::ParameterName, 'With --rolling: the maintenance of each node once drained, run by `sh -c` with NODE set to the node''s name; a non-zero exit stops the round (resumable)')
+            [CompletionResult]::new('--gate', '--gate', [CompletionResultType]::ParameterName, 'With --rolling: the operator''s check after each node, run by `sh -c` with NODE set once that node''s VMs are Running and Ready (an application''s quorum, say); a non-zero exit stops the round before the next node')
+            [CompletionResult]::new('--node-timeout', '--node-timeout', [CompletionResultType]::ParameterName, 'With --rolling: how long a maintained node may take to be Ready and schedulable again, and its VMs to be healthy, before the round stops')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'With --rolling: the nodes of the round by label (e.g. pool=workers), instead of names')
             [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'With --rolling: the nodes of the round by label (e.g. pool=workers), instead of names')
             [CompletionResult]::new('--maintenance-time', '--maintenance-time', [CompletionResultType]::ParameterName, 'With --rolling: how long the maintenance of one node takes once drained (reboot, upgrade), for the time estimate')
@@ -32,7 +35,11 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_drain_safe' -ScriptB
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the plan')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
-            [CompletionResult]::new('--rolling', '--rolling', [CompletionResultType]::ParameterName, 'Plan a rolling maintenance round of many nodes: the order in which each can be drained, maintained and uncordoned, where each VM goes (once, where the cluster has room), the time it takes and the room left. Only with --dry-run: running a round is not available yet')
+            [CompletionResult]::new('--rolling', '--rolling', [CompletionResultType]::ParameterName, 'A rolling maintenance round over many nodes: the plan first (the order in which each can be drained, maintained and uncordoned, where each VM goes, once where the cluster has room, the time it takes and the room left), then node by node: drain, maintenance (--exec or --pause), wait until Ready, uncordon, health gate. Its state is kept in the cluster: --status shows it, the same command resumes it, --abort ends it')
+            [CompletionResult]::new('--pause', '--pause', [CompletionResultType]::ParameterName, 'With --rolling: stop after each node''s drain, the node cordoned, until `--rolling --continue` says its maintenance is done')
+            [CompletionResult]::new('--continue', '--continue', [CompletionResultType]::ParameterName, 'With --rolling: the paused node''s maintenance is done; go on with the round')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'With --rolling: show the round recorded in the cluster (any terminal), changing nothing')
+            [CompletionResult]::new('--abort', '--abort', [CompletionResultType]::ParameterName, 'With --rolling: end the round: uncordon the nodes it cordoned, restart the VMs its drains stopped, remove its node labels and release its locks')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the plan and stop; change nothing')
             [CompletionResult]::new('--uncordon', '--uncordon', [CompletionResultType]::ParameterName, 'Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (required when stdin is not a terminal)')

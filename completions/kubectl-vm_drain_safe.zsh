@@ -15,6 +15,9 @@ _kubectl-vm_drain_safe() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
+'(--pause --dry-run)--exec=[With --rolling\: the maintenance of each node once drained, run by \`sh -c\` with NODE set to the node'\''s name; a non-zero exit stops the round (resumable)]:CMD:_default' \
+'(--dry-run)--gate=[With --rolling\: the operator'\''s check after each node, run by \`sh -c\` with NODE set once that node'\''s VMs are Running and Ready (an application'\''s quorum, say); a non-zero exit stops the round before the next node]:CMD:_default' \
+'--node-timeout=[With --rolling\: how long a maintained node may take to be Ready and schedulable again, and its VMs to be healthy, before the round stops]:DURATION:_default' \
 '()-l+[With --rolling\: the nodes of the round by label (e.g. pool=workers), instead of names]:SELECTOR:_default' \
 '()--selector=[With --rolling\: the nodes of the round by label (e.g. pool=workers), instead of names]:SELECTOR:_default' \
 '--maintenance-time=[With --rolling\: how long the maintenance of one node takes once drained (reboot, upgrade), for the time estimate]:DURATION:_default' \
@@ -32,7 +35,11 @@ json\:"The \`vm-drain-safe/v1\` DrainPlan (RollingPlan with --rolling)"
 yaml\:"The same plan as YAML"))' \
 '--kubeconfig=[Path to the kubeconfig file to use (default\: \$KUBECONFIG, then ~/.kube/config)]:FILE:_files' \
 '--context=[The kubeconfig context to use]:NAME:_default' \
-'(--uncordon)--rolling[Plan a rolling maintenance round of many nodes\: the order in which each can be drained, maintained and uncordoned, where each VM goes (once, where the cluster has room), the time it takes and the room left. Only with --dry-run\: running a round is not available yet]' \
+'(--uncordon)--rolling[A rolling maintenance round over many nodes\: the plan first (the order in which each can be drained, maintained and uncordoned, where each VM goes, once where the cluster has room, the time it takes and the room left), then node by node\: drain, maintenance (--exec or --pause), wait until Ready, uncordon, health gate. Its state is kept in the cluster\: --status shows it, the same command resumes it, --abort ends it]' \
+'(--dry-run)--pause[With --rolling\: stop after each node'\''s drain, the node cordoned, until \`--rolling --continue\` says its maintenance is done]' \
+'(--dry-run -l --selector --exec --pause --status --abort)--continue[With --rolling\: the paused node'\''s maintenance is done; go on with the round]' \
+'(--dry-run -l --selector --exec --pause --abort)--status[With --rolling\: show the round recorded in the cluster (any terminal), changing nothing]' \
+'(--dry-run -l --selector --exec --pause)--abort[With --rolling\: end the round\: uncordon the nodes it cordoned, restart the VMs its drains stopped, remove its node labels and release its locks]' \
 '--dry-run[Print the plan and stop; change nothing]' \
 '(--dry-run --shutdown-non-migratable --force --delete-emptydir-data)--uncordon[Uncordon the node after maintenance, restart the VMs this drain stopped, release the lock]' \
 '-y[Do not ask for confirmation (required when stdin is not a terminal)]' \

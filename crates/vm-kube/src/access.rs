@@ -163,6 +163,27 @@ pub fn hold_lock(lock_namespace: &str) -> Vec<Permission> {
     .collect()
 }
 
+/// Reading a rolling round's state (a ConfigMap in `lock_namespace`) and whether a run holds
+/// its lock: `--status`.
+#[must_use]
+pub fn read_round(lock_namespace: &str) -> Vec<Permission> {
+    let mut needs = each(&["get"], "", "configmaps");
+    needs.extend(each(&["get"], "coordination.k8s.io", "leases"));
+    needs
+        .into_iter()
+        .map(|p| p.within(Some(lock_namespace)))
+        .collect()
+}
+
+/// Recording a rolling round's plan and progress (a ConfigMap in `lock_namespace`).
+#[must_use]
+pub fn record_round(lock_namespace: &str) -> Vec<Permission> {
+    each(&["get", "create", "update"], "", "configmaps")
+        .into_iter()
+        .map(|p| p.within(Some(lock_namespace)))
+        .collect()
+}
+
 /// Cordoning or uncordoning a node, tainting it, and reading the VMs a drain recorded on it.
 #[must_use]
 pub fn edit_node() -> Vec<Permission> {

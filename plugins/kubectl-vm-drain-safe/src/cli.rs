@@ -24,14 +24,27 @@ Examples:
   kubectl vm-drain-safe --rolling -l pool=workers --dry-run
   kubectl vm-drain-safe --rolling node-1 node-2 node-3 --dry-run -o json
 
+  # Run the round: each node drained, rebooted by a command of yours, back, uncordoned
+  kubectl vm-drain-safe --rolling -l pool=workers --exec 'ssh $NODE sudo reboot' --yes
+
+  # Or stop after each drain; do the maintenance by hand, then go on
+  kubectl vm-drain-safe --rolling -l pool=workers --pause --yes
+  kubectl vm-drain-safe --rolling --continue
+
+  # Where the round is, from any terminal; end it cleanly
+  kubectl vm-drain-safe --rolling --status
+  kubectl vm-drain-safe --rolling --abort
+
 Exit status:
   0  done (or a feasible --dry-run)
   1  blocked at pre-flight (the blockers are listed); nothing changed
   2  usage or cluster error
   3  stopped part-way (timeout, Ctrl-C, a migration that kept failing, a VM BLOCKED because
-     its migration target pod stayed unschedulable for --pending-timeout); the node stays
-     cordoned, the state is reported (with the scheduler's message), and the same command
-     resumes";
+     its migration target pod stayed unschedulable for --pending-timeout; with --rolling also
+     a step no longer feasible, a failed --exec or --gate, a node not back in time); the node
+     stays cordoned, the state is reported (with the scheduler's message), and the same
+     command resumes
+A round paused by --pause exits 0 and says so.";
 
 /// Drain a node that runs KubeVirt VMs, safely: a pre-flight plan first.
 ///
@@ -42,15 +55,50 @@ Exit status:
 #[command(name = "kubectl-vm_drain_safe", bin_name = "kubectl vm-drain-safe", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The node to drain; with --rolling, the nodes of the round.
-    #[arg(value_name = "NODE", value_parser = vm_cli::args::node_name, required_unless_present = "selector")]
+    #[arg(value_name = "NODE", value_parser = vm_cli::args::node_name, required_unless_present_any = ["selector", "status", "abort", "continue_"])]
     pub nodes: Vec<String>,
 
-    /// Plan a rolling maintenance round of many nodes: the order in which each can be
-    /// drained, maintained and uncordoned, where each VM goes (once, where the cluster has
-    /// room), the time it takes and the room left. Only with --dry-run: running a round is
-    /// not available yet.
-    #[arg(long, requires = "dry_run", conflicts_with = "uncordon")]
+    /// A rolling maintenance round over many nodes: the plan first (the order in which each
+    /// can be drained, maintained and uncordoned, where each VM goes, once where the cluster
+    /// has room, the time it takes and the room left), then node by node: drain, maintenance
+    /// (--exec or --pause), wait until Ready, uncordon, health gate. Its state is kept in the
+    /// cluster: --status shows it, the same command resumes it, --abort ends it.
+    #[arg(long, conflicts_with = "uncordon")]
     pub rolling: bool,
+
+    /// With --rolling: the maintenance of each node once drained, run by `sh -c` with NODE
+    /// set to the node's name; a non-zero exit stops the round (resumable).
+    #[arg(long, value_name = "CMD", requires = "rolling", conflicts_with_all = ["pause", "dry_run"])]
+    pub exec: Option<String>,
+
+    /// With --rolling: stop after each node's drain, the node cordoned, until
+    /// `--rolling --continue` says its maintenance is done.
+    #[arg(long, requires = "rolling", conflicts_with = "dry_run")]
+    pub pause: bool,
+
+    /// With --rolling: the paused node's maintenance is done; go on with the round.
+    #[arg(long = "continue", requires = "rolling", conflicts_with_all = ["dry_run", "nodes", "selector", "exec", "pause", "status", "abort"])]
+    pub continue_: bool,
+
+    /// With --rolling: show the round recorded in the cluster (any terminal), changing nothing.
+    #[arg(long, requires = "rolling", conflicts_with_all = ["dry_run", "nodes", "selector", "exec", "pause", "abort"])]
+    pub status: bool,
+
+    /// With --rolling: end the round: uncordon the nodes it cordoned, restart the VMs its
+    /// drains stopped, remove its node labels and release its locks.
+    #[arg(long, requires = "rolling", conflicts_with_all = ["dry_run", "nodes", "selector", "exec", "pause"])]
+    pub abort: bool,
+
+    /// With --rolling: the operator's check after each node, run by `sh -c` with NODE set
+    /// once that node's VMs are Running and Ready (an application's quorum, say); a non-zero
+    /// exit stops the round before the next node.
+    #[arg(long, value_name = "CMD", requires = "rolling", conflicts_with = "dry_run")]
+    pub gate: Option<String>,
+
+    /// With --rolling: how long a maintained node may take to be Ready and schedulable again,
+    /// and its VMs to be healthy, before the round stops.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = vm_cli::args::parse_duration)]
+    pub node_timeout: std::time::Duration,
 
     /// With --rolling: the nodes of the round by label (e.g. pool=workers), instead of names.
     #[arg(

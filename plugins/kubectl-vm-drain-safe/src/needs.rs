@@ -38,6 +38,20 @@ pub fn uncordon(lock_namespace: &str) -> Vec<Permission> {
     ])
 }
 
+/// `--rolling --status`: the round's state.
+#[must_use]
+pub fn status(lock_namespace: &str) -> Vec<Permission> {
+    access::read_round(lock_namespace)
+}
+
+/// Running a rolling round (or `--continue`, or `--abort`): a drain's rights, the round's
+/// record, and labelling nodes for steering (patch, as cordoning; list, to find the labelled
+/// ones), which [`drain`] already covers.
+#[must_use]
+pub fn round(lock_namespace: &str) -> Vec<Permission> {
+    access::all_of([drain(lock_namespace), access::record_round(lock_namespace)])
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -46,7 +60,13 @@ mod tests {
 
     /// Everything any run may need: what the ClusterRole `ROLE` grants.
     fn every(lock_namespace: &str) -> Vec<Permission> {
-        access::all_of([plan(), drain(lock_namespace), uncordon(lock_namespace)])
+        access::all_of([
+            plan(),
+            drain(lock_namespace),
+            uncordon(lock_namespace),
+            status(lock_namespace),
+            round(lock_namespace),
+        ])
     }
 
     #[test]

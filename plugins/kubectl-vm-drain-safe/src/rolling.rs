@@ -1,7 +1,6 @@
 //! `--rolling`: the plan of a maintenance round over many nodes (`vm_core::rolling`), for
 //! people (one row per VM that leaves, step by step, then the totals) and for scripts (the
-//! `vm-drain-safe/v1` RollingPlan). Running a round is not available yet: clap requires
-//! `--dry-run` with `--rolling`.
+//! `vm-drain-safe/v1` RollingPlan). Running the round is [`crate::round`]'s.
 
 use std::io::Write;
 
@@ -23,6 +22,18 @@ const PROGRAM: &str = "kubectl vm-drain-safe";
 /// Plans the round the flags name, prints it, and says whether it is feasible (exit 0) or
 /// blocked (exit 1); nothing changes.
 pub(crate) async fn plan(client: &Client, cli: &Cli) -> Result<ExitStatus, UserError> {
+    let plan = compute(client, cli).await?;
+    to_stdout(|out| render(&plan, cli.output, out))?;
+    if plan.feasible {
+        Ok(ExitStatus::Success)
+    } else {
+        eprintln!("{PROGRAM}: the round is blocked; nothing was changed");
+        Ok(ExitStatus::Findings)
+    }
+}
+
+/// The plan of the round the flags name, on the cluster as it is.
+pub(crate) async fn compute(client: &Client, cli: &Cli) -> Result<RollingPlan, UserError> {
     // The plan places VMs anywhere in the cluster: every node, pod and VMI.
     let snap = snapshot(
         client,
@@ -44,17 +55,30 @@ pub(crate) async fn plan(client: &Client, cli: &Cli) -> Result<ExitStatus, UserE
         maintenance_seconds: cli.maintenance_time.as_secs(),
         ..RollingPolicy::default()
     };
-    let plan = plan_rolling(&snap, &round, &policy).map_err(|e| match e {
+    plan_rolling(&snap, &round, &policy).map_err(|e| match e {
         RollingError::Plan(_) => UserError::from(e).hint("list the nodes with `kubectl get nodes`"),
         other => UserError::from(other),
-    })?;
-    to_stdout(|out| render(&plan, cli.output, out))?;
-    if plan.feasible {
-        Ok(ExitStatus::Success)
-    } else {
-        eprintln!("{PROGRAM}: the round is blocked; nothing was changed");
-        Ok(ExitStatus::Findings)
-    }
+    })
+}
+
+/// The nodes the flags name, asking the API only for `-l`: to compare with a recorded round.
+pub(crate) async fn round_nodes_live(client: &Client, cli: &Cli) -> Result<Vec<String>, UserError> {
+    let Some(selector) = &cli.selector else {
+        return Ok(cli.nodes.clone());
+    };
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let list = nodes
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .map_err(|e| {
+            api_error(vm_kube::error::ApiError::from_kube(
+                e,
+                "list",
+                "nodes",
+                vm_kube::error::Scope::Cluster,
+            ))
+        })?;
+    Ok(list.items.into_iter().filter_map(|n| n.metadata.name).collect())
 }
 
 /// The nodes of the round: as named, or those whose labels match `-l`, by name.
@@ -80,7 +104,7 @@ fn round_nodes(snap: &ClusterSnapshot, cli: &Cli) -> Result<Vec<String>, UserErr
     Ok(names)
 }
 
-fn render(plan: &RollingPlan, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn render(plan: &RollingPlan, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
     if structured(plan, format, out)? {
         return Ok(());
     }
@@ -97,13 +121,7 @@ fn action_word(action: VmAction) -> String {
 
 /// `1h2m`, `5m18s`, `40s`.
 fn duration(seconds: u64) -> String {
-    let (h, m, s) = (seconds / 3600, (seconds % 3600) / 60, seconds % 60);
-    match (h, m, s) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, _) => format!("{h}h{m}m"),
-    }
+    vm_kube::rolling::words(seconds)
 }
 
 fn table(plan: &RollingPlan, wide: bool, out: &mut dyn Write) -> std::io::Result<()> {

@@ -35,19 +35,33 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
             cli.nodes.len(),
             cli.nodes.join(" ")
         ))
-        .hint("several nodes in turn: --rolling NODE... --dry-run plans the round"));
+        .hint("several nodes in turn: --rolling NODE... (--dry-run plans the round)"));
     }
     let client = session::client(&cli.kube).await?;
     let needed = if cli.uncordon {
         needs::uncordon(&cli.lock_namespace)
+    } else if cli.rolling && cli.status {
+        needs::status(&cli.lock_namespace)
     } else if cli.dry_run {
         needs::plan()
+    } else if cli.rolling {
+        needs::round(&cli.lock_namespace)
     } else {
         needs::drain(&cli.lock_namespace)
     };
     session::check_access(&client, &needed, needs::ROLE).await?;
     if cli.rolling {
-        return crate::rolling::plan(&client, cli).await;
+        return if cli.status {
+            crate::round::status(&client, cli).await
+        } else if cli.abort {
+            crate::round::abort_round(&client, cli).await
+        } else if cli.continue_ {
+            crate::round::continue_round(&client, cli).await
+        } else if cli.dry_run {
+            crate::rolling::plan(&client, cli).await
+        } else {
+            crate::round::start_or_resume(&client, cli).await
+        };
     }
     if cli.uncordon {
         let report = uncordon(&client, cli.node(), &cli.lock_namespace, &session::holder())
@@ -102,6 +116,8 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         max_attempts: cli.migration_attempts.max(1),
         eviction_retry: std::time::Duration::from_secs(5),
         pending_timeout: cli.pending_timeout,
+        added_node_selector: None,
+        migration_labels: std::collections::BTreeMap::new(),
         vms_only: false,
     };
     let outcome = session::execute_with_progress(&client, &plan, &opts, cli.timeout).await?;

@@ -53,6 +53,8 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
         max_attempts: 3,
         eviction_retry: std::time::Duration::from_secs(5),
         pending_timeout: cli.pending_timeout,
+        added_node_selector: None,
+        migration_labels: std::collections::BTreeMap::new(),
         vms_only: true,
     };
     let outcome = session::execute_with_progress(client, &migration, &opts, cli.timeout).await?;

@@ -443,7 +443,13 @@ async fn migrate(
                     summary.already_gone.push(format!("{id} ({why})"));
                     continue;
                 }
-                Start::Created(name) | Start::Adopted(name) => name,
+                Start::Created(name, steered) => {
+                    if !steered {
+                        summary.unsteered.push(id.clone());
+                    }
+                    name
+                }
+                Start::Adopted(name) => name,
             };
             let attempt = flight.attempts.entry(id.clone()).or_insert(0);
             *attempt += 1;
@@ -744,8 +750,9 @@ fn failure_reason(m: &VirtualMachineInstanceMigration) -> String {
 
 /// How the migration of a VMI started.
 enum Start {
-    /// This run created it.
-    Created(String),
+    /// This run created it; `false` when the API server dropped the `addedNodeSelector` the
+    /// run asked for.
+    Created(String, bool),
     /// One was in flight already (anyone's, or ours from a create whose answer was lost).
     Adopted(String),
     /// The VMI is no longer on the node: where it went.
@@ -764,13 +771,18 @@ async fn start_migration(
     let (ns, name) = split(id);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.lock_namespace);
     let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(client.clone(), ns);
+    let mut labels = opts.migration_labels.clone();
+    labels.insert(NODE_LABEL.to_string(), node.to_string());
     let metadata = ObjectMeta {
         generate_name: Some(format!("vm-drain-safe-{name}-")),
         namespace: Some(ns.to_string()),
-        labels: Some([(NODE_LABEL.to_string(), node.to_string())].into()),
+        labels: Some(labels),
         ..ObjectMeta::default()
     };
-    let vmim = VirtualMachineInstanceMigration::new(metadata, name);
+    let mut vmim = VirtualMachineInstanceMigration::new(metadata, name);
+    vmim.spec
+        .added_node_selector
+        .clone_from(&opts.added_node_selector);
     let started = Instant::now();
     let mut backoff = retry::Backoff::default();
     let everything = ListParams::default();
@@ -808,7 +820,13 @@ async fn start_migration(
             });
         }
         match api.create(&PostParams::default(), &vmim).await {
-            Ok(created) => return Ok(Start::Created(created.metadata.name.unwrap_or_default())),
+            Ok(created) => {
+                // A structural schema without the field prunes it: the KubeVirt of this
+                // cluster does not steer, and the scheduler chooses among all nodes.
+                let steered =
+                    opts.added_node_selector.is_none() || created.spec.added_node_selector.is_some();
+                return Ok(Start::Created(created.metadata.name.unwrap_or_default(), steered));
+            }
             Err(e) if retry::is_transient(&e) && started.elapsed() < retry::PATIENCE => {
                 tracing::warn!(
                     "creating the migration of {id}: {}; looking for it before trying again",

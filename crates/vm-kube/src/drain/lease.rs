@@ -1,4 +1,5 @@
-//! The per-node lock: a `coordination.k8s.io/v1` Lease named `vm-drain-safe-<node>`.
+//! The locks: `coordination.k8s.io/v1` Leases, one per node (`vm-drain-safe-<node>`) and one
+//! for the rolling round ([`Lock::round`]).
 //!
 //! A run holds it while it works and renews it every third of its duration; another run
 //! refuses, naming the holder, while the holder renewed it within the lease duration. Once it
@@ -58,6 +59,36 @@ pub fn lease_name(node: &str) -> String {
     format!("vm-drain-safe-{node}")
 }
 
+/// A lock: the lease that holds it, and what it guards, as refusals name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lock {
+    /// The Lease's name.
+    pub lease: String,
+    /// What it guards, for messages: `node n1`, `the rolling round`.
+    pub what: String,
+}
+
+impl Lock {
+    /// The lock of one node: one drain, uncordon or recovery at a time.
+    #[must_use]
+    pub fn node(node: &str) -> Self {
+        Self {
+            lease: lease_name(node),
+            what: format!("node {node}"),
+        }
+    }
+
+    /// The lock of the cluster's rolling round: one round at a time. The dot after the prefix
+    /// keeps it apart from every node's lock (`vm-drain-safe-NODE`).
+    #[must_use]
+    pub fn round() -> Self {
+        Self {
+            lease: "vm-drain-safe.rolling".into(),
+            what: "the rolling round".into(),
+        }
+    }
+}
+
 fn now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
@@ -94,9 +125,9 @@ fn spec_for(holder: &str, transitions: Option<i32>) -> LeaseSpec {
 
 /// The refusal for a lock held by `holder`, renewed `age_seconds` ago with a lease of
 /// `duration_seconds`.
-fn locked(node: &str, holder: impl Into<String>, age_seconds: i64, duration_seconds: i64) -> DrainError {
+fn locked(lock: &Lock, holder: impl Into<String>, age_seconds: i64, duration_seconds: i64) -> DrainError {
     DrainError::Locked {
-        node: node.to_string(),
+        what: lock.what.clone(),
         holder: holder.into(),
         age_seconds,
         expires_in_seconds: (duration_seconds - age_seconds).max(0),
@@ -137,10 +168,10 @@ fn process_gone(pid: u32) -> bool {
 async fn try_acquire(
     api: &Api<Lease>,
     ns: &str,
-    node: &str,
+    lock: &Lock,
     holder: &str,
 ) -> Result<Result<(), DrainError>, kube::Error> {
-    let name = lease_name(node);
+    let name = lock.lease.clone();
     let Some(mut lease) = api.get_opt(&name).await? else {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -155,16 +186,16 @@ async fn try_acquire(
             // Someone created it first, or an earlier create of ours whose answer was lost did.
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 let spec = api
-                    .get_opt(&lease_name(node))
+                    .get_opt(&lock.lease)
                     .await?
                     .and_then(|l| l.spec)
                     .unwrap_or_default();
                 let (age, duration) = age_and_duration(&spec);
                 match spec.holder_identity {
                     Some(h) if h == holder => Ok(Ok(())),
-                    Some(h) => Ok(Err(locked(node, h, age, duration))),
+                    Some(h) => Ok(Err(locked(lock, h, age, duration))),
                     None => Ok(Err(locked(
-                        node,
+                        lock,
                         "another run that started at the same moment",
                         0,
                         duration,
@@ -179,47 +210,46 @@ async fn try_acquire(
     let (age, duration) = age_and_duration(&spec);
     if current != holder && holder_is_dead_here(&current, holder) {
         tracing::warn!(
-            "node {node}: the lock is held by {current}, a process of this host that no longer runs; taking it over"
+            "{}: the lock is held by {current}, a process of this host that no longer runs; taking it over",
+            lock.what
         );
     } else if current != holder {
         if age < duration {
-            return Ok(Err(locked(node, current, age, duration)));
+            return Ok(Err(locked(lock, current, age, duration)));
         }
         // Expired by the clocks: make sure the holder really stopped renewing before taking over.
         let settle =
             renewal_period(i32::try_from(duration).unwrap_or(LEASE_SECONDS)) + Duration::from_secs(1);
         tracing::warn!(
-            "node {node}: the lock held by {current} was last renewed {age} s ago (lease of {duration} s); \
+            "{}: the lock held by {current} was last renewed {age} s ago (lease of {duration} s); \
              taking it over if it is still not renewed in {} s",
+            lock.what,
             settle.as_secs()
         );
         let seen = lease.metadata.resource_version.clone();
         tokio::time::sleep(settle).await;
-        match api.get_opt(&lease_name(node)).await? {
+        match api.get_opt(&lock.lease).await? {
             Some(again) if again.metadata.resource_version == seen => lease = again,
             // Renewed (the holder is alive), released, or taken by someone else: look again.
             Some(again) => {
                 let spec = again.spec.unwrap_or_default();
                 let (age, duration) = age_and_duration(&spec);
                 return Ok(Err(locked(
-                    node,
+                    lock,
                     spec.holder_identity.unwrap_or_default(),
                     age,
                     duration,
                 )));
             }
-            None => return Ok(Err(locked(node, "another run that released it just now", 0, 0))),
+            None => return Ok(Err(locked(lock, "another run that released it just now", 0, 0))),
         }
     }
     // Expired or ours: take it over. The resourceVersion makes a racing take-over fail.
     lease.spec = Some(spec_for(holder, Some(spec.lease_transitions.unwrap_or(0) + 1)));
-    match api
-        .replace(&lease_name(node), &PostParams::default(), &lease)
-        .await
-    {
+    match api.replace(&lock.lease, &PostParams::default(), &lease).await {
         Ok(_) => Ok(Ok(())),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Err(locked(
-            node,
+            lock,
             "another run that took the expired lock first",
             0,
             i64::from(lease_seconds()),
@@ -234,8 +264,16 @@ async fn try_acquire(
 /// [`DrainError::Locked`] while another holder's lease is fresh (or was renewed while this
 /// run waited to take it over); API errors once retries of transient ones ran out.
 pub async fn acquire(api: &Api<Lease>, ns: &str, node: &str, holder: &str) -> Result<(), DrainError> {
-    retry::transient(&format!("taking the lock of node {node}"), || {
-        try_acquire(api, ns, node, holder)
+    acquire_lock(api, ns, &Lock::node(node), holder).await
+}
+
+/// Takes `lock` for `holder`, or says who holds it; [`acquire`] for any lock.
+///
+/// # Errors
+/// As [`acquire`].
+pub async fn acquire_lock(api: &Api<Lease>, ns: &str, lock: &Lock, holder: &str) -> Result<(), DrainError> {
+    retry::transient(&format!("taking the lock of {}", lock.what), || {
+        try_acquire(api, ns, lock, holder)
     })
     .await
     .map_err(|e| api_err(e, "update", ns))?
@@ -274,8 +312,8 @@ enum Renewal {
     Lost(LockLost),
 }
 
-async fn renew(api: &Api<Lease>, node: &str, holder: &str) -> Result<Renewal, kube::Error> {
-    let Some(mut lease) = api.get_opt(&lease_name(node)).await? else {
+async fn renew(api: &Api<Lease>, name: &str, holder: &str) -> Result<Renewal, kube::Error> {
+    let Some(mut lease) = api.get_opt(name).await? else {
         return Ok(Renewal::Lost(LockLost { holder: None }));
     };
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -285,7 +323,7 @@ async fn renew(api: &Api<Lease>, node: &str, holder: &str) -> Result<Renewal, ku
         }));
     }
     spec.renew_time = Some(now());
-    api.replace(&lease_name(node), &PostParams::default(), &lease)
+    api.replace(name, &PostParams::default(), &lease)
         .await
         .map(|_| Renewal::Renewed)
 }
@@ -294,16 +332,21 @@ async fn renew(api: &Api<Lease>, node: &str, holder: &str) -> Result<Renewal, ku
 /// while the API server does not answer. The task ends, with who holds the lock now, when the
 /// lock was taken over or deleted: the run must stop.
 pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::task::JoinHandle<LockLost> {
+    keep_lock_renewed(api, Lock::node(&node), holder)
+}
+
+/// [`keep_renewed`] for any lock.
+pub fn keep_lock_renewed(api: Api<Lease>, lock: Lock, holder: String) -> tokio::task::JoinHandle<LockLost> {
     tokio::spawn(async move {
         let period = renewal_period(lease_seconds());
         let mut pause = period;
         let mut failing = false;
         loop {
             tokio::time::sleep(pause).await;
-            match renew(&api, &node, &holder).await {
+            match renew(&api, &lock.lease, &holder).await {
                 Ok(Renewal::Renewed) => {
                     if failing {
-                        tracing::warn!("node {node}: the lock is renewed again");
+                        tracing::warn!("{}: the lock is renewed again", lock.what);
                     }
                     failing = false;
                     pause = period;
@@ -312,7 +355,8 @@ pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::tas
                 Err(e) => {
                     if !failing {
                         tracing::warn!(
-                            "node {node}: renewing the lock failed ({}); retrying every second",
+                            "{}: renewing the lock failed ({}); retrying every second",
+                            lock.what,
                             crate::error::chain(&e)
                         );
                     }
@@ -330,8 +374,21 @@ pub fn keep_renewed(api: Api<Lease>, node: String, holder: String) -> tokio::tas
 /// # Errors
 /// API errors other than 404 (gone) and 409 (changed meanwhile: not ours to delete).
 pub async fn release_if_held(api: &Api<Lease>, ns: &str, node: &str, holder: &str) -> Result<(), DrainError> {
-    let what = format!("releasing the lock of node {node}");
-    let name = lease_name(node);
+    release_lock_if_held(api, ns, &Lock::node(node), holder).await
+}
+
+/// [`release_if_held`] for any lock.
+///
+/// # Errors
+/// As [`release_if_held`].
+pub async fn release_lock_if_held(
+    api: &Api<Lease>,
+    ns: &str,
+    lock: &Lock,
+    holder: &str,
+) -> Result<(), DrainError> {
+    let what = format!("releasing the lock of {}", lock.what);
+    let name = lock.lease.clone();
     // A renewal of ours that was in flight when the run ended may change the lease once more.
     for _ in 0..3 {
         let Some(lease) = retry::transient(&what, || api.get_opt(&name))
@@ -381,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_refusal_says_when_the_lock_expires() {
-        let err = locked("n1", "ops@laptop:42", 20, 60).to_string();
+        let err = locked(&Lock::node("n1"), "ops@laptop:42", 20, 60).to_string();
         assert!(
             err.contains("ops@laptop:42") && err.contains("expires in 40 s"),
             "{err}"
@@ -390,7 +447,7 @@ mod tests {
             err.contains("the same command then takes it over and resumes"),
             "{err}"
         );
-        let stale = locked("n1", "ops@laptop:42", 90, 60).to_string();
+        let stale = locked(&Lock::node("n1"), "ops@laptop:42", 90, 60).to_string();
         assert!(stale.contains("expires in 0 s"), "{stale}");
     }
 

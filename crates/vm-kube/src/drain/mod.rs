@@ -31,6 +31,7 @@ pub mod pending;
 pub mod retry;
 pub mod whereabouts;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use exec::{Outcome, UncordonReport, execute, uncordon};
@@ -157,6 +158,13 @@ pub struct ExecOptions {
     /// How long a migration's target pod may stay Pending and Unschedulable before the
     /// migration is cancelled and its VM reported blocked (KubeVirt's own limit: 300 s).
     pub pending_timeout: Duration,
+    /// Steering (a rolling round): `spec.addedNodeSelector` of every migration this run
+    /// creates, so that the scheduler places the target pod only on nodes that carry these
+    /// labels. KubeVirt merges it under the VMI's own selector: it can only narrow.
+    pub added_node_selector: Option<BTreeMap<String, String>>,
+    /// More labels for the migrations this run creates (a rolling round's run id), beside
+    /// [`NODE_LABEL`].
+    pub migration_labels: BTreeMap<String, String>,
 }
 
 /// How a run ended without finishing.
@@ -235,7 +243,10 @@ pub struct Summary {
     pub blocked: Vec<BlockedVm>,
     /// The scheduler's last message about the target pod of each VM whose migration was
     /// blocked or failed while it waited (`ns/name` → message).
-    pub scheduling_messages: std::collections::BTreeMap<String, String>,
+    pub scheduling_messages: BTreeMap<String, String>,
+    /// VMs whose migration the API server stored without the `addedNodeSelector` this run
+    /// asked for (a KubeVirt that does not serve the field): the scheduler chose their target.
+    pub unsteered: Vec<String>,
 }
 
 /// Why a drain could not run or finish.
@@ -243,11 +254,11 @@ pub struct Summary {
 pub enum DrainError {
     /// Another run holds the node's lock.
     #[error(
-        "node {node} is being worked on by {holder} (its lock was renewed {age_seconds} s ago). If that run is still going, let it finish or stop it there; if it was stopped or killed, its lock expires in {expires_in_seconds} s unless renewed, and the same command then takes it over and resumes the work"
+        "{what} is being worked on by {holder} (its lock was renewed {age_seconds} s ago). If that run is still going, let it finish or stop it there; if it was stopped or killed, its lock expires in {expires_in_seconds} s unless renewed, and the same command then takes it over and resumes the work"
     )]
     Locked {
-        /// The node.
-        node: String,
+        /// What the lock guards: `node n1`, `the rolling round`.
+        what: String,
         /// The holder's identity.
         holder: String,
         /// Seconds since its last renewal.
