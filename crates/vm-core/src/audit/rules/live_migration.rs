@@ -25,8 +25,8 @@ pub(crate) static LIVE_MIGRATE_NOT_MIGRATABLE: Rule = Rule {
     explanation: "KubeVirt's eviction webhook denies the eviction of a launcher pod whose VMI has \
 evictionStrategy LiveMigrate but is not live-migratable (\"VMI ... is configured with an eviction \
 strategy but is not live-migratable\"), so `kubectl drain` of its node retries for ever. Common \
-causes: a ReadWriteOnce PVC, or a DataVolume whose PVC will be one (DisksNotLiveMigratable), a bridge on the pod network, host devices or \
-GPUs, a non-shared hostDisk.\n\nFix: use ReadWriteMany storage and masquerade binding, or choose \
+causes: a ReadWriteOnce PVC, or a DataVolume whose PVC will be one (DisksNotLiveMigratable), a \
+bridge on the pod network, host devices or GPUs, a non-shared hostDisk.\n\nFix: use ReadWriteMany storage and masquerade binding, or choose \
 another eviction strategy and plan for the downtime.",
 };
 
