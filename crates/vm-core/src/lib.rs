@@ -6,6 +6,7 @@
 //! the same whether the objects came from a live cluster or from manifests.
 
 pub mod audit;
+pub mod datavolume;
 pub mod drain;
 pub mod effective;
 pub mod eta;

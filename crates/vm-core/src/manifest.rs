@@ -193,7 +193,12 @@ fn add_value(
         .to_string();
     let namespaced = !matches!(
         kind.as_str(),
-        "Node" | "VirtualMachineClusterInstancetype" | "VolumeAttachment" | "MigrationPolicy"
+        "Node"
+            | "VirtualMachineClusterInstancetype"
+            | "VolumeAttachment"
+            | "MigrationPolicy"
+            | "StorageProfile"
+            | "StorageClass"
     );
     let namespace = value
         .get("metadata")
@@ -240,6 +245,9 @@ fn add_value(
             push!(snapshot.cluster_instancetypes)
         }
         ("migrations.kubevirt.io", "MigrationPolicy") => push!(snapshot.migration_policies),
+        ("cdi.kubevirt.io", "DataVolume") => push!(snapshot.data_volumes),
+        ("cdi.kubevirt.io", "StorageProfile") => push!(snapshot.storage_profiles),
+        ("storage.k8s.io", "StorageClass") => push!(snapshot.storage_classes),
         ("v1", "Node") => push!(snapshot.nodes),
         ("v1", "Pod") => push!(snapshot.pods),
         ("v1", "PersistentVolumeClaim") => push!(snapshot.pvcs),
@@ -364,6 +372,100 @@ completionTimeoutPerGiB: 300, allowAutoConverge: true, allowPostCopy: false, ban
         assert!(snap.origins.contains_key(&object));
         // A second document with the same name is a duplicate, not a second policy.
         assert!(load_into(&mut snap, "q.yaml", text).is_err());
+    }
+
+    #[test]
+    fn reads_data_volumes_storage_profiles_and_storage_classes_with_their_origins() {
+        let mut snap = ClusterSnapshot::default();
+        let text = "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: fedora, namespace: prod}\n\
+spec: {source: {http: {url: \"https://example.com/f.qcow2\"}}, storage: {accessModes: [ReadWriteMany], volumeMode: Block, storageClassName: ceph-rbd, resources: {requests: {storage: 30Gi}}}}\n\
+---\napiVersion: cdi.kubevirt.io/v1beta1\nkind: StorageProfile\nmetadata: {name: ceph-rbd}\nspec: {}\n\
+status: {storageClass: ceph-rbd, provisioner: rbd.csi.ceph.com, claimPropertySets: [{accessModes: [ReadWriteMany], volumeMode: Block}]}\n\
+---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: ceph-rbd, annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}}\nprovisioner: rbd.csi.ceph.com\n";
+        let notes = load_into(&mut snap, "storage.yaml", text).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        let storage = snap.data_volumes[0].spec.storage.as_ref().unwrap();
+        assert_eq!(
+            storage.access_modes.as_deref(),
+            Some(&["ReadWriteMany".to_string()][..])
+        );
+        assert_eq!(
+            (
+                storage.volume_mode.as_deref(),
+                storage.storage_class_name.as_deref()
+            ),
+            (Some("Block"), Some("ceph-rbd"))
+        );
+        assert!(snap.data_volumes[0].spec.source.is_some());
+        let status = snap.storage_profiles[0].status.as_ref().unwrap();
+        assert_eq!(
+            status.claim_property_sets[0].volume_mode.as_deref(),
+            Some("Block")
+        );
+        assert_eq!(snap.storage_classes[0].provisioner, "rbd.csi.ceph.com");
+        let origin = |kind: &str, namespace: Option<&str>, name: &str| {
+            snap.origins
+                .get(&ObjectRef {
+                    kind: kind.into(),
+                    namespace: namespace.map(str::to_string),
+                    name: name.into(),
+                })
+                .map(|o| format!("{}:{}", o.source, o.line))
+        };
+        assert_eq!(
+            origin("DataVolume", Some("prod"), "fedora").as_deref(),
+            Some("storage.yaml:1")
+        );
+        // StorageProfiles and StorageClasses are cluster-scoped.
+        assert_eq!(
+            origin("StorageProfile", None, "ceph-rbd").as_deref(),
+            Some("storage.yaml:6")
+        );
+        assert_eq!(
+            origin("StorageClass", None, "ceph-rbd").as_deref(),
+            Some("storage.yaml:12")
+        );
+        // Each may appear once; a StorageProfile and a StorageClass of one name are two objects.
+        for doc in text.split("---\n") {
+            let err = load_into(&mut snap, "again.yaml", doc).unwrap_err().to_string();
+            assert!(
+                err.contains("duplicate ") && err.contains("each object may appear once"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            (
+                snap.data_volumes.len(),
+                snap.storage_profiles.len(),
+                snap.storage_classes.len()
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn reads_a_vms_data_volume_templates() {
+        let mut snap = ClusterSnapshot::default();
+        let text = r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: vm1}
+spec:
+  dataVolumeTemplates:
+  - apiVersion: cdi.kubevirt.io/v1beta1
+    kind: DataVolume
+    metadata: {name: vm1-root}
+    spec: {pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 10Gi}}}, source: {blank: {}}}
+"#;
+        load_into(&mut snap, "vm.yaml", text).unwrap();
+        let [template] = snap.vms[0].spec.data_volume_templates.as_slice() else {
+            panic!("expected one template");
+        };
+        assert_eq!(template.metadata.name.as_deref(), Some("vm1-root"));
+        let pvc = template.spec.pvc.as_ref().unwrap();
+        assert_eq!(
+            pvc.access_modes.as_deref(),
+            Some(&["ReadWriteOnce".to_string()][..])
+        );
     }
 
     #[test]

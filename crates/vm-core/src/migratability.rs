@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use crate::kubevirt::{VirtualMachineInstanceSpec, VirtualMachineInstanceStatus};
+use crate::datavolume::{ClaimModes, ModesFrom, StorageObjects, VolumeClaim, resolve_claim};
+use crate::kubevirt::{DataVolumeTemplateSpec, VirtualMachineInstanceSpec, VirtualMachineInstanceStatus};
 
 /// Annotation that lets a VMI with a bridge on the pod network migrate anyway.
 pub const ALLOW_BRIDGE_MIGRATION: &str = "kubevirt.io/allow-pod-bridge-network-live-migration";
@@ -26,7 +27,12 @@ pub enum Migratability {
         reported: bool,
     },
     /// Depends on objects not in the snapshot (a PVC whose access modes are unknown).
-    Unknown(String),
+    Unknown {
+        /// What is not known, in a sentence.
+        why: String,
+        /// What to add (to the input, or to an object) so that it can be decided.
+        add: String,
+    },
 }
 
 /// Everything about a VMI that decides its migratability.
@@ -39,8 +45,11 @@ pub struct MigratabilityInput<'a> {
     pub status: Option<&'a VirtualMachineInstanceStatus>,
     /// The namespace the claims live in.
     pub namespace: &'a str,
-    /// Claims known to the snapshot.
-    pub pvcs: &'a [PersistentVolumeClaim],
+    /// Claims, DataVolumes, StorageProfiles and StorageClasses known to the snapshot.
+    pub storage: StorageObjects<'a>,
+    /// The `spec.dataVolumeTemplates` of the VM (empty without one): the DataVolumes that the
+    /// VM controller creates, whose PVCs may not exist yet.
+    pub data_volume_templates: &'a [DataVolumeTemplateSpec],
 }
 
 /// Decides live-migratability for `input`.
@@ -94,14 +103,21 @@ pub fn live_migratability(input: &MigratabilityInput<'_>) -> Migratability {
                 ),
             );
         }
-        let claim = volume
-            .persistent_volume_claim
-            .as_ref()
-            .map(|c| c.claim_name.as_str())
-            .or_else(|| volume.data_volume.as_ref().map(|d| d.name.as_str()));
-        let Some(claim) = claim else { continue };
-        match find_pvc(input.pvcs, input.namespace, claim) {
-            Some(pvc) if !is_shared(pvc) => {
+        let (claim, data_volume) = match (&volume.persistent_volume_claim, &volume.data_volume) {
+            (Some(c), _) => (c.claim_name.as_str(), false),
+            (None, Some(d)) => (d.name.as_str(), true),
+            (None, None) => continue,
+        };
+        let resolved = resolve_claim(input.storage, input.namespace, input.data_volume_templates, claim);
+        match resolved {
+            VolumeClaim::Pvc(pvc) if is_shared(pvc) => {}
+            VolumeClaim::Pvc(pvc) if data_volume => {
+                return not(
+                    "DisksNotLiveMigratable",
+                    data_volume_not_shared(claim, &volume.name, &pvc_modes(pvc), None),
+                );
+            }
+            VolumeClaim::Pvc(_) => {
                 return not(
                     "DisksNotLiveMigratable",
                     format!(
@@ -110,15 +126,72 @@ pub fn live_migratability(input: &MigratabilityInput<'_>) -> Migratability {
                     ),
                 );
             }
-            Some(_) => {}
-            None => {
-                unknown = Some(format!(
-                    "PVC {claim} is not known, so its access mode is not either"
-                ))
+            VolumeClaim::DataVolume(dv) => match dv.modes {
+                ClaimModes::Known {
+                    access_modes, from, ..
+                } => {
+                    if !access_modes.iter().any(|m| m == "ReadWriteMany") {
+                        return not(
+                            "DisksNotLiveMigratable",
+                            data_volume_not_shared(claim, &volume.name, &access_modes, Some(&from)),
+                        );
+                    }
+                }
+                ClaimModes::Unknown { why, add } => {
+                    unknown.get_or_insert(Migratability::Unknown { why, add });
+                }
+            },
+            VolumeClaim::NotFound => {
+                unknown.get_or_insert(Migratability::Unknown {
+                    why: format!(
+                        "PVC {claim} is not known, nor a DataVolume {claim} that would create it, so its access mode is not either"
+                    ),
+                    add: format!(
+                        "include PVC {claim} or DataVolume {claim} (or the VM's dataVolumeTemplates entry {claim}) in the input, or audit the live cluster"
+                    ),
+                });
             }
         }
     }
-    unknown.map_or(Migratability::Migratable, Migratability::Unknown)
+    unknown.unwrap_or(Migratability::Migratable)
+}
+
+/// The message for a DataVolume whose PVC is not ReadWriteMany. `from` is where the access
+/// modes came from when the PVC does not exist yet; it is named only when the DataVolume did
+/// not state them itself (a StorageProfile decided), so that a DataVolume that states its modes
+/// reads the same before and after CDI created its PVC.
+fn data_volume_not_shared(
+    name: &str,
+    volume: &str,
+    access_modes: &[String],
+    from: Option<&ModesFrom>,
+) -> String {
+    let modes = if access_modes.is_empty() {
+        "has no access mode".to_string()
+    } else {
+        format!("is {}", access_modes.join(", "))
+    };
+    let from = match from {
+        Some(ModesFrom::StorageProfile {
+            class,
+            default_class: false,
+        }) => format!(", from StorageProfile {class}"),
+        Some(ModesFrom::StorageProfile {
+            class,
+            default_class: true,
+        }) => format!(", from StorageProfile {class} of the default StorageClass"),
+        Some(ModesFrom::PvcSpec | ModesFrom::StorageSpec) | None => String::new(),
+    };
+    format!(
+        "DataVolume {name} (PVC {name} that CDI creates, volume {volume}) {modes}{from}; live migration requires that all PVCs are shared (ReadWriteMany)"
+    )
+}
+
+/// A claim's access modes: the bound ones, else the requested ones.
+fn pvc_modes(pvc: &PersistentVolumeClaim) -> Vec<String> {
+    let spec_modes = pvc.spec.as_ref().and_then(|s| s.access_modes.as_ref());
+    let status_modes = pvc.status.as_ref().and_then(|s| s.access_modes.as_ref());
+    status_modes.or(spec_modes).cloned().unwrap_or_default()
 }
 
 /// The name of the interface that binds the pod network with `bridge`, if any.
@@ -131,17 +204,6 @@ fn bridged_pod_interface(spec: &VirtualMachineInstanceSpec) -> Option<&str> {
         .iter()
         .find(|i| i.name == pod_network.name)?;
     iface.bridge.is_some().then_some(iface.name.as_str())
-}
-
-fn find_pvc<'a>(
-    pvcs: &'a [PersistentVolumeClaim],
-    namespace: &str,
-    name: &str,
-) -> Option<&'a PersistentVolumeClaim> {
-    pvcs.iter().find(|p| {
-        p.metadata.name.as_deref() == Some(name)
-            && p.metadata.namespace.as_deref().unwrap_or("default") == namespace
-    })
 }
 
 /// Whether a claim can be attached to two nodes at once (ReadWriteMany).
@@ -177,7 +239,11 @@ mod tests {
             spec: &spec,
             status: status.as_ref(),
             namespace: "prod",
-            pvcs: &pvcs,
+            storage: StorageObjects {
+                pvcs: &pvcs,
+                ..StorageObjects::default()
+            },
+            data_volume_templates: &[],
         })
     }
 
@@ -206,7 +272,10 @@ mod tests {
             matches!(verdict(spec, &[], None, &[RWO]), Migratability::NotMigratable { ref reason, .. } if reason == "DisksNotLiveMigratable")
         );
         assert_eq!(verdict(spec, &[], None, &[RWX]), Migratability::Migratable);
-        assert!(matches!(verdict(spec, &[], None, &[]), Migratability::Unknown(_)));
+        assert!(matches!(
+            verdict(spec, &[], None, &[]),
+            Migratability::Unknown { .. }
+        ));
     }
 
     #[test]

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use crate::datavolume::{StorageObjects, vm_templates_of};
 use crate::kubevirt::VirtualMachineInstance;
 use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
 use crate::placement::NodeView;
 use crate::snapshot::ClusterSnapshot;
 
 /// Whether KubeVirt can live-migrate `vmi`: its `LiveMigratable` condition, else the same checks
-/// computed from its spec and the claims in the snapshot.
+/// computed from its spec and the claims in the snapshot (with the DataVolumes, its VM's
+/// dataVolumeTemplates and the StorageProfiles for the claims CDI has yet to create).
 #[must_use]
 pub fn vmi_migratability(snapshot: &ClusterSnapshot, vmi: &VirtualMachineInstance) -> Migratability {
     let no_annotations = BTreeMap::new();
@@ -19,7 +21,8 @@ pub fn vmi_migratability(snapshot: &ClusterSnapshot, vmi: &VirtualMachineInstanc
         spec: &vmi.spec,
         status: vmi.status.as_ref(),
         namespace: vmi.metadata.namespace.as_deref().unwrap_or("default"),
-        pvcs: &snapshot.pvcs,
+        storage: StorageObjects::of(snapshot),
+        data_volume_templates: vm_templates_of(snapshot, vmi),
     })
 }
 
@@ -35,7 +38,7 @@ pub fn migration_blocker(migratability: &Migratability) -> Option<String> {
         Migratability::NotMigratable { reason, message, .. } => {
             Some(format!("not live-migratable ({reason}: {message})"))
         }
-        Migratability::Unknown(why) => Some(format!("live-migratability unknown: {why}")),
+        Migratability::Unknown { why, .. } => Some(format!("live-migratability unknown: {why}")),
     }
 }
 

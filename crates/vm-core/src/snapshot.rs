@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::audit::ObjectRef;
 use crate::kubevirt::{
-    HyperConverged, KubeVirt, MigrationPolicy, VirtualMachine, VirtualMachineClusterInstancetype,
-    VirtualMachineInstance, VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet,
-    VirtualMachineInstancetype, VirtualMachinePool,
+    DataVolume, HyperConverged, KubeVirt, MigrationPolicy, StorageProfile, VirtualMachine,
+    VirtualMachineClusterInstancetype, VirtualMachineInstance, VirtualMachineInstanceMigration,
+    VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype, VirtualMachinePool,
 };
 
 /// Where a snapshot came from; findings word themselves accordingly ("in the cluster" or "in
@@ -55,6 +55,16 @@ pub struct ClusterSnapshot {
     /// CSI VolumeAttachments: an RWO volume attached to a dead node keeps its VM from starting
     /// anywhere else until it is released.
     pub volume_attachments: Vec<VolumeAttachment>,
+    /// CDI DataVolumes (namespaced): each becomes a PVC of its name, whose access modes decide
+    /// live-migratability before the PVC exists (see [`crate::datavolume`]).
+    pub data_volumes: Vec<DataVolume>,
+    /// CDI StorageProfiles (cluster-scoped, one per StorageClass, named after it): the access
+    /// modes CDI gives a DataVolume whose `spec.storage` names none.
+    pub storage_profiles: Vec<StorageProfile>,
+    /// StorageClasses: the default one (annotation `storageclass.kubernetes.io/is-default-class`
+    /// or `storageclass.kubevirt.io/is-default-virt-class`) is the class of a DataVolume that
+    /// names none.
+    pub storage_classes: Vec<StorageClass>,
     /// Where each object read from a manifest came from (empty for live snapshots).
     pub origins: BTreeMap<ObjectRef, Origin>,
 }

@@ -2,6 +2,7 @@
 //! the nodes as the placement engine sees them, and lookups computed the same way for all rules.
 
 use super::subject::Subject;
+use crate::datavolume::StorageObjects;
 use crate::effective::{
     ClusterConfig, EffectiveEviction, MigrationSettings, eviction_strategy, migration_settings,
 };
@@ -158,7 +159,8 @@ impl<'a> AuditContext<'a> {
         eviction_strategy(vmi_value, template_value, &self.cluster)
     }
 
-    /// Whether the subject's VMI can be live-migrated.
+    /// Whether the subject's VMI can be live-migrated. A VM's (or pool's) dataVolumeTemplates
+    /// count as the PVCs CDI will create from them.
     #[must_use]
     pub fn migratability(&self, subject: &Subject<'_>) -> Migratability {
         live_migratability(&MigratabilityInput {
@@ -166,7 +168,10 @@ impl<'a> AuditContext<'a> {
             spec: subject.running_spec(),
             status: subject.vmi.and_then(|v| v.status.as_ref()),
             namespace: subject.namespace(),
-            pvcs: &self.snapshot.pvcs,
+            storage: StorageObjects::of(self.snapshot),
+            data_volume_templates: subject
+                .vm_spec
+                .map_or(&[], |s| s.data_volume_templates.as_slice()),
         })
     }
 

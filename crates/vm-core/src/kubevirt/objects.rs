@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cdi::DataVolumeTemplateSpec;
 use super::instance::{
     VirtualMachineInstanceSpec, VirtualMachineInstanceStatus, VirtualMachineInstanceTemplateSpec,
 };
@@ -45,6 +46,9 @@ pub struct VirtualMachineSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preference: Option<InstancetypeMatcher>,
     pub template: VirtualMachineInstanceTemplateSpec,
+    /// DataVolumes the VM controller creates (by these names) before it starts the VMI.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub data_volume_templates: Vec<DataVolumeTemplateSpec>,
 }
 
 /// `spec.instancetype` / `spec.preference`: an empty kind means the cluster-scoped kind.

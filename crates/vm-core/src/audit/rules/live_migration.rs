@@ -25,8 +25,8 @@ pub(crate) static LIVE_MIGRATE_NOT_MIGRATABLE: Rule = Rule {
     explanation: "KubeVirt's eviction webhook denies the eviction of a launcher pod whose VMI has \
 evictionStrategy LiveMigrate but is not live-migratable (\"VMI ... is configured with an eviction \
 strategy but is not live-migratable\"), so `kubectl drain` of its node retries for ever. Common \
-causes: a ReadWriteOnce PVC (DisksNotLiveMigratable), a bridge on the pod network, host devices or \
-GPUs, a non-shared hostDisk.\n\nFix: use ReadWriteMany storage and masquerade binding, or choose \
+causes: a ReadWriteOnce PVC, or a DataVolume whose PVC will be one (DisksNotLiveMigratable), a \
+bridge on the pod network, host devices or GPUs, a non-shared hostDisk.\n\nFix: use ReadWriteMany storage and masquerade binding, or choose \
 another eviction strategy and plan for the downtime.",
 };
 
@@ -45,9 +45,17 @@ pub(crate) static UNKNOWN: Rule = Rule {
     category: Category::LiveMigration,
     severity: Severity::Info,
     summary: "live-migratability cannot be decided from what is known",
-    explanation: "The VM uses a PersistentVolumeClaim that is not among the objects audited, so \
-its access mode (ReadWriteMany or not) is unknown. Audit the live cluster, or add the PVC to the \
-input.",
+    explanation: "KubeVirt live-migrates a VM only when every PVC it uses is ReadWriteMany \
+(DisksNotLiveMigratable otherwise). This VM uses a PVC whose access mode cannot be known from the \
+objects audited: the PVC is not among them, nor a DataVolume of its name (CDI names the PVC after \
+its DataVolume, and a VM's dataVolumeTemplates become DataVolumes); or its DataVolume's \
+spec.storage leaves the access mode to CDI, which takes it from the StorageProfile of the storage \
+class (the class named, else the default StorageClass), and that StorageProfile is not known or \
+has no claimPropertySets with access modes (then CDI cannot create the PVC at all).\n\nFix: the \
+message names what to add: the PVC or DataVolume, the StorageProfile (cdi.kubevirt.io/v1beta1, \
+named after its StorageClass), the default StorageClass, or accessModes in the DataVolume's \
+spec.storage. Or audit the live cluster, where CDI has made a StorageProfile for every \
+StorageClass.",
 };
 
 pub(crate) static TIMEOUT_EXCEEDS_LIMIT: Rule = Rule {
@@ -207,10 +215,6 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
                 );
             }
         }
-        Migratability::Unknown(why) => out.emit(
-            &UNKNOWN,
-            why,
-            "include the PVC in the input, or audit the live cluster",
-        ),
+        Migratability::Unknown { why, add } => out.emit(&UNKNOWN, why, add),
     }
 }
