@@ -34,6 +34,17 @@ pub fn run_plugin(name: &str, kubeconfig: &Path, args: &[&str]) -> Output {
         .expect("plugin runs")
 }
 
+/// A finished process for an assertion message: its exit status, stdout and stderr.
+#[must_use]
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Runs the real kubectl against `kubeconfig`; panics with its stderr when it fails.
 #[must_use]
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {

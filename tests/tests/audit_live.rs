@@ -36,9 +36,18 @@ async fn live_mode_reaches_the_same_findings_as_file_mode_on_the_same_objects() 
     );
     let good = examples().join("good");
     let bad = examples().join("bad");
+    let datavolumes = examples().join("datavolumes");
     let _ = kubectl(
         &kubeconfig,
-        &["apply", "-f", good.to_str().unwrap(), "-f", bad.to_str().unwrap()],
+        &[
+            "apply",
+            "-f",
+            good.to_str().unwrap(),
+            "-f",
+            bad.to_str().unwrap(),
+            "-f",
+            datavolumes.to_str().unwrap(),
+        ],
     );
 
     // The simulator starts VMIs for the VMs that should run; wait until two audits agree, so the
@@ -81,6 +90,35 @@ nodes,pods,kubevirts,virtualmachineclusterinstancetypes,virtualmachineinstancety
     let findings = live["findings"].as_array().unwrap();
     let has = |name: &str, rule: &str| findings.iter().any(|f| f["name"] == name && f["rule"] == rule);
     assert!(has("db", "live-migrate-not-migratable"), "{findings:#?}");
+    // A ReadWriteOnce DataVolume template: an error from the cluster as from the file (the
+    // equality above compares the words), naming the DataVolume.
+    let dv = findings
+        .iter()
+        .find(|f| f["name"] == "fedora-dv" && f["rule"] == "live-migrate-not-migratable")
+        .unwrap_or_else(|| panic!("fedora-dv is not reported: {findings:#?}"));
+    assert_eq!(dv["severity"], "error", "{dv:#}");
+    assert!(
+        dv["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("DataVolume fedora-dv-root") && m.contains("ReadWriteOnce")),
+        "{dv:#}"
+    );
+    let only_file = run_plugin(
+        "kubectl-vm_audit",
+        &kubeconfig,
+        &["-f", datavolumes.to_str().unwrap(), "-o", "json"],
+    );
+    let only_file = json(&only_file);
+    let from_file = only_file["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "fedora-dv" && f["rule"] == "live-migrate-not-migratable")
+        .unwrap_or_else(|| panic!("{only_file:#}"));
+    assert_eq!(
+        from_file["message"], dv["message"],
+        "the same words from the file alone"
+    );
     assert!(has("reports", "run-strategy-not-restarting"));
     assert!(
         has("nowhere", "node-placement-no-node"),
@@ -146,7 +184,7 @@ async fn the_read_only_role_is_enough_and_a_missing_one_is_named_up_front() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("14 missing permissions; nothing was changed")
+        stderr.contains("17 missing permissions; nothing was changed")
             && stderr.contains("\n  list virtualmachines.kubevirt.io in namespace shop\n")
             && stderr.contains("kubectl auth can-i list"),
         "{stderr}"

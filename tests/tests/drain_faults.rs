@@ -117,12 +117,7 @@ fn run_drain(kc: &Path, args: &[&str], lock_seconds: Option<u32>) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    vm_e2e::output_text(out)
 }
 
 /// Asserts that a run ended with `code` and said `says` on stdout.

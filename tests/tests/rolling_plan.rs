@@ -109,10 +109,10 @@ async fn a_rolling_round_is_planned_with_each_vm_moved_once_and_blocks_on_a_pinn
     assert!(table.contains("Migrations: 8 (each VM moves once)"), "{table}");
     assert!(table.contains("Rolling plan for 4 node(s): feasible."), "{table}");
 
-    // Running a round is not available: --rolling needs --dry-run, and says so.
+    // Running a round needs its maintenance, and says how to give it; nothing changes.
     let (code, _, stderr) = rolling(&kc, &["node-1", "node-2"]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("--dry-run"), "{stderr}");
+    assert!(stderr.contains("--exec CMD, or --pause"), "{stderr}");
     // Several nodes without --rolling are a usage error that points to it.
     let out = run_plugin("kubectl-vm_drain_safe", &kc, &["node-1", "node-2", "--dry-run"]);
     assert_eq!(out.status.code(), Some(2));

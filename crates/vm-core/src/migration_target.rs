@@ -286,6 +286,53 @@ fn and_does_not_exist(terms: &mut Vec<NodeSelectorTerm>, keys: &[String]) {
     }
 }
 
+/// The label and annotation KubeVirt puts on a migration target pod: its migration's UID and
+/// name.
+const MIGRATION_JOB_UID_LABEL: &str = "kubevirt.io/migrationJobUID";
+const MIGRATION_JOB_NAME_ANNOTATION: &str = "kubevirt.io/migrationJobName";
+
+/// A running launcher pod that was the target of an earlier migration carries that
+/// migration's `spec.addedNodeSelector` (a rolling round's steering label, say). KubeVirt
+/// renders the next target pod from the VMI, with only the next migration's own added
+/// selector: the earlier one's entries are dropped here, unless the VMI itself selects them.
+fn drop_earlier_added_selector(
+    c: &mut Constraints,
+    pod: &Pod,
+    snapshot: &ClusterSnapshot,
+    vmi: &VirtualMachineInstance,
+) {
+    let uid = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MIGRATION_JOB_UID_LABEL));
+    let name = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MIGRATION_JOB_NAME_ANNOTATION));
+    if uid.is_none() && name.is_none() {
+        return;
+    }
+    let earlier = snapshot.migrations.iter().find(|m| {
+        let same_uid = uid.is_some() && m.metadata.uid.as_ref() == uid;
+        let same_name = name.is_some()
+            && m.metadata.name.as_ref() == name
+            && m.metadata.namespace == pod.metadata.namespace;
+        same_uid || same_name
+    });
+    let own = vmi.spec.node_selector.clone().unwrap_or_default();
+    for (k, v) in earlier
+        .and_then(|m| m.spec.added_node_selector.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if !own.contains_key(k) && c.node_selector.get(k) == Some(v) {
+            c.node_selector.remove(k);
+        }
+    }
+}
+
 /// What the scheduler will see of the migration target of `vmi`: constraints and requests.
 ///
 /// Live, the base is the running launcher pod (what KubeVirt really rendered, its requests
@@ -319,6 +366,7 @@ pub fn migration_target_with(
     let (mut constraints, requests) = match launchers.of_vmi(vmi) {
         Some(pod) => {
             let mut c = Constraints::of_pod(pod);
+            drop_earlier_added_selector(&mut c, pod, snapshot, vmi);
             for (k, v) in vmi.spec.node_selector.iter().flatten() {
                 c.node_selector.insert(k.clone(), v.clone());
             }

@@ -106,8 +106,9 @@ fn each(verbs: &[&'static str], group: &'static str, resource: &'static str) -> 
 }
 
 /// What [`crate::live::snapshot`] lists. The VM-like objects, PVCs, PDBs and namespaced
-/// instancetypes follow `namespace`; nodes, pods, the cluster configuration and the
-/// MigrationPolicies are read cluster-wide whatever it says.
+/// instancetypes and DataVolumes follow `namespace`; nodes, pods, the cluster configuration,
+/// the MigrationPolicies, StorageProfiles and StorageClasses are read cluster-wide whatever it
+/// says.
 #[must_use]
 pub fn read_cluster(namespace: Option<&str>) -> Vec<Permission> {
     let scoped = [
@@ -119,6 +120,7 @@ pub fn read_cluster(namespace: Option<&str>) -> Vec<Permission> {
         ("", "persistentvolumeclaims"),
         ("policy", "poddisruptionbudgets"),
         ("instancetype.kubevirt.io", "virtualmachineinstancetypes"),
+        ("cdi.kubevirt.io", "datavolumes"),
     ];
     let cluster = [
         ("", "nodes"),
@@ -127,6 +129,8 @@ pub fn read_cluster(namespace: Option<&str>) -> Vec<Permission> {
         ("hco.kubevirt.io", "hyperconvergeds"),
         ("instancetype.kubevirt.io", "virtualmachineclusterinstancetypes"),
         ("migrations.kubevirt.io", "migrationpolicies"),
+        ("cdi.kubevirt.io", "storageprofiles"),
+        ("storage.k8s.io", "storageclasses"),
     ];
     scoped
         .into_iter()

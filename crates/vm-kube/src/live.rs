@@ -6,14 +6,14 @@ use futures::try_join;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use vm_core::kubevirt::{
-    HyperConverged, KubeVirt, MigrationPolicy, VirtualMachine, VirtualMachineClusterInstancetype,
-    VirtualMachineInstance, VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet,
-    VirtualMachineInstancetype, VirtualMachinePool,
+    DataVolume, HyperConverged, KubeVirt, MigrationPolicy, StorageProfile, VirtualMachine,
+    VirtualMachineClusterInstancetype, VirtualMachineInstance, VirtualMachineInstanceMigration,
+    VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype, VirtualMachinePool,
 };
 use vm_core::snapshot::{ClusterSnapshot, SnapshotSource};
 
@@ -209,8 +209,27 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
             Need::Optional
         ),
     )?;
+    // CDI's kinds exist only where CDI is installed; a cluster without it has no DataVolumes.
+    let (data_volumes, storage_profiles, storage_classes) = try_join!(
+        list_ns::<DataVolume>(client, ns, None, Need::Optional),
+        list_all(
+            Api::<StorageProfile>::all(client.clone()),
+            None,
+            Scope::Cluster,
+            Need::Optional
+        ),
+        list_all(
+            Api::<StorageClass>::all(client.clone()),
+            None,
+            Scope::Cluster,
+            Need::Optional
+        ),
+    )?;
     Ok(ClusterSnapshot {
         source: SnapshotSource::Live,
+        data_volumes,
+        storage_profiles,
+        storage_classes,
         nodes,
         pods,
         pvcs,

@@ -1,6 +1,7 @@
 //! The target additions of the reference's §3, row by row.
 
 use super::*;
+use crate::kubevirt::VirtualMachineInstanceMigration;
 
 fn node(name: &str, labels: &[&str]) -> Node {
     let labels: String = labels.iter().map(|l| format!("{l}: 'true', ")).collect();
@@ -101,6 +102,41 @@ status: {phase: Running}",
         "a limit alone is the request"
     );
     assert_eq!(r.memory, 1290.0 * 1024.0 * 1024.0, "the pod's own requests");
+}
+
+#[test]
+fn the_added_node_selector_of_an_earlier_migration_is_not_carried_forward() {
+    // The pod on n1 was the target of migration m1, which asked for a steering label: the
+    // next target pod is rendered without it (the VMI does not select it).
+    let pod: Pod = serde_yaml::from_str(
+        "metadata:
+  name: virt-launcher-vm-abc
+  namespace: ns
+  labels: {kubevirt.io/created-by: u1, kubevirt.io/migrationJobUID: m1-uid}
+  annotations: {kubevirt.io/migrationJobName: m1}
+spec:
+  nodeName: n1
+  nodeSelector: {kubevirt.io/schedulable: 'true', steer: r1, disk: ssd}
+  containers: [{name: compute, resources: {requests: {memory: 1290Mi}}}]
+status: {phase: Running}",
+    )
+    .unwrap();
+    let m1: VirtualMachineInstanceMigration = serde_yaml::from_str(
+        "metadata: {name: m1, namespace: ns, uid: m1-uid}\nspec: {vmiName: vm, addedNodeSelector: {steer: r1, disk: ssd}}",
+    )
+    .unwrap();
+    let mut s = snapshot(vec![node("n1", &[])], vec![pod]);
+    s.migrations = vec![m1];
+    // The VMI itself selects disk=ssd: that one stays.
+    let v = vmi("spec: {nodeSelector: {disk: ssd}, domain: {resources: {requests: {memory: 1Gi}}}}");
+    let (c, _) = migration_target(&s, &v, &ClusterConfig::defaults()).unwrap();
+    assert!(!c.node_selector.contains_key("steer"), "{:?}", c.node_selector);
+    assert_eq!(c.node_selector.get("disk").map(String::as_str), Some("ssd"));
+    assert!(c.node_selector.contains_key("kubevirt.io/schedulable"));
+    // Without the migration in the snapshot (garbage-collected), nothing is known to drop.
+    s.migrations.clear();
+    let (c, _) = migration_target(&s, &v, &ClusterConfig::defaults()).unwrap();
+    assert!(c.node_selector.contains_key("steer"));
 }
 
 #[test]

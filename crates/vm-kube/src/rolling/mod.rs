@@ -259,7 +259,13 @@ impl Round<'_> {
             delete_emptydir_data: opts.delete_emptydir_data,
             migration_bytes_per_second: DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND,
         };
-        let (plan, steered) = match choose_plan(&snap, &node, &to_come, &policy)? {
+        // A drain that began steered stays steered when it resumes: its migrations in flight
+        // already reserve room on the targets, which a plan made now counts a second time.
+        let was_steered = {
+            let step = &self.stored.state.steps[i];
+            step.phase == Phase::Draining && step.steered
+        };
+        let (plan, steered) = match choose_plan(&snap, &node, &to_come, &policy, was_steered)? {
             Ok(chosen) => chosen,
             Err(blockers) => {
                 let why = format!(
@@ -496,45 +502,54 @@ impl Round<'_> {
 }
 
 /// The drain plan of `node`, and whether the step is steered: the plan with the nodes still
-/// to come cordoned when it is feasible, else the plan over the whole cluster when that is;
-/// else the blockers.
+/// to come cordoned when it is feasible, else the plan over the whole cluster when that is
+/// (steered only when the step `was_steered` before a resume); else the blockers.
 fn choose_plan(
     snap: &ClusterSnapshot,
     node: &str,
     to_come: &BTreeSet<String>,
     policy: &DrainPolicy,
+    was_steered: bool,
 ) -> Result<Result<(DrainPlan, bool), Vec<String>>, DrainError> {
     let plan_of =
         |s: &ClusterSnapshot| plan_drain(s, node, policy).map_err(|e| DrainError::Other(e.to_string()));
-    if !to_come.is_empty() {
-        let mut narrow = snap.clone();
-        for n in &mut narrow.nodes {
-            if n.metadata
-                .name
-                .as_ref()
-                .is_some_and(|name| to_come.contains(name))
-            {
-                n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
-            }
+    // Nodes still to come are cordoned in the planning copy. The last step has none: its plan
+    // over the whole cluster is the steered one.
+    let mut narrow = snap.clone();
+    for n in &mut narrow.nodes {
+        if n.metadata
+            .name
+            .as_ref()
+            .is_some_and(|name| to_come.contains(name))
+        {
+            n.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
         }
-        let plan = plan_of(&narrow)?;
-        if plan.feasible {
-            return Ok(Ok((plan, true)));
-        }
+    }
+    let plan = plan_of(&narrow)?;
+    if plan.feasible {
+        return Ok(Ok((plan, true)));
+    }
+    if to_come.is_empty() {
+        return Ok(Err(blockers_of(&plan)));
     }
     let plan = plan_of(snap)?;
     if plan.feasible {
-        Ok(Ok((plan, false)))
+        Ok(Ok((plan, was_steered)))
     } else {
-        let mut blockers = plan.blockers.clone();
-        blockers.extend(
-            plan.vms
-                .iter()
-                .filter(|v| v.action == vm_core::drain::VmAction::Blocked)
-                .map(|v| format!("{}/{}: {}", v.namespace, v.name, v.reasons.join(", "))),
-        );
-        Ok(Err(blockers))
+        Ok(Err(blockers_of(&plan)))
     }
+}
+
+/// What blocks a drain plan: its own blockers, and each VM it cannot move with why.
+fn blockers_of(plan: &DrainPlan) -> Vec<String> {
+    let mut blockers = plan.blockers.clone();
+    blockers.extend(
+        plan.vms
+            .iter()
+            .filter(|v| v.action == vm_core::drain::VmAction::Blocked)
+            .map(|v| format!("{}/{}: {}", v.namespace, v.name, v.reasons.join(", "))),
+    );
+    blockers
 }
 
 /// The VMs (`ns/vmiName`) whose migrations of this run off `node` succeeded, by the cluster's

@@ -59,7 +59,6 @@ impl Phase {
 
 /// How the round as a whole stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub enum RoundStatus {
     /// A run works on it (or was killed while it did: the round lock says which).
     Running,

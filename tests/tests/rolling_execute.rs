@@ -1,0 +1,443 @@
+//! `kubectl vm-drain-safe --rolling` running rounds on the sandbox, one sandbox for three
+//! rounds that follow each other:
+//!
+//! 1. Four nodes with ten VMs each, a fifth outside the round, and `--exec` that reboots each
+//!    node through the sandbox (`vm-sandbox node down`, then `up`). The run is killed with
+//!    SIGKILL (its whole process group, as a closed laptop would) once during a migration and
+//!    once during `--exec`; the same command resumes it each time. At the end every VM runs,
+//!    each node's maintenance finished once, each VM moved once (the plan says it can), the
+//!    migrations the report counts are the cluster's record, no node stays cordoned or
+//!    labelled. `--status` from a second process shows the run at work.
+//! 2. `--pause`, `--status`, `--continue` on a round of one node that holds a VM that cannot
+//!    migrate (stopped by `--shutdown-non-migratable`, restarted at the node's uncordon); then
+//!    the same round paused again and `--abort`ed: the node schedulable, the VM running.
+//! 3. A round of two nodes paused after its first; a VM pinned to the second node is created
+//!    meanwhile, so that node can no longer be drained: `--continue` stops before its drain,
+//!    says why, and touches nothing of it.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use kubevirt_sim::nodes::NodeTemplate;
+use kubevirt_sim::{Sandbox, SandboxConfig};
+use serde_json::Value;
+use vm_e2e::{always_vm, kubectl, plugin_bin, vmi_placements, wait_until};
+
+const ROUND: [&str; 4] = ["node-1", "node-2", "node-3", "node-4"];
+const ALL: [&str; 5] = ["node-1", "node-2", "node-3", "node-4", "node-5"];
+const RUN_LABEL: &str = "vm-drain-safe.kubevirt.io/rolling-run";
+const TARGET_LABEL: &str = "vm-drain-safe.kubevirt.io/rolling-target";
+const VMS_PER_NODE: usize = 10;
+
+fn config() -> SandboxConfig {
+    SandboxConfig {
+        nodes: ALL
+            .iter()
+            .map(|n| NodeTemplate::worker(*n, "16", "16Gi", "110"))
+            .collect(),
+        ..SandboxConfig::default()
+    }
+}
+
+/// The plugin, in a process group of its own so that the test can kill it with its
+/// `--exec` command.
+fn rolling_command(kc: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(plugin_bin("kubectl-vm_drain_safe"));
+    cmd.env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .arg("--rolling")
+        .args(args)
+        .process_group(0);
+    cmd
+}
+
+fn rolling(kc: &Path, args: &[&str]) -> Output {
+    rolling_command(kc, args).output().expect("the plugin runs")
+}
+
+fn spawn(kc: &Path, args: &[&str]) -> Child {
+    rolling_command(kc, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the plugin starts")
+}
+
+/// SIGKILL to the child's whole process group: the plugin and the command it runs.
+fn kill_group(child: Child) -> Output {
+    let pid = child.id();
+    let sent = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -KILL -{pid}");
+    child.wait_with_output().expect("the killed plugin is reaped")
+}
+
+fn text(out: &Output) -> String {
+    vm_e2e::output_text(out)
+}
+
+fn json(kc: &Path, args: &[&str]) -> Value {
+    serde_json::from_str(&kubectl(kc, args)).expect("kubectl prints JSON")
+}
+
+/// The round's migrations: `(vmi, phase)`.
+fn round_migrations(kc: &Path) -> Vec<(String, String)> {
+    json(kc, &["get", "vmim", "-A", "-l", RUN_LABEL, "-o", "json"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["spec"]["vmiName"].as_str().unwrap_or_default().to_string(),
+                m["status"]["phase"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The round's state as `--status -o json` prints it.
+fn status_json(kc: &Path) -> Value {
+    let out = rolling(kc, &["--status", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+fn cordoned(kc: &Path) -> Vec<String> {
+    json(kc, &["get", "nodes", "-o", "json"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["spec"]["unschedulable"] == true)
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn target_labelled(kc: &Path) -> String {
+    kubectl(kc, &["get", "nodes", "-l", TARGET_LABEL, "-o", "name"])
+}
+
+fn apply(kc: &Path, manifests: &str, tag: &str) {
+    let file = std::env::temp_dir().join(format!("rolling-exec-{tag}-{}.yaml", std::process::id()));
+    std::fs::write(&file, manifests).unwrap();
+    let _ = kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+}
+
+/// The `--exec` of round 1: records that it began, reboots the node through the sandbox,
+/// records that it finished.
+fn reboot_command(sandbox: &Sandbox, marks: &Path) -> String {
+    let vm_sandbox = plugin_bin("vm-sandbox");
+    let state = sandbox.state_dir();
+    format!(
+        "echo \"$NODE\" >> {m}/began && {s} node down \"$NODE\" --state-dir {d} && sleep 3 && {s} node up \"$NODE\" --state-dir {d} && echo \"$NODE\" >> {m}/finished",
+        m = marks.display(),
+        s = vm_sandbox.display(),
+        d = state.display()
+    )
+}
+
+fn lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_rounds_run_resume_after_sigkill_pause_continue_abort_and_stop_when_a_step_turns_infeasible()
+{
+    let sandbox = Sandbox::start(config()).await.expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    let mut all_vms = Vec::new();
+    for node in ROUND {
+        let vms: Vec<String> = (1..=VMS_PER_NODE).map(|i| format!("{node}-vm-{i}")).collect();
+        let manifests: String = vms.iter().map(|n| always_vm(n)).collect();
+        let names: Vec<&str> = vms.iter().map(String::as_str).collect();
+        vm_e2e::start_on(&kc, node, &ALL, &manifests, &names).await;
+        all_vms.extend(vms);
+    }
+
+    round_with_exec_killed_twice(&sandbox, &kc, &all_vms).await;
+    pause_continue_and_abort(&kc).await;
+    a_step_that_turns_infeasible_stops_before_its_drain(&kc).await;
+}
+
+async fn round_with_exec_killed_twice(sandbox: &Sandbox, kc: &Path, all_vms: &[String]) {
+    let marks: PathBuf = std::env::temp_dir().join(format!("rolling-marks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&marks);
+    std::fs::create_dir_all(&marks).unwrap();
+    let exec = reboot_command(sandbox, &marks);
+    let args: Vec<&str> = ROUND
+        .iter()
+        .copied()
+        .chain(["--exec", &exec, "--yes", "--timeout", "20m", "-o", "json"])
+        .collect();
+
+    // Killed while a migration of the round runs.
+    let first = spawn(kc, &args);
+    wait_until("a migration of the round runs", || {
+        round_migrations(kc)
+            .iter()
+            .any(|(_, phase)| !matches!(phase.as_str(), "Succeeded" | "Failed" | ""))
+    })
+    .await;
+    let out = kill_group(first);
+    assert_eq!(out.status.code(), None, "killed: {}", text(&out));
+    let state = status_json(kc);
+    assert_eq!(state["status"], "Running", "{state:#}");
+    assert_eq!(state["steps"][0]["phase"], "Draining", "{state:#}");
+
+    // Resumed, then killed while its --exec reboots a node.
+    let second = spawn(kc, &args);
+    wait_until("a maintenance began", || !lines(&marks.join("began")).is_empty()).await;
+    let out = kill_group(second);
+    assert_eq!(out.status.code(), None, "killed: {}", text(&out));
+    let state = status_json(kc);
+    let interrupted = lines(&marks.join("began"))[0].clone();
+    assert_eq!(state["steps"][0]["node"], interrupted.as_str(), "{state:#}");
+    assert_eq!(state["steps"][0]["phase"], "Maintaining", "{state:#}");
+    assert!(
+        lines(&marks.join("finished")).is_empty(),
+        "the reboot was cut short"
+    );
+
+    // Resumed again: to the end. A second process asks for the status while it works.
+    let third = spawn(kc, &args);
+    wait_until("the resumed run is past the interrupted node", || {
+        status_json(kc)["steps"][1]["phase"] != "Pending"
+    })
+    .await;
+    let status = rolling(kc, &["--status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert!(
+        shown.contains("Worked on now by") && shown.contains(&interrupted) && shown.contains("done"),
+        "{shown}"
+    );
+    let out = third.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("one JSON document ({e}): {}", text(&out)));
+    assert_eq!(report["kind"], "RollingState", "{report:#}");
+    assert_eq!(report["status"], "Done", "{report:#}");
+
+    // Each node's maintenance ran to its end once; only the interrupted one began twice.
+    let mut finished = lines(&marks.join("finished"));
+    finished.sort();
+    assert_eq!(finished, ROUND, "each node maintained once");
+    let began = lines(&marks.join("began"));
+    assert_eq!(began.len(), ROUND.len() + 1, "{began:?}");
+    assert_eq!(
+        began.iter().filter(|n| **n == interrupted).count(),
+        2,
+        "{began:?}"
+    );
+
+    // Every VM runs; each moved once, as the plan said it could; the report's count is the
+    // cluster's record.
+    assert_eq!(report["plannedMigrations"], all_vms.len(), "{report:#}");
+    let migrations = round_migrations(kc);
+    let succeeded: Vec<&String> = migrations
+        .iter()
+        .filter(|(_, p)| p == "Succeeded")
+        .map(|(vmi, _)| vmi)
+        .collect();
+    let mut per_vm: BTreeMap<&str, usize> = BTreeMap::new();
+    for vmi in &succeeded {
+        *per_vm.entry(vmi.as_str()).or_default() += 1;
+    }
+    assert!(per_vm.values().all(|n| *n == 1), "a VM moved twice: {per_vm:?}");
+    assert_eq!(per_vm.len(), all_vms.len(), "every VM moved: {per_vm:?}");
+    let reported: usize = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["migrated"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(reported, succeeded.len(), "{report:#}");
+    for step in report["steps"].as_array().unwrap() {
+        assert_eq!(step["phase"], "Done", "{step:#}");
+        assert_eq!(step["steered"], true, "{step:#}");
+    }
+    let placed = vmi_placements(kc);
+    for vm in all_vms {
+        assert!(
+            placed.iter().any(|p| p.starts_with(&format!("{vm}=Running/"))),
+            "{vm} runs: {placed:?}"
+        );
+    }
+    assert!(cordoned(kc).is_empty(), "{:?}", cordoned(kc));
+    assert_eq!(target_labelled(kc), "", "the steering labels are gone");
+    let _ = std::fs::remove_dir_all(&marks);
+}
+
+/// A VM with a ReadWriteOnce disk (it cannot live-migrate) and runStrategy RerunOnFailure,
+/// started on node-5.
+async fn keeper_on_node_5(kc: &Path) {
+    let manifests = "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: keeper-data, namespace: default}\n\
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n\
+---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: keeper, namespace: default}\n\
+spec:\n  runStrategy: RerunOnFailure\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      \
+domain: {resources: {requests: {memory: 1Gi}}, devices: {disks: [{name: data, disk: {bus: virtio}}]}}\n      \
+volumes: [{name: data, persistentVolumeClaim: {claimName: keeper-data}}]\n";
+    vm_e2e::start_on(kc, "node-5", &ALL, manifests, &["keeper"]).await;
+}
+
+fn keeper_state(kc: &Path) -> String {
+    let strategy = kubectl(kc, &["get", "vm", "keeper", "-o", "jsonpath={.spec.runStrategy}"]);
+    let placed = vmi_placements(kc);
+    let vmi = placed
+        .iter()
+        .find(|p| p.starts_with("keeper="))
+        .cloned()
+        .unwrap_or_else(|| "keeper=none".into());
+    format!("{strategy} {vmi}")
+}
+
+async fn pause_continue_and_abort(kc: &Path) {
+    keeper_on_node_5(kc).await;
+    let args = ["node-5", "--pause", "--shutdown-non-migratable", "--yes"];
+
+    // Paused after the drain: the node cordoned, the keeper stopped and recorded.
+    let out = rolling(kc, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout.contains("paused after draining node node-5"), "{stdout}");
+    assert_eq!(cordoned(kc), ["node-5"]);
+    wait_until("the keeper is stopped", || {
+        keeper_state(kc).starts_with("Halted keeper=none")
+    })
+    .await;
+
+    // --status from another process; running the round again is told to --continue.
+    let status = rolling(kc, &["--status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        shown.contains("paused at step 1 (node-5: in maintenance)")
+            && shown.contains("No run works on it now"),
+        "{shown}"
+    );
+    let again = rolling(kc, &args);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("--continue"),
+        "{}",
+        text(&again)
+    );
+
+    // --continue: node-5 back, uncordoned, the keeper restarted and running.
+    let out = rolling(kc, &["--continue"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Round done: 1 node(s)"),
+        "{}",
+        text(&out)
+    );
+    assert!(cordoned(kc).is_empty(), "{:?}", cordoned(kc));
+    assert!(
+        keeper_state(kc).starts_with("RerunOnFailure keeper=Running/"),
+        "{}",
+        keeper_state(kc)
+    );
+    // Finished rounds have nothing to continue or abort.
+    let out = rolling(kc, &["--continue"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // Paused again, then aborted: node-5 schedulable, the keeper running again.
+    let keeper_node = keeper_state(kc)
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let args = [
+        keeper_node.as_str(),
+        "--pause",
+        "--shutdown-non-migratable",
+        "--yes",
+    ];
+    let out = rolling(kc, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    wait_until("the keeper is stopped", || {
+        keeper_state(kc).starts_with("Halted keeper=none")
+    })
+    .await;
+    let out = rolling(kc, &["--abort"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout.contains(&format!("node {keeper_node} uncordoned"))
+            && stdout.contains("restarted default/keeper"),
+        "{stdout}"
+    );
+    assert!(cordoned(kc).is_empty(), "{:?}", cordoned(kc));
+    wait_until("the keeper runs again", || {
+        keeper_state(kc).starts_with("RerunOnFailure keeper=Running/")
+    })
+    .await;
+    assert_eq!(status_json(kc)["status"], "Aborted");
+    assert_eq!(target_labelled(kc), "");
+}
+
+async fn a_step_that_turns_infeasible_stops_before_its_drain(kc: &Path) {
+    let out = rolling(kc, &["node-1", "node-2", "--pause", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state = status_json(kc);
+    let second = state["steps"][1]["node"].as_str().unwrap().to_string();
+
+    // Meanwhile: a VM that only the second node admits.
+    let pinned = format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: pinned, namespace: default}}\n\
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      \
+nodeSelector: {{kubernetes.io/hostname: {second}}}\n      domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
+    );
+    apply(kc, &pinned, "pinned");
+    wait_until("the pinned VM runs", || {
+        vmi_placements(kc).contains(&format!("pinned=Running/{second}"))
+    })
+    .await;
+
+    let out = rolling(kc, &["--continue"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        stdout.contains(&format!("step 2 (node {second}) is no longer feasible"))
+            && stdout.contains("default/pinned")
+            && stdout.contains("its drain was not started"),
+        "{stdout}"
+    );
+    let state = status_json(kc);
+    assert_eq!(state["status"], "Stopped", "{state:#}");
+    assert_eq!(state["steps"][0]["phase"], "Done", "{state:#}");
+    assert_eq!(state["steps"][1]["phase"], "Pending", "{state:#}");
+    assert!(
+        cordoned(kc).is_empty(),
+        "nothing of step 2 changed: {:?}",
+        cordoned(kc)
+    );
+    let run = state["run"].as_str().unwrap();
+    let of_step_2 = kubectl(
+        kc,
+        &[
+            "get",
+            "vmim",
+            "-A",
+            "-l",
+            &format!("{RUN_LABEL}={run},vm-drain-safe.kubevirt.io/node={second}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(of_step_2, "", "no migration of step 2");
+
+    let _ = kubectl(kc, &["delete", "vm", "pinned", "--wait=false"]);
+    let out = rolling(kc, &["--abort"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(status_json(kc)["status"], "Aborted");
+}
