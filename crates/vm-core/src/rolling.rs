@@ -325,7 +325,7 @@ fn naive(base: &Sim, round: &[String], policy: &DrainPolicy, model: &MigrationMo
         }
         migrations += count(&plan.vms, VmAction::Migrate);
         sim.apply(node, &plan, &mut undo);
-        sim.set_cordon(node, false, &mut undo);
+        sim.bring_back(node, &mut undo);
     }
     (migrations, true)
 }
@@ -645,7 +645,7 @@ impl<'a> Search<'a> {
     /// rest. Takes it back if the rest cannot be planned.
     fn take(&mut self, (step, mut undo): Attempt) -> bool {
         let node = step.node.clone();
-        self.sim.set_cordon(&node, false, &mut undo);
+        self.sim.bring_back(&node, &mut undo);
         self.maintained.insert(node.clone());
         self.remaining.retain(|n| *n != node);
         self.path.push((step, undo));

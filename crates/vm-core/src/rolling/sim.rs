@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, NodeAffinity, NodeSelector, NodeSpec, Pod, PodSpec, PodStatus, ResourceRequirements,
+    Affinity, Container, Node, NodeAffinity, NodeSelector, NodeSpec, Pod, PodSpec, PodStatus,
+    ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -21,7 +22,7 @@ use crate::eta::MigrationModel;
 use crate::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceStatus};
 use crate::migration_target::{TargetSources, migration_target_with, running_launcher_constraints};
 use crate::placement::inter_pod::CREATED_BY_LABEL;
-use crate::placement::{NodeView, PodTerms, pod_is_finished, pod_requests};
+use crate::placement::{NodeView, PodTerms, SCHEDULABLE_LABEL, pod_is_finished, pod_requests};
 use crate::resources::{Requests, launcher_requests};
 use crate::snapshot::ClusterSnapshot;
 
@@ -49,7 +50,7 @@ pub(super) struct Sim {
 pub(super) struct Undo {
     vmis: Vec<(usize, Option<VirtualMachineInstanceStatus>)>,
     pods: Vec<(usize, Pod)>,
-    cordons: Vec<(usize, Option<bool>)>,
+    nodes: Vec<(usize, Node)>,
 }
 
 impl Sim {
@@ -160,21 +161,25 @@ impl Sim {
         }
     }
 
-    /// Cordons or uncordons `node` (a maintained node comes back uncordoned).
-    pub fn set_cordon(&mut self, node: &str, cordoned: bool, undo: &mut Undo) {
+    /// A maintained node comes back: uncordoned and KubeVirt-schedulable, as the round waits
+    /// for it to be before it goes on (a node just rebooted may not carry the label yet when
+    /// the round is planned).
+    pub fn bring_back(&mut self, node: &str, undo: &mut Undo) {
         if let Some(&i) = self.nodes.get(node) {
-            let spec = self.snapshot.nodes[i].spec.get_or_insert_with(NodeSpec::default);
-            undo.cordons.push((i, spec.unschedulable));
-            spec.unschedulable = Some(cordoned);
+            let n = &mut self.snapshot.nodes[i];
+            undo.nodes.push((i, n.clone()));
+            n.spec.get_or_insert_with(NodeSpec::default).unschedulable = Some(false);
+            n.metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(SCHEDULABLE_LABEL.into(), "true".into());
         }
     }
 
     /// Takes back what `undo` recorded, latest change first.
     pub fn undo(&mut self, undo: Undo) {
-        for (i, old) in undo.cordons.into_iter().rev() {
-            if let Some(spec) = self.snapshot.nodes[i].spec.as_mut() {
-                spec.unschedulable = old;
-            }
+        for (i, node) in undo.nodes.into_iter().rev() {
+            self.snapshot.nodes[i] = node;
         }
         for (i, pod) in undo.pods.into_iter().rev() {
             self.snapshot.pods[i] = pod;

@@ -428,3 +428,21 @@ fn an_empty_round_a_repeated_node_and_an_unknown_node_are_errors() {
         RollingError::Plan(PlanError::NoSuchNode("r9".into()))
     );
 }
+
+#[test]
+fn a_node_just_rebooted_takes_vms_once_its_step_brought_it_back() {
+    // r1 was rebooted a moment ago: KubeVirt has not labelled it schedulable yet, and it runs
+    // nothing. The round waits for the label after r1's step, so r2's VM may go to r1.
+    let docs = vec![
+        node("r1", "", "64Gi").replace(
+            "kubevirt.io/schedulable: 'true'",
+            "kubevirt.io/schedulable: 'false'",
+        ),
+        node("r2", "", "64Gi"),
+        vmi("b1", "r2", "8Gi", ""),
+    ];
+    let p = plan(&docs, &["r1", "r2"], &RollingPolicy::default());
+    assert!(p.feasible, "{:?}", p.failing_step);
+    assert_eq!(p.nodes, ["r1", "r2"]);
+    assert_eq!(moves_of(&p, "b1"), [(1, "r1".to_string())]);
+}
