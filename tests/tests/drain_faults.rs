@@ -920,3 +920,95 @@ metadata: {name: by-someone-else, namespace: default}\nspec: {vmiName: c-moved}\
     );
     assert_node_1_drained(&kc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_past_migration_timeout_is_cancelled_and_stops_the_drain_or_its_vm_with_on_stuck_shutdown()
+ {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    // Migrations of a minute: far past a --migration-timeout of 5 s.
+    let manifests = format!(
+        "{}{}",
+        vm("vm-1", "512Mi", ""),
+        vm("vm-2", "512Mi", "  # RerunOnFailure\n")
+    );
+    let sandbox = node_1_with(config(slow_migrations(60_000, 1_000), json!({})), &manifests, 2).await;
+    let kc = sandbox.kubeconfig();
+    let before = vmi_uids(&kc);
+
+    // Stuck: both migrations cancelled at 5 s, the drain stops (exit 3), both VMs still run on
+    // node-1 under the same VMI, and the report says STUCK with the migration's phase.
+    let out = run_drain(
+        &kc,
+        &["node-1", "--yes", "--migration-timeout", "5s", "--timeout", "5m"],
+        None,
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("is STUCK: its migration was still")
+            && all.contains("after 5 s (--migration-timeout) and was cancelled"),
+        "{all}"
+    );
+    let placed = vmi_placements(&kc);
+    assert!(placed.contains(&"vm-1=Running/node-1".to_string()), "{placed:?}");
+    assert_eq!(vmi_uids(&kc), before, "the VMs were not restarted");
+    let mut left = Vec::new();
+    for _ in 0..30 {
+        left = vmims(&kc)
+            .into_iter()
+            .filter(|m| m.ours && !matches!(m.phase.as_str(), "Succeeded" | "Failed"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(left.is_empty(), "the stuck migrations were cancelled: {left:?}");
+
+    // --on-stuck shutdown: the stuck VM with RerunOnFailure is halted and recorded, the one
+    // with Always is restarted elsewhere by KubeVirt; the drain finishes; --uncordon restores.
+    let out = run_drain(
+        &kc,
+        &[
+            "node-1",
+            "--yes",
+            "--migration-timeout",
+            "5s",
+            "--on-stuck",
+            "shutdown",
+            "--timeout",
+            "5m",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The plan, then the result: the last JSON document.
+    let result: Value = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter::<Value>()
+        .filter_map(Result::ok)
+        .last()
+        .unwrap_or_else(|| panic!("{}", text(&out)));
+    assert_eq!(result["kind"], "DrainResult", "{result:#}");
+    let outcomes = result["vms"].as_array().cloned().unwrap_or_default();
+    for name in ["default/vm-1", "default/vm-2"] {
+        let o = outcomes
+            .iter()
+            .find(|o| o["vm"] == name)
+            .unwrap_or_else(|| panic!("{name}: {result:#}"));
+        assert_eq!(o["outcome"], "stopped", "{o:#}");
+        assert!(o["detail"].as_str().is_some_and(|d| d.contains("STUCK")), "{o:#}");
+    }
+    let strategy = kubectl(&kc, &["get", "vm", "vm-2", "-o", "jsonpath={.spec.runStrategy}"]);
+    assert_eq!(strategy, "Halted");
+    let out = run_drain(&kc, &["node-1", "--uncordon"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("restarted default/vm-2"),
+        "{}",
+        text(&out)
+    );
+    let strategy = kubectl(&kc, &["get", "vm", "vm-2", "-o", "jsonpath={.spec.runStrategy}"]);
+    assert_eq!(strategy, "RerunOnFailure");
+}

@@ -33,7 +33,8 @@ pub struct VmOutcome {
     /// `ns/name`.
     pub vm: String,
     /// `migrated`, `stopped`, `alreadyGone`, `blocked` (its migration target pod stayed
-    /// unschedulable for the pending timeout; the migration was cancelled) or `onNode`.
+    /// unschedulable for the pending timeout; the migration was cancelled), `stuck` (its
+    /// migration ran past `--migration-timeout` and was cancelled) or `onNode`.
     pub outcome: &'static str,
     /// More words on the outcome (where it went, the phase of a migration left to finish).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,12 +95,21 @@ pub fn vm_outcomes(summary: &Summary) -> Vec<VmOutcome> {
             scheduling_message: None,
         });
     }
+    for s in summary.stuck.iter().filter(|s| !s.stopped) {
+        out.push(VmOutcome {
+            vm: s.vm.clone(),
+            outcome: "stuck",
+            detail: Some(s.to_string()),
+            scheduling_message: s.scheduler.clone(),
+        });
+    }
     for id in &summary.stopped {
+        let stuck = summary.stuck.iter().find(|s| s.vm == *id);
         out.push(VmOutcome {
             vm: id.clone(),
             outcome: "stopped",
-            detail: None,
-            scheduling_message: None,
+            detail: stuck.map(ToString::to_string),
+            scheduling_message: stuck.and_then(|s| s.scheduler.clone()),
         });
     }
     for line in &summary.already_gone {

@@ -36,6 +36,7 @@ pub fn describe(event: &Event) -> String {
         } => format!(
             "{vm}: BLOCKED, the migration target pod stayed Pending for {waited_seconds} s; migration cancelled, not retried. The scheduler says: {message}"
         ),
+        Event::MigrationStuck { what } => what.to_string(),
         Event::MigrationFailed { vm, attempt, reason } => {
             format!("{vm}: migration try {attempt} failed: {reason}")
         }
@@ -185,5 +186,7 @@ pub fn print_stopped_summary(summary: &vm_kube::drain::Summary) {
         })
         .collect();
     println!("  blocked:            {}", list(&blocked));
+    let stuck: Vec<String> = summary.stuck.iter().map(ToString::to_string).collect();
+    println!("  stuck:              {}", list(&stuck));
     println!("  still on the node:  {}", list(&summary.left_on_node));
 }

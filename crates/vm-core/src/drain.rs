@@ -91,6 +91,12 @@ pub struct VmPlan {
     /// Guest memory to copy, in bytes, for the estimate.
     #[serde(skip)]
     pub memory_bytes: f64,
+    /// KubeVirt's completion timeout for its migration, in seconds: completionTimeoutPerGiB
+    /// (of the MigrationPolicy that selects it, else the cluster's, default 150) times its
+    /// memory in decimal GB, rounded up; `None` when the setting is 0 (no timeout). The
+    /// executor's default `--migration-timeout` for this VM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration_timeout_seconds: Option<u64>,
 }
 
 /// The migration limits in force (KubeVirt CR or HCO, else KubeVirt's defaults).
@@ -137,6 +143,23 @@ pub enum PlanError {
     /// The node is not in the snapshot.
     #[error("node {0} does not exist")]
     NoSuchNode(String),
+}
+
+/// KubeVirt's completion timeout for a migration of `vmi` (see
+/// [`VmPlan::migration_timeout_seconds`]): the migrated size as KubeVirt counts it
+/// (`getVMIMigrationDataSize`: guest memory in decimal gigabytes, rounded up) times the
+/// effective completionTimeoutPerGiB.
+fn completion_timeout(
+    snapshot: &ClusterSnapshot,
+    cluster: &ClusterConfig,
+    vmi: &VirtualMachineInstance,
+    memory_bytes: f64,
+) -> Option<u64> {
+    let labels = vmi.metadata.labels.clone().unwrap_or_default();
+    let settings = crate::effective::migration_settings(cluster, &snapshot.migration_policies, &labels, None);
+    let size = (memory_bytes / 1e9).ceil().max(1.0) as u64;
+    (settings.completion_timeout_per_gib > 0)
+        .then(|| size.saturating_mul(settings.completion_timeout_per_gib))
 }
 
 /// Whether a VMI is still active (not Succeeded or Failed).
@@ -233,7 +256,9 @@ pub fn plan_drain_with(
             memory_bytes: crate::resources::guest_size(&vmi.spec, None)
                 .memory
                 .unwrap_or(0.0),
+            migration_timeout_seconds: None,
         };
+        plan.migration_timeout_seconds = completion_timeout(snapshot, &cluster, vmi, plan.memory_bytes);
         let target = migration_target_with(snapshot, &launchers, vmi, &cluster);
         match migration_blocker(&migratability) {
             None if target.is_err() => {

@@ -40,7 +40,8 @@ Exit status:
   1  blocked at pre-flight (the blockers are listed); nothing changed
   2  usage or cluster error
   3  stopped part-way (timeout, Ctrl-C, a migration that kept failing, a VM BLOCKED because
-     its migration target pod stayed unschedulable for --pending-timeout; with --rolling also
+     its migration target pod stayed unschedulable for --pending-timeout, a migration STUCK
+     past --migration-timeout; with --rolling also
      a step no longer feasible, a failed --exec or --gate, a node not back in time); the node
      stays cordoned, the state is reported (with the scheduler's message), and the same
      command resumes
@@ -139,6 +140,19 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = vm_cli::args::parse_duration)]
     pub pending_timeout: std::time::Duration,
 
+    /// How long one migration may run before it is cancelled as stuck (e.g. 10m); the drain
+    /// then stops (exit 3, resumable) unless --on-stuck shutdown. Default: each VM's KubeVirt
+    /// completion timeout (completionTimeoutPerGiB, 150 s unless a MigrationPolicy or the
+    /// KubeVirt CR says otherwise, times its memory in GB).
+    #[arg(long, value_name = "DURATION", value_parser = vm_cli::args::parse_duration)]
+    pub migration_timeout: Option<std::time::Duration>,
+
+    /// What to do with a VM whose migration ran past --migration-timeout: `block` stops the
+    /// drain (the node stays cordoned; the same command resumes), `shutdown` stops that VM as
+    /// --shutdown-non-migratable does, records it for restart, and goes on.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnStuck::Block)]
+    pub on_stuck: OnStuck,
+
     /// Tries per VM before a failing migration stops the drain.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub migration_attempts: u32,
@@ -170,6 +184,15 @@ pub struct Cli {
     /// Log verbosity.
     #[command(flatten)]
     pub verbosity: VerbosityArgs,
+}
+
+/// `--on-stuck`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnStuck {
+    /// Cancel the migration and stop the drain.
+    Block,
+    /// Cancel the migration and stop the VM (restarted at `--uncordon`).
+    Shutdown,
 }
 
 /// Output formats.

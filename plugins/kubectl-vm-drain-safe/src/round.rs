@@ -73,6 +73,8 @@ pub(crate) async fn start_or_resume(client: &Client, cli: &Cli) -> Result<ExitSt
         shutdown_non_migratable: cli.shutdown_non_migratable,
         force: cli.force,
         delete_emptydir_data: cli.delete_emptydir_data,
+        migration_timeout_seconds: cli.migration_timeout.map(|d| d.as_secs()),
+        on_stuck_shutdown: cli.on_stuck == crate::cli::OnStuck::Shutdown,
         node_timeout_seconds: cli.node_timeout.as_secs(),
         maintenance_seconds: cli.maintenance_time.as_secs(),
     };

@@ -118,6 +118,8 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         pending_timeout: cli.pending_timeout,
         added_node_selector: None,
         migration_labels: std::collections::BTreeMap::new(),
+        migration_timeout: cli.migration_timeout,
+        on_stuck_shutdown: cli.on_stuck == crate::cli::OnStuck::Shutdown,
         vms_only: false,
     };
     let outcome = session::execute_with_progress(&client, &plan, &opts, cli.timeout).await?;

@@ -55,6 +55,8 @@ pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Resu
         pending_timeout: cli.pending_timeout,
         added_node_selector: None,
         migration_labels: std::collections::BTreeMap::new(),
+        migration_timeout: None,
+        on_stuck_shutdown: false,
         vms_only: true,
     };
     let outcome = session::execute_with_progress(client, &migration, &opts, cli.timeout).await?;

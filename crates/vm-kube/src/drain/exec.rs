@@ -17,6 +17,7 @@ use vm_core::kubevirt::{VirtualMachine, VirtualMachineInstance, VirtualMachineIn
 
 use super::node::{StoppedVm, record_stopped, set_unschedulable, stopped_vms};
 use super::pending::{self, PendingTargets, TargetState};
+use super::stuck::{self, Deadlines, StuckVm};
 use super::{
     BlockedVm, DrainError, Event, ExecOptions, NODE_LABEL, Reporter, Stopped, Summary, lease, retry,
 };
@@ -349,6 +350,8 @@ struct InFlight {
     phases: BTreeMap<String, String>,
     /// Their target pods that the scheduler cannot place.
     targets: PendingTargets,
+    /// When each must have succeeded (`--migration-timeout`).
+    deadlines: Deadlines,
 }
 
 impl InFlight {
@@ -394,7 +397,19 @@ async fn migrate(
         attempts: BTreeMap::new(),
         phases: BTreeMap::new(),
         targets: PendingTargets::new(opts.pending_timeout),
+        deadlines: Deadlines::default(),
     };
+    let timeouts: BTreeMap<String, Option<Duration>> = plan
+        .vms
+        .iter()
+        .map(|v| {
+            (
+                format!("{}/{}", v.namespace, v.name),
+                stuck::timeout_for(opts.migration_timeout, v.migration_timeout_seconds),
+            )
+        })
+        .collect();
+    let timeout_of = |id: &str| timeouts.get(id).copied().flatten();
     for m in &existing.items {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         let id = format!("{ns}/{}", m.spec.vmi_name);
@@ -407,6 +422,7 @@ async fn migrate(
                 migration: name.clone(),
                 attempt: 1,
             });
+            flight.deadlines.start(&id, Instant::now(), timeout_of(&id));
             flight.active.insert(id, name);
         }
     }
@@ -430,7 +446,8 @@ async fn migrate(
     loop {
         // Once a VM is blocked the plan no longer holds: the migrations in flight finish, no
         // other starts.
-        while summary.blocked.is_empty()
+        let held = !summary.blocked.is_empty() || summary.stuck.iter().any(|s| !s.stopped);
+        while !held
             && flight.active.len() < slots
             && let Some(id) = queue.pop_front()
         {
@@ -458,15 +475,23 @@ async fn migrate(
                 migration: started.clone(),
                 attempt: *attempt,
             });
+            flight.deadlines.start(&id, Instant::now(), timeout_of(&id));
             flight.active.insert(id, started);
         }
-        if flight.active.is_empty() && (queue.is_empty() || !summary.blocked.is_empty()) {
-            if summary.blocked.is_empty() {
-                return Ok(());
+        let held = !summary.blocked.is_empty() || summary.stuck.iter().any(|s| !s.stopped);
+        if flight.active.is_empty() && (queue.is_empty() || held) {
+            if !summary.blocked.is_empty() {
+                return Err(WorkEnd::Stopped(Stopped::Blocked(summary.blocked.clone())));
             }
-            return Err(WorkEnd::Stopped(Stopped::Blocked(summary.blocked.clone())));
+            if held {
+                return Err(WorkEnd::Stopped(Stopped::Stuck(summary.stuck.clone())));
+            }
+            return Ok(());
         }
-        let deadline = flight.targets.next_deadline();
+        let deadline = [flight.targets.next_deadline(), flight.deadlines.next()]
+            .into_iter()
+            .flatten()
+            .min();
         let event = tokio::select! {
             event = stream.next() => event,
             pod = targets.next() => {
@@ -495,6 +520,7 @@ async fn migrate(
             }
             () = sleep_until(deadline) => {
                 block_expired(client, &mut flight, reporter, summary).await?;
+                cancel_stuck(client, plan, opts, &mut flight, reporter, summary).await?;
                 continue;
             }
         };
@@ -566,6 +592,7 @@ async fn migrate(
         };
         if now == "Succeeded" {
             flight.active.remove(&id);
+            flight.deadlines.end(&id);
             flight.targets.done(&id);
             summary.scheduling_messages.remove(&id);
             note_phase(&id, now, reporter, &mut flight);
@@ -675,6 +702,71 @@ async fn block_expired(
     Ok(())
 }
 
+/// Cancels the migrations past their `--migration-timeout`: each is deleted (KubeVirt aborts
+/// it; the VM stays on its node) unless it succeeded meanwhile, and reported stuck with its
+/// last phase and the scheduler's words; with `--on-stuck shutdown` its VM is then stopped as
+/// `--shutdown-non-migratable` stops a VM.
+async fn cancel_stuck(
+    client: &Client,
+    plan: &DrainPlan,
+    opts: &ExecOptions,
+    flight: &mut InFlight,
+    reporter: &dyn Reporter,
+    summary: &mut Summary,
+) -> Result<(), DrainError> {
+    for (id, ran) in flight.deadlines.expired(Instant::now()) {
+        let Some(name) = flight.active.get(&id).cloned() else {
+            continue;
+        };
+        let (ns, _) = split(&id);
+        let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(client.clone(), ns);
+        let current = retry::transient(&format!("reading migration {ns}/{name}"), || api.get_opt(&name))
+            .await
+            .map_err(|e| api_error(e, "get", "virtualmachineinstancemigrations.kubevirt.io", ns))?;
+        let last = current.as_ref().map(phase).unwrap_or_default().to_string();
+        if last == "Succeeded" {
+            // The watch has not said so yet; it will.
+            continue;
+        }
+        let params = DeleteParams::default();
+        retry::transient(&format!("cancelling migration {ns}/{name}"), || {
+            delete_if_present(&api, &name, &params)
+        })
+        .await
+        .map_err(|e| api_error(e, "delete", "virtualmachineinstancemigrations.kubevirt.io", ns))?;
+        flight.active.remove(&id);
+        let scheduler = flight
+            .targets
+            .last_message(&name)
+            .map(str::to_string)
+            .or_else(|| summary.scheduling_messages.get(&id).cloned());
+        flight.targets.forget(&name);
+        flight.targets.done(&id);
+        let mut what = StuckVm {
+            vm: id.clone(),
+            phase: last,
+            waited_seconds: ran.as_secs(),
+            scheduler,
+            stopped: false,
+        };
+        if opts.on_stuck_shutdown
+            && let Some(vm) = plan
+                .vms
+                .iter()
+                .find(|v| format!("{}/{}", v.namespace, v.name) == id)
+        {
+            let nodes: Api<Node> = Api::all(client.clone());
+            let mut record = stopped_vms(&nodes, &plan.node).await?;
+            stop_vm(client, &nodes, &plan.node, vm, &mut record, reporter).await?;
+            summary.stopped.push(id.clone());
+            what.stopped = true;
+        }
+        reporter.event(&Event::MigrationStuck { what: what.clone() });
+        summary.stuck.push(what);
+    }
+    Ok(())
+}
+
 /// Reports a new phase of the migration of `id`, once.
 fn note_phase(id: &str, now: &str, reporter: &dyn Reporter, flight: &mut InFlight) {
     if flight.phases.get(id).map(String::as_str) != Some(now) && !now.is_empty() {
@@ -701,6 +793,7 @@ fn migration_ended(
     if !matches!(now, "Failed" | "Deleted") {
         return Ok(());
     }
+    flight.deadlines.end(id);
     let scheduler = flight.active.remove(id).and_then(|name| {
         let message = flight.targets.last_message(&name).map(str::to_string);
         flight.targets.forget(&name);

@@ -29,6 +29,7 @@ pub mod lease;
 pub mod node;
 pub mod pending;
 pub mod retry;
+pub mod stuck;
 pub mod whereabouts;
 
 use std::collections::BTreeMap;
@@ -107,6 +108,11 @@ pub enum Event {
         /// Seconds the target pod was Pending and Unschedulable.
         waited_seconds: u64,
     },
+    /// A migration ran past `--migration-timeout` and was cancelled.
+    MigrationStuck {
+        /// What happened, in words.
+        what: stuck::StuckVm,
+    },
     /// A migration failed.
     MigrationFailed {
         /// `ns/name` of the VMI.
@@ -165,6 +171,12 @@ pub struct ExecOptions {
     /// More labels for the migrations this run creates (a rolling round's run id), beside
     /// [`NODE_LABEL`].
     pub migration_labels: BTreeMap<String, String>,
+    /// `--migration-timeout`: how long one migration may run before it is cancelled as stuck;
+    /// `None` takes each VM's KubeVirt completion timeout from the plan.
+    pub migration_timeout: Option<Duration>,
+    /// `--on-stuck shutdown`: a stuck VM is stopped (and recorded for restart) instead of
+    /// stopping the drain.
+    pub on_stuck_shutdown: bool,
 }
 
 /// How a run ended without finishing.
@@ -186,6 +198,8 @@ pub enum Stopped {
     /// The target pods of these VMs' migrations could not be scheduled within the pending
     /// timeout; their migrations were cancelled.
     Blocked(Vec<BlockedVm>),
+    /// These VMs' migrations ran past `--migration-timeout` and were cancelled.
+    Stuck(Vec<stuck::StuckVm>),
 }
 
 /// A VM whose migration target pod the scheduler could not place within the pending timeout.
@@ -220,6 +234,10 @@ impl std::fmt::Display for Stopped {
                     .collect();
                 f.write_str(&each.join(" "))
             }
+            Stopped::Stuck(vms) => {
+                let each: Vec<String> = vms.iter().map(ToString::to_string).collect();
+                f.write_str(&each.join(" "))
+            }
         }
     }
 }
@@ -247,6 +265,8 @@ pub struct Summary {
     /// VMs whose migration the API server stored without the `addedNodeSelector` this run
     /// asked for (a KubeVirt that does not serve the field): the scheduler chose their target.
     pub unsteered: Vec<String>,
+    /// VMs whose migration ran past `--migration-timeout` and was cancelled.
+    pub stuck: Vec<stuck::StuckVm>,
 }
 
 /// Why a drain could not run or finish.

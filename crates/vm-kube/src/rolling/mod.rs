@@ -252,7 +252,7 @@ impl Round<'_> {
             .filter(|s| s.phase == Phase::Pending)
             .map(|s| s.node.clone())
             .collect();
-        let opts = &self.stored.state.options;
+        let opts = self.stored.state.options.clone();
         let policy = DrainPolicy {
             shutdown_non_migratable: opts.shutdown_non_migratable,
             force: opts.force,
@@ -318,6 +318,8 @@ impl Round<'_> {
             pending_timeout: self.cfg.pending_timeout,
             added_node_selector: steered.then(|| steer::selector(&run)),
             migration_labels: [(RUN_LABEL.to_string(), run.clone())].into(),
+            migration_timeout: opts.migration_timeout_seconds.map(Duration::from_secs),
+            on_stuck_shutdown: opts.on_stuck_shutdown,
         };
         let moving = plan
             .vms

@@ -95,6 +95,12 @@ pub struct RoundOptions {
     /// kubectl drain's `--delete-emptydir-data`.
     #[serde(default)]
     pub delete_emptydir_data: bool,
+    /// `--migration-timeout` in seconds; `None` takes each VM's KubeVirt completion timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_timeout_seconds: Option<u64>,
+    /// `--on-stuck shutdown`: a stuck VM is stopped instead of stopping the round.
+    #[serde(default)]
+    pub on_stuck_shutdown: bool,
     /// How long a maintained node may take to be Ready and schedulable, and its VMs healthy.
     pub node_timeout_seconds: u64,
     /// The maintenance time of the estimate.
