@@ -5,6 +5,9 @@ complete -c kubectl-vm_drain_safe -s l -l selector -d 'With --rolling: the nodes
 complete -c kubectl-vm_drain_safe -l maintenance-time -d 'With --rolling: how long the maintenance of one node takes once drained (reboot, upgrade), for the time estimate' -r
 complete -c kubectl-vm_drain_safe -l timeout -d 'Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned' -r
 complete -c kubectl-vm_drain_safe -l pending-timeout -d 'How long a migration\'s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler\'s message: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default: KubeVirt\'s own limit for an unschedulable target pod' -r
+complete -c kubectl-vm_drain_safe -l migration-timeout -d 'How long one migration may run before it is cancelled as stuck (e.g. 10m); the drain then stops (exit 3, resumable) unless --on-stuck shutdown. Default: each VM\'s KubeVirt completion timeout (completionTimeoutPerGiB, 150 s unless a MigrationPolicy or the KubeVirt CR says otherwise, times its memory in GB)' -r
+complete -c kubectl-vm_drain_safe -l on-stuck -d 'What to do with a VM whose migration ran past --migration-timeout: `block` stops the drain (the node stays cordoned; the same command resumes), `shutdown` stops that VM as --shutdown-non-migratable does, records it for restart, and goes on' -r -f -a "block\t'Cancel the migration and stop the drain'
+shutdown\t'Cancel the migration and stop the VM (restarted at `--uncordon`)'"
 complete -c kubectl-vm_drain_safe -l migration-attempts -d 'Tries per VM before a failing migration stops the drain' -r
 complete -c kubectl-vm_drain_safe -l lock-namespace -d 'Namespace of the per-node lock (a Lease named vm-drain-safe-NODE)' -r
 complete -c kubectl-vm_drain_safe -s o -l output -d 'Output format of the plan' -r -f -a "table\t'One row per VM and pod, for people'

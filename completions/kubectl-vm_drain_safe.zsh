@@ -23,6 +23,9 @@ _kubectl-vm_drain_safe() {
 '--maintenance-time=[With --rolling\: how long the maintenance of one node takes once drained (reboot, upgrade), for the time estimate]:DURATION:_default' \
 '--timeout=[Give up after this long (e.g. 90s, 15m, 1h); migrations not started are cancelled and the node stays cordoned]:DURATION:_default' \
 '--pending-timeout=[How long a migration'\''s target pod may stay Pending because no node can take it (e.g. 20s, 5m) before that VM is reported BLOCKED with the scheduler'\''s message\: its migration is cancelled and not retried, the others finish, the run stops (exit 3). Default\: KubeVirt'\''s own limit for an unschedulable target pod]:DURATION:_default' \
+'--migration-timeout=[How long one migration may run before it is cancelled as stuck (e.g. 10m); the drain then stops (exit 3, resumable) unless --on-stuck shutdown. Default\: each VM'\''s KubeVirt completion timeout (completionTimeoutPerGiB, 150 s unless a MigrationPolicy or the KubeVirt CR says otherwise, times its memory in GB)]:DURATION:_default' \
+'--on-stuck=[What to do with a VM whose migration ran past --migration-timeout\: \`block\` stops the drain (the node stays cordoned; the same command resumes), \`shutdown\` stops that VM as --shutdown-non-migratable does, records it for restart, and goes on]:WHAT:((block\:"Cancel the migration and stop the drain"
+shutdown\:"Cancel the migration and stop the VM (restarted at \`--uncordon\`)"))' \
 '--migration-attempts=[Tries per VM before a failing migration stops the drain]:N:_default' \
 '--lock-namespace=[Namespace of the per-node lock (a Lease named vm-drain-safe-NODE)]:NAMESPACE:_default' \
 '-o+[Output format of the plan]:OUTPUT:((table\:"One row per VM and pod, for people"
