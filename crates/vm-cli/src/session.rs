@@ -51,16 +51,17 @@ pub async fn client(kube: &KubeArgs) -> Result<Client, UserError> {
 /// The kubeconfig cannot be read or names no usable context, or a flag cannot be used.
 pub async fn connection(kube: &KubeArgs, hint: &str) -> Result<Connection, UserError> {
     let options = kube.connect_options();
+    let connection = connect(&options).await.map_err(|e| {
+        let flag = matches!(e, vm_kube::client::ClientError::Flag { .. });
+        let err = UserError::from(e);
+        if flag { err } else { err.hint(hint) }
+    })?;
     if options.insecure_skip_tls_verify {
         eprintln!(
             "warning: --insecure-skip-tls-verify: the API server's certificate is not checked; anyone on the network path can read and change this session, credentials included"
         );
     }
-    connect(&options).await.map_err(|e| {
-        let flag = matches!(e, vm_kube::client::ClientError::Flag { .. });
-        let err = UserError::from(e);
-        if flag { err } else { err.hint(hint) }
-    })
+    Ok(connection)
 }
 
 /// Refuses, before anything changes, when the user lacks a permission in `needed`: every missing
