@@ -23,7 +23,7 @@ _kubectl__vm_drain_safe() {
 
     case "${cmd}" in
         kubectl__vm_drain_safe)
-            opts="-l -y -o -v -h -V --rolling --exec --pause --continue --status --abort --gate --node-timeout --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-timeout --on-stuck --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --verbose --help --version"
+            opts="-l -y -o -s -v -h -V --rolling --exec --pause --continue --status --abort --gate --node-timeout --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --cluster --user --server --token --certificate-authority --tls-server-name --insecure-skip-tls-verify --as --as-group --request-timeout --v --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -61,14 +61,6 @@ _kubectl__vm_drain_safe() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --migration-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --on-stuck)
-                    COMPREPLY=($(compgen -W "block shutdown" -- "${cur}"))
-                    return 0
-                    ;;
                 --migration-attempts)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -90,6 +82,69 @@ _kubectl__vm_drain_safe() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certificate-authority)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --tls-server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --insecure-skip-tls-verify)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
+                    return 0
+                    ;;
+                --as)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --v)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -v)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -16,6 +16,18 @@ json\t'The `vm-drain-safe/v1` DrainPlan (RollingPlan with --rolling)'
 yaml\t'The same plan as YAML'"
 complete -c kubectl-vm_drain_safe -l kubeconfig -d 'Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)' -r -F
 complete -c kubectl-vm_drain_safe -l context -d 'The kubeconfig context to use' -r
+complete -c kubectl-vm_drain_safe -l cluster -d 'The name of the kubeconfig cluster to use' -r
+complete -c kubectl-vm_drain_safe -l user -d 'The name of the kubeconfig user to use' -r
+complete -c kubectl-vm_drain_safe -s s -l server -d 'The address and port of the Kubernetes API server' -r
+complete -c kubectl-vm_drain_safe -l token -d 'Bearer token for authentication to the API server' -r
+complete -c kubectl-vm_drain_safe -l certificate-authority -d 'Path to a cert file for the certificate authority' -r -F
+complete -c kubectl-vm_drain_safe -l tls-server-name -d 'Server name to use for server certificate validation. If it is not provided, the hostname used to contact the server is used' -r
+complete -c kubectl-vm_drain_safe -l insecure-skip-tls-verify -d 'If true, the server\'s certificate will not be checked for validity. This will make your HTTPS connections insecure' -r -f -a "true\t''
+false\t''"
+complete -c kubectl-vm_drain_safe -l as -d 'Username to impersonate for the operation. User could be a regular user or a service account in a namespace' -r
+complete -c kubectl-vm_drain_safe -l as-group -d 'Group to impersonate for the operation, this flag can be repeated to specify multiple groups' -r
+complete -c kubectl-vm_drain_safe -l request-timeout -d 'The length of time to wait before giving up on a single server request. Non-zero values should contain a corresponding time unit (e.g. 1s, 2m, 3h). A value of zero means don\'t timeout requests' -r
+complete -c kubectl-vm_drain_safe -s v -l v -d 'Number for the log level verbosity, as kubectl\'s -v=N: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr' -r
 complete -c kubectl-vm_drain_safe -l rolling -d 'A rolling maintenance round over many nodes: the plan first (the order in which each can be drained, maintained and uncordoned, where each VM goes, once where the cluster has room, the time it takes and the room left), then node by node: drain, maintenance (--exec or --pause), wait until Ready, uncordon, health gate. Its state is kept in the cluster: --status shows it, the same command resumes it, --abort ends it'
 complete -c kubectl-vm_drain_safe -l pause -d 'With --rolling: stop after each node\'s drain, the node cordoned, until `--rolling --continue` says its maintenance is done'
 complete -c kubectl-vm_drain_safe -l continue -d 'With --rolling: the paused node\'s maintenance is done; go on with the round'
@@ -27,6 +39,5 @@ complete -c kubectl-vm_drain_safe -s y -l yes -d 'Do not ask for confirmation (r
 complete -c kubectl-vm_drain_safe -l shutdown-non-migratable -d 'Stop VMs that cannot live-migrate instead of blocking on them'
 complete -c kubectl-vm_drain_safe -l force -d 'Evict pods that no controller manages (they are not recreated), as kubectl drain --force'
 complete -c kubectl-vm_drain_safe -l delete-emptydir-data -d 'Evict pods that use emptyDir volumes (their data is lost), as kubectl drain does'
-complete -c kubectl-vm_drain_safe -s v -l verbose -d 'More log output on stderr (-v info, -vv debug, -vvv trace)'
 complete -c kubectl-vm_drain_safe -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kubectl-vm_drain_safe -s V -l version -d 'Print version'

@@ -38,6 +38,19 @@ json\:"The \`vm-drain-safe/v1\` DrainPlan (RollingPlan with --rolling)"
 yaml\:"The same plan as YAML"))' \
 '--kubeconfig=[Path to the kubeconfig file to use (default\: \$KUBECONFIG, then ~/.kube/config)]:FILE:_files' \
 '--context=[The kubeconfig context to use]:NAME:_default' \
+'--cluster=[The name of the kubeconfig cluster to use]:NAME:_default' \
+'--user=[The name of the kubeconfig user to use]:NAME:_default' \
+'-s+[The address and port of the Kubernetes API server]:URL:_default' \
+'--server=[The address and port of the Kubernetes API server]:URL:_default' \
+'--token=[Bearer token for authentication to the API server]:TOKEN:_default' \
+'--certificate-authority=[Path to a cert file for the certificate authority]:FILE:_files' \
+'--tls-server-name=[Server name to use for server certificate validation. If it is not provided, the hostname used to contact the server is used]:NAME:_default' \
+'--insecure-skip-tls-verify=[If true, the server'\''s certificate will not be checked for validity. This will make your HTTPS connections insecure]::BOOL:(true false)' \
+'--as=[Username to impersonate for the operation. User could be a regular user or a service account in a namespace]:USER:_default' \
+'*--as-group=[Group to impersonate for the operation, this flag can be repeated to specify multiple groups]:GROUP:_default' \
+'--request-timeout=[The length of time to wait before giving up on a single server request. Non-zero values should contain a corresponding time unit (e.g. 1s, 2m, 3h). A value of zero means don'\''t timeout requests]:DURATION:_default' \
+'*-v+[Number for the log level verbosity, as kubectl'\''s -v=N\: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr]::LEVEL:_default' \
+'*--v=[Number for the log level verbosity, as kubectl'\''s -v=N\: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr]::LEVEL:_default' \
 '(--uncordon)--rolling[A rolling maintenance round over many nodes\: the plan first (the order in which each can be drained, maintained and uncordoned, where each VM goes, once where the cluster has room, the time it takes and the room left), then node by node\: drain, maintenance (--exec or --pause), wait until Ready, uncordon, health gate. Its state is kept in the cluster\: --status shows it, the same command resumes it, --abort ends it]' \
 '(--dry-run)--pause[With --rolling\: stop after each node'\''s drain, the node cordoned, until \`--rolling --continue\` says its maintenance is done]' \
 '(--dry-run -l --selector --exec --pause --status --abort)--continue[With --rolling\: the paused node'\''s maintenance is done; go on with the round]' \
@@ -50,8 +63,6 @@ yaml\:"The same plan as YAML"))' \
 '--shutdown-non-migratable[Stop VMs that cannot live-migrate instead of blocking on them]' \
 '--force[Evict pods that no controller manages (they are not recreated), as kubectl drain --force]' \
 '--delete-emptydir-data[Evict pods that use emptyDir volumes (their data is lost), as kubectl drain does]' \
-'*-v[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
-'*--verbose[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \

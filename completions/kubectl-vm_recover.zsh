@@ -29,6 +29,19 @@ json\:"The \`vm-recover/v1\` RecoveryPlan (and RecoveryResult)"
 yaml\:"The same as YAML"))' \
 '--kubeconfig=[Path to the kubeconfig file to use (default\: \$KUBECONFIG, then ~/.kube/config)]:FILE:_files' \
 '--context=[The kubeconfig context to use]:NAME:_default' \
+'--cluster=[The name of the kubeconfig cluster to use]:NAME:_default' \
+'--user=[The name of the kubeconfig user to use]:NAME:_default' \
+'-s+[The address and port of the Kubernetes API server]:URL:_default' \
+'--server=[The address and port of the Kubernetes API server]:URL:_default' \
+'--token=[Bearer token for authentication to the API server]:TOKEN:_default' \
+'--certificate-authority=[Path to a cert file for the certificate authority]:FILE:_files' \
+'--tls-server-name=[Server name to use for server certificate validation. If it is not provided, the hostname used to contact the server is used]:NAME:_default' \
+'--insecure-skip-tls-verify=[If true, the server'\''s certificate will not be checked for validity. This will make your HTTPS connections insecure]::BOOL:(true false)' \
+'--as=[Username to impersonate for the operation. User could be a regular user or a service account in a namespace]:USER:_default' \
+'*--as-group=[Group to impersonate for the operation, this flag can be repeated to specify multiple groups]:GROUP:_default' \
+'--request-timeout=[The length of time to wait before giving up on a single server request. Non-zero values should contain a corresponding time unit (e.g. 1s, 2m, 3h). A value of zero means don'\''t timeout requests]:DURATION:_default' \
+'*-v+[Number for the log level verbosity, as kubectl'\''s -v=N\: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr]::LEVEL:_default' \
+'*--v=[Number for the log level verbosity, as kubectl'\''s -v=N\: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr]::LEVEL:_default' \
 '--dry-run[Print the assessment and stop; change nothing]' \
 '(--dry-run)--confirm-fenced[I have made sure the node is powered off (fenced)\: its VMs may be started elsewhere. Without it, a terminal asks you to type the node name]' \
 '--force[With --confirm-fenced\: recover even though the node still renews its Lease (its kubelet looks alive). Only when you know it is off despite that]' \
@@ -36,8 +49,6 @@ yaml\:"The same as YAML"))' \
 '-y[Live-migrate a Ready node'\''s VMs without asking (required when stdin is not a terminal)]' \
 '--yes[Live-migrate a Ready node'\''s VMs without asking (required when stdin is not a terminal)]' \
 '(--dry-run --confirm-fenced --start-stopped -y --yes)--cleanup[Remove the out-of-service taint once the node is back and Ready]' \
-'*-v[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
-'*--verbose[More log output on stderr (-v info, -vv debug, -vvv trace)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \

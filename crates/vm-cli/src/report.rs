@@ -74,7 +74,11 @@ pub fn api_error(err: vm_kube::error::ApiError) -> UserError {
             "check the permission with `{line}`; the roles are in deploy/rbac/"
         ));
     }
-    if unreachable {
+    if unreachable && user.message.contains("certificate") {
+        user = user.hint(
+            "the API server's certificate is not trusted: check the kubeconfig's certificate-authority, or pass --certificate-authority FILE",
+        );
+    } else if unreachable {
         user = user.hint("check that the cluster is up and that --kubeconfig/--context select it");
     }
     if let Some(resource) = not_found {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use kube::Client;
 use vm_kube::access::{self, Permission};
-use vm_kube::client::{ConnectOptions, connect};
+use vm_kube::client::{Connection, Impersonation, connect};
 use vm_kube::drain::DrainError;
 
 use crate::args::KubeArgs;
@@ -36,35 +36,66 @@ pub fn block_on(program: &str, body: impl Future<Output = Result<ExitStatus, Use
     }
 }
 
-/// A client for `--kubeconfig` and `--context`.
+/// A client for kubectl's connection flags (`--kubeconfig`, `--context`, `--as`...).
 ///
 /// # Errors
-/// The kubeconfig cannot be read or names no usable context.
+/// The kubeconfig cannot be read or names no usable context, or a flag cannot be used.
 pub async fn client(kube: &KubeArgs) -> Result<Client, UserError> {
-    let options = ConnectOptions {
-        kubeconfig: kube.kubeconfig.clone(),
-        context: kube.context.clone(),
-    };
-    let connection = connect(&options)
-        .await
-        .map_err(|e| UserError::from(e).hint("check --kubeconfig and --context"))?;
-    Ok(connection.client)
+    Ok(connection(kube, "check --kubeconfig and --context").await?.client)
+}
+
+/// The connection kubectl's flags ask for, with the context's namespace; `hint` goes with an
+/// error. `--insecure-skip-tls-verify` is said on stderr, every time.
+///
+/// # Errors
+/// The kubeconfig cannot be read or names no usable context, or a flag cannot be used.
+pub async fn connection(kube: &KubeArgs, hint: &str) -> Result<Connection, UserError> {
+    let options = kube.connect_options();
+    let connection = connect(&options).await.map_err(|e| {
+        let flag = matches!(e, vm_kube::client::ClientError::Flag { .. });
+        let err = UserError::from(e);
+        if flag { err } else { err.hint(hint) }
+    })?;
+    if options.insecure_skip_tls_verify {
+        eprintln!(
+            "warning: --insecure-skip-tls-verify: the API server's certificate is not checked; anyone on the network path can read and change this session, credentials included"
+        );
+    }
+    Ok(connection)
 }
 
 /// Refuses, before anything changes, when the user lacks a permission in `needed`: every missing
 /// one is named, one a line, with the `kubectl auth can-i` lines that check the first few and
-/// the role that grants them all.
+/// the role that grants them all. With `--as`, the API server answers for the impersonated
+/// user (and groups), and the refusal names them.
 ///
 /// # Errors
 /// The API server denied at least one permission.
-pub async fn check_access(client: &Client, needed: &[Permission], role: &str) -> Result<(), UserError> {
+pub async fn check_access(
+    client: &Client,
+    kube: &KubeArgs,
+    needed: &[Permission],
+    role: &str,
+) -> Result<(), UserError> {
     let Err(missing) = access::check(client, needed).await else {
         return Ok(());
     };
-    let mut err = match missing.0.as_slice() {
-        [one] => UserError::new(format!("missing permission: {one}; nothing was changed")),
+    Err(refusal(
+        &missing.0,
+        kube.connect_options().acting_as().as_ref(),
+        role,
+    ))
+}
+
+/// The refusal of [`check_access`] for the `missing` permissions of `who` (the user of the
+/// kubeconfig when `None`).
+#[must_use]
+pub fn refusal(missing: &[Permission], who: Option<&Impersonation>, role: &str) -> UserError {
+    let whose = who.map(|who| format!(" as {who}")).unwrap_or_default();
+    let mut err = match missing {
+        [one] => UserError::new(format!("missing permission{whose}: {one}; nothing was changed")),
         many => UserError::new(format!(
-            "{} missing permissions; nothing was changed:\n  {}",
+            "{} missing permissions{whose}; nothing was changed:\n  {}",
             many.len(),
             many.iter()
                 .map(ToString::to_string)
@@ -72,12 +103,13 @@ pub async fn check_access(client: &Client, needed: &[Permission], role: &str) ->
                 .join("\n  ")
         )),
     };
-    for permission in missing.0.iter().take(CAN_I_HINTS) {
-        err = err.hint(format!("check with `{}`", permission.can_i()));
+    let as_flags = who.map(Impersonation::flags).unwrap_or_default();
+    for permission in missing.iter().take(CAN_I_HINTS) {
+        err = err.hint(format!("check with `{}{as_flags}`", permission.can_i()));
     }
-    Err(err.hint(format!(
+    err.hint(format!(
         "the ClusterRole {role} in deploy/rbac/{role}.yaml grants what this command needs"
-    )))
+    ))
 }
 
 /// How many `kubectl auth can-i` hints a refusal prints: enough to check, few enough to read.
@@ -156,4 +188,33 @@ pub async fn execute_with_progress(
         .map_err(node_op_error)?;
     drop(reporter);
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_impersonated_user_and_checks_as_them() {
+        let missing = access::edit_node();
+        let mine = refusal(&missing, None, "vm-drain-safe");
+        assert_eq!(
+            mine.message,
+            "2 missing permissions; nothing was changed:\n  get nodes at cluster scope\n  patch nodes at cluster scope"
+        );
+        assert_eq!(mine.hints[0], "check with `kubectl auth can-i get nodes -A`");
+        let jane = Impersonation {
+            user: "jane".into(),
+            groups: vec!["ops".into()],
+        };
+        let hers = refusal(&missing[..1], Some(&jane), "vm-drain-safe");
+        assert_eq!(
+            hers.message,
+            "missing permission as user jane in group ops: get nodes at cluster scope; nothing was changed"
+        );
+        assert_eq!(
+            hers.hints[0],
+            "check with `kubectl auth can-i get nodes -A --as jane --as-group ops`"
+        );
+    }
 }

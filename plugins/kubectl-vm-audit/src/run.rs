@@ -7,7 +7,6 @@ use vm_cli::report::UserError;
 use vm_core::audit::{AuditOptions, Severity, audit_with};
 use vm_core::labels::LabelQuery;
 use vm_core::snapshot::ClusterSnapshot;
-use vm_kube::client::{ConnectOptions, connect};
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::{Cli, Format};
@@ -122,19 +121,17 @@ fn load_live(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
         .build()
         .map_err(|e| UserError::new(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
-        let options = ConnectOptions {
-            kubeconfig: cli.kube.kubeconfig.clone(),
-            context: cli.kube.context.clone(),
-        };
-        let connection = connect(&options).await.map_err(|e| {
-            UserError::from(e).hint("check --kubeconfig and --context, or use -f FILE to audit manifests")
-        })?;
+        let connection = vm_cli::session::connection(
+            &cli.kube,
+            "check --kubeconfig and --context, or use -f FILE to audit manifests",
+        )
+        .await?;
         let scope = LiveScope {
             namespace: cli.scope.namespace_or(&connection.default_namespace),
             selector: cli.selector.clone(),
         };
         let needed = crate::needs::audit(scope.namespace.as_deref());
-        vm_cli::session::check_access(&connection.client, &needed, crate::needs::ROLE).await?;
+        vm_cli::session::check_access(&connection.client, &cli.kube, &needed, crate::needs::ROLE).await?;
         snapshot(&connection.client, &scope)
             .await
             .map_err(vm_cli::report::api_error)

@@ -49,7 +49,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
     } else {
         needs::drain(&cli.lock_namespace)
     };
-    session::check_access(&client, &needed, needs::ROLE).await?;
+    session::check_access(&client, &cli.kube, &needed, needs::ROLE).await?;
     if cli.rolling {
         return if cli.status {
             crate::round::status(&client, cli).await

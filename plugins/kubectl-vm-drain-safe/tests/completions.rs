@@ -33,6 +33,10 @@ fn bash_completion_offers_the_flags() {
         "--timeout",
         "--kubeconfig",
         "--yes",
+        "--as",
+        "--as-group",
+        "--server",
+        "--request-timeout",
     ] {
         assert!(
             offered.iter().any(|f| f == flag),
@@ -68,6 +72,14 @@ fn kubectl_completion_offers_flags_and_output_formats() {
     assert_eq!(kubectl_complete(&["--output=y"]), ["yaml", ":4"]);
     // --timeout takes a value: the word after it is not the NODE, nor a file name.
     assert_eq!(kubectl_complete(&["--timeout", ""]), [":4"]);
+    // kubectl's global flags, in kubectl's words.
+    assert_eq!(
+        kubectl_complete(&["--as-g"]),
+        [
+            "--as-group\tGroup to impersonate for the operation, this flag can be repeated to specify multiple groups",
+            ":4"
+        ]
+    );
     // No cluster: no node names, and no error either.
     assert_eq!(kubectl_complete(&[""]), [":4"]);
 }

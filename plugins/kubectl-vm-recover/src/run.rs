@@ -41,7 +41,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
     } else {
         needs::assess()
     };
-    session::check_access(&client, &reads, needs::ROLE).await?;
+    session::check_access(&client, &cli.kube, &reads, needs::ROLE).await?;
     let plan = assessment(&client, cli).await?;
     if cli.cleanup {
         return cleanup(&client, &plan).await;
@@ -74,7 +74,7 @@ async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
         RecoveryMode::LiveMigration => needs::live_migration(&cli.lock_namespace),
         RecoveryMode::Fencing { .. } => needs::fencing(&cli.lock_namespace, cli.start_stopped),
     };
-    session::check_access(&client, &needed, needs::ROLE).await?;
+    session::check_access(&client, &cli.kube, &needed, needs::ROLE).await?;
     match plan.mode() {
         RecoveryMode::LiveMigration => crate::migrate::run(&client, &plan, cli).await,
         RecoveryMode::Fencing { lease_renewing } => {

@@ -17,6 +17,9 @@ use clap::ValueHint;
 const FILES: &str = ":0";
 /// Cobra's `ShellCompDirectiveNoFileComp`: only the printed candidates.
 const NO_FILES: &str = ":4";
+/// kubectl's flags that say which cluster to read and as whom: the script passes them on to
+/// the kubectl that lists node and namespace names.
+const CONNECTION_FLAGS: &str = "--kubeconfig|--context|--cluster|--user|--server|--token|--certificate-authority|--tls-server-name|--as|--as-group";
 
 /// What a flag's value or a positional argument completes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +28,10 @@ enum Values {
     Cluster(&'static str),
     /// The contexts of the kubeconfig.
     Contexts,
+    /// The cluster entries of the kubeconfig.
+    Clusters,
+    /// The user entries of the kubeconfig.
+    Users,
     /// File names, which the shell completes itself.
     Files,
     /// A fixed list: clap's possible values.
@@ -51,6 +58,8 @@ fn values_of(arg: &clap::Arg) -> Values {
         (_, Some("NODE")) => Values::Cluster("nodes"),
         (_, Some("NAMESPACE")) => Values::Cluster("namespaces"),
         ("context", _) => Values::Contexts,
+        ("cluster", _) => Values::Clusters,
+        ("user", _) => Values::Users,
         _ if value_name.is_some_and(|n| n.starts_with("FILE"))
             || matches!(
                 arg.get_value_hint(),
@@ -67,7 +76,9 @@ fn values_of(arg: &clap::Arg) -> Values {
 fn action(values: &Values) -> String {
     match values {
         Values::Cluster(resource) => format!("names {resource} \"$2\""),
-        Values::Contexts => "contexts \"$2\"".to_string(),
+        Values::Contexts => "entries contexts \"$2\"".to_string(),
+        Values::Clusters => "entries clusters \"$2\"".to_string(),
+        Values::Users => "entries users \"$2\"".to_string(),
         Values::Files => format!("echo {FILES}"),
         Values::Fixed(list) => format!("fixed \"$2\" {}", list.join(" ")),
         Values::Free => format!("echo {NO_FILES}"),
@@ -133,7 +144,11 @@ pub fn generate(mut command: clap::Command, bin: &str) -> String {
         if arg.get_action().takes_values() && !names.is_empty() {
             let pattern = names.join("|");
             let _ = writeln!(value_arms, "        {pattern}) {} ;;", action(&values_of(arg)));
-            takes_value.push(pattern);
+            // A flag whose value is optional (`-v`, `--insecure-skip-tls-verify`) takes it
+            // only after `=`: the next word is not its value.
+            if arg.get_num_args().is_none_or(|n| n.min_values() > 0) {
+                takes_value.push(pattern);
+            }
         }
     }
     let takes_value = if takes_value.is_empty() {
@@ -141,6 +156,7 @@ pub fn generate(mut command: clap::Command, bin: &str) -> String {
     } else {
         format!("{}) return 0", takes_value.join("|"))
     };
+    let connection_flags_eq = CONNECTION_FLAGS.replace('|', "=*|") + "=*";
     format!(
         r#"#!/bin/sh
 # {exe}: completes the arguments of `{typed}` (kubectl 1.26 and newer).
@@ -150,23 +166,28 @@ pub fn generate(mut command: clap::Command, bin: &str) -> String {
 # the last one being the word to complete ("" for a new word). It prints the candidates, one a
 # line (a tab before a description), then a Cobra directive: {NO_FILES} offer nothing else,
 # {FILES} let the shell offer file names. Node and namespace names come from the cluster,
-# through kubectl with the --kubeconfig and --context typed on the line.
+# through kubectl with the connection flags typed on the line (--kubeconfig, --context, --as...).
 set -f
+newline='
+'
 
 # Cluster objects of kind $1 whose names start with $2.
 names() {{
-    for name in $(kubectl get "$1" --request-timeout=5s -o 'jsonpath={{.items[*].metadata.name}}' \
-        ${{kubeconfig:+"--kubeconfig=$kubeconfig"}} ${{context:+"--context=$context"}} 2>/dev/null); do
+    found=$(IFS=$newline; kubectl get "$1" --request-timeout=5s \
+        -o 'jsonpath={{.items[*].metadata.name}}' $connection 2>/dev/null)
+    for name in $found; do
         case $name in "$2"*) printf '%s\n' "$name" ;; esac
     done
     echo {NO_FILES}
 }}
 
-# Contexts of the kubeconfig whose names start with $1.
-contexts() {{
-    kubectl config get-contexts -o name ${{kubeconfig:+"--kubeconfig=$kubeconfig"}} 2>/dev/null |
+# Entries of kind $1 (contexts, clusters, users) of the kubeconfig whose names start with $2.
+entries() {{
+    case $1 in contexts) only_names='-o name' ;; *) only_names= ;; esac
+    kubectl config "get-$1" $only_names ${{kubeconfig:+"--kubeconfig=$kubeconfig"}} 2>/dev/null |
         while IFS= read -r name; do
-            case $name in "$1"*) printf '%s\n' "$name" ;; esac
+            case $1:$name in contexts:*) ;; *:NAME) continue ;; esac
+            case $name in "$2"*) printf '%s\n' "$name" ;; esac
         done
     echo {NO_FILES}
 }}
@@ -206,17 +227,25 @@ value() {{
 }}
 
 kubeconfig=
-context=
+connection=
 value_of=
 rest=
 position=0
+# Keeps the connection flag $1 (--flag=value) for the kubectl that reads the cluster.
+keep() {{
+    case $1 in
+        --kubeconfig="~/"*) path=${{1#*=}}; set -- "--kubeconfig=$HOME/${{path#??}}" ;;
+    esac
+    case $1 in --kubeconfig=*) kubeconfig=${{1#*=}} ;; esac
+    connection=$connection$newline$1
+}}
 while [ $# -gt 1 ]; do
     word=$1
     shift
     if [ -n "$value_of" ]; then
         case $value_of in
-            --kubeconfig) kubeconfig=$word ;;
-            --context) context=$word ;;
+            {CONNECTION_FLAGS}) keep "$value_of=$word" ;;
+            -s) keep "--server=$word" ;;
         esac
         value_of=
     elif [ -n "$rest" ]; then
@@ -224,15 +253,14 @@ while [ $# -gt 1 ]; do
     else
         case $word in
             --) rest=1 ;;
-            --kubeconfig=*) kubeconfig=${{word#*=}} ;;
-            --context=*) context=${{word#*=}} ;;
+            {connection_flags_eq}|--insecure-skip-tls-verify|--insecure-skip-tls-verify=*) keep "$word" ;;
+            -s=*) keep "--server=${{word#*=}}" ;;
             --*=*) ;;
             -?*) if takes_value "$word"; then value_of=$word; fi ;;
             *) position=$((position + 1)) ;;
         esac
     fi
 done
-case $kubeconfig in "~/"*) kubeconfig=$HOME/${{kubeconfig#"~/"}} ;; esac
 cur=${{1-}}
 
 if [ -n "$value_of" ]; then
@@ -273,6 +301,9 @@ mod tests {
             .arg(Arg::new("ns").long("lock-namespace").value_name("NAMESPACE"))
             .arg(Arg::new("context").long("context").value_name("NAME"))
             .arg(Arg::new("kubeconfig").long("kubeconfig").value_name("FILE"))
+            .arg(Arg::new("cluster").long("cluster").value_name("NAME"))
+            .arg(Arg::new("user").long("user").value_name("NAME"))
+            .arg(Arg::new("v").short('v').long("v").num_args(0..=1))
             .arg(Arg::new("secret").long("secret").hide(true))
     }
 
@@ -293,7 +324,13 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("        --lock-namespace) names namespaces \"$2\" ;;"));
-        assert!(script.contains("        --context) contexts \"$2\" ;;"));
+        assert!(script.contains("        --context) entries contexts \"$2\" ;;"));
+        assert!(script.contains("        --cluster) entries clusters \"$2\" ;;"));
+        assert!(script.contains("        --user) entries users \"$2\" ;;"));
+        assert!(
+            script.contains("        --v|-v) echo :4 ;;") && !script.contains("--v|-v) return 0"),
+            "-v takes its value after = only: {script}"
+        );
         assert!(script.contains("        --kubeconfig) echo :0 ;;"));
         assert!(script.contains("--dry-run\tChange nothing\n"));
         assert!(!script.contains("--secret"), "hidden flags are not offered");
