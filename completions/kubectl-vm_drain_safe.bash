@@ -23,7 +23,7 @@ _kubectl__vm_drain_safe() {
 
     case "${cmd}" in
         kubectl__vm_drain_safe)
-            opts="-l -y -o -s -v -h -V --rolling --exec --pause --continue --status --abort --gate --node-timeout --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --cluster --user --server --token --certificate-authority --tls-server-name --insecure-skip-tls-verify --as --as-group --request-timeout --v --help --version"
+            opts="-l -y -o -s -v -h -V --rolling --exec --pause --continue --status --abort --gate --node-timeout --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-timeout --on-stuck --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --cluster --user --server --token --certificate-authority --tls-server-name --insecure-skip-tls-verify --as --as-group --request-timeout --v --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -59,6 +59,14 @@ _kubectl__vm_drain_safe() {
                     ;;
                 --pending-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --migration-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-stuck)
+                    COMPREPLY=($(compgen -W "block shutdown" -- "${cur}"))
                     return 0
                     ;;
                 --migration-attempts)

@@ -179,13 +179,7 @@ async fn drive(client: &Client, cli: &Cli, stored: Stored) -> Result<ExitStatus,
     }
     to_stdout(|out| status_table(st, None, out))?;
     match ended {
-        RoundEnd::Done(st) => println!(
-            "Round done: {} node(s), {} migration(s) (plan: {}; a loop of `{PROGRAM} NODE`: {}).",
-            st.steps.len(),
-            st.migrations(),
-            st.planned_migrations,
-            st.naive_migrations
-        ),
+        RoundEnd::Done(st) => println!("Round done: {} node(s).", st.steps.len()),
         RoundEnd::Paused(st) | RoundEnd::Stopped(st) => {
             println!("{}", st.message.clone().unwrap_or_default());
         }
@@ -327,10 +321,11 @@ fn status_table(
     }
     writeln!(
         out,
-        "Migrations: {} so far (plan: {}; a loop of `{PROGRAM} NODE`: {}).",
+        "Migrations: {}{} (plan: {}; a loop of `{PROGRAM} NODE` over the nodes in the order given: {}).",
         st.migrations(),
+        if st.is_open() { " so far" } else { "" },
         st.planned_migrations,
-        st.naive_migrations
+        st.naive_words()
     )?;
     if st.is_open() {
         let left = st.time_left(now);

@@ -170,6 +170,14 @@ pub struct RoundState {
     pub planned_migrations: u32,
     /// What a loop of `kubectl vm-drain-safe NODE` would make.
     pub naive_migrations: u32,
+    /// Whether that loop would get through every node (else `naive_migrations` counts those
+    /// made before it blocks).
+    #[serde(default = "yes")]
+    pub naive_feasible: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl RoundState {
@@ -210,6 +218,7 @@ impl RoundState {
                 .collect(),
             planned_migrations: plan.migrations,
             naive_migrations: plan.naive_migrations,
+            naive_feasible: plan.naive_feasible,
         }
     }
 
@@ -229,6 +238,17 @@ impl RoundState {
     #[must_use]
     pub fn nodes(&self) -> Vec<String> {
         self.steps.iter().map(|s| s.node.clone()).collect()
+    }
+
+    /// What a loop of `kubectl vm-drain-safe NODE` over the same nodes would have made, in
+    /// words: `9`, or `2 before it blocks`.
+    #[must_use]
+    pub fn naive_words(&self) -> String {
+        if self.naive_feasible {
+            self.naive_migrations.to_string()
+        } else {
+            format!("{} before it blocks", self.naive_migrations)
+        }
     }
 
     /// Migrations made so far, by the cluster's record.
@@ -418,6 +438,7 @@ mod tests {
             steps,
             planned_migrations: 0,
             naive_migrations: 0,
+            naive_feasible: true,
         }
     }
 
