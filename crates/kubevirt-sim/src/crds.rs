@@ -2,6 +2,9 @@
 //! short names, printer columns and subresources (the VMI has **no** status subresource,
 //! as in KubeVirt, so status is written on the main resource), and the cluster's KubeVirt
 //! CR. Schemas keep unknown fields: the simulator, not the schema, gives the semantics.
+//! CDI's DataVolume and StorageProfile kinds are served too, as on a cluster where CDI is
+//! installed, so that tools can read them; CDI's controllers are not simulated (a DataVolume
+//! gets no PVC, a StorageProfile no computed status).
 
 use std::time::{Duration, Instant};
 
@@ -186,6 +189,30 @@ const CRDS: &[Crd] = &[
         short: &["vmcp", "vmcps"],
         namespaced: false,
         status: false,
+        scale: false,
+        columns: no_columns,
+    },
+    Crd {
+        group: "cdi.kubevirt.io",
+        versions: &["v1beta1"],
+        kind: "DataVolume",
+        plural: "datavolumes",
+        singular: "datavolume",
+        short: &["dv", "dvs"],
+        namespaced: true,
+        status: true,
+        scale: false,
+        columns: no_columns,
+    },
+    Crd {
+        group: "cdi.kubevirt.io",
+        versions: &["v1beta1"],
+        kind: "StorageProfile",
+        plural: "storageprofiles",
+        singular: "storageprofile",
+        short: &[],
+        namespaced: false,
+        status: true,
         scale: false,
         columns: no_columns,
     },

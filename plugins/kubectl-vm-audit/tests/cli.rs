@@ -104,8 +104,8 @@ fn json_report_follows_the_v1_contract() {
     assert_eq!(db["kind"], "VirtualMachine");
     assert_eq!(db["namespace"], "shop");
     // Every object is counted, with or without findings (good: 2 VMs, bad: 10, drain: 4 in
-    // fleet.yaml and 3 in the CPU tour's shop-on-*.yaml, datavolumes: 1, docs-shapes: 6).
-    assert_eq!(doc["summary"]["objects"], 26);
+    // fleet.yaml and 3 in the CPU tour's shop-on-*.yaml, datavolumes: 2, docs-shapes: 6).
+    assert_eq!(doc["summary"]["objects"], 27);
 }
 
 #[test]
