@@ -364,7 +364,7 @@ async fn ctrl_c_cancels_unstarted_migrations_reports_what_is_where_and_a_rerun_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_drain_role_is_enough_for_a_whole_drain_and_uncordon() {
+async fn the_drain_role_is_enough_for_a_whole_drain_uncordon_and_rolling_round() {
     let sandbox = Sandbox::start(SandboxConfig::with_nodes(3))
         .await
         .expect("sandbox starts");
@@ -402,6 +402,51 @@ async fn the_drain_role_is_enough_for_a_whole_drain_and_uncordon() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A rolling round as the same user: the role covers its state, its lock, the steering
+    // labels and the health gate; then --status, and a paused round ended with --abort.
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &drainer,
+        &[
+            "--rolling",
+            "node-1",
+            "node-2",
+            "--exec",
+            "true",
+            "--yes",
+            "--timeout",
+            "5m",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run_plugin("kubectl-vm_drain_safe", &drainer, &["--rolling", "--status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": done."),
+        "{}",
+        text(&out)
+    );
+    let out = run_plugin(
+        "kubectl-vm_drain_safe",
+        &drainer,
+        &["--rolling", "node-2", "--pause", "--yes", "--timeout", "5m"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run_plugin("kubectl-vm_drain_safe", &drainer, &["--rolling", "--abort"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("node node-2 uncordoned"),
+        "{}",
+        text(&out)
+    );
+
     let nobody = vm_e2e::impersonating(&kc, "nobody");
     let out = run_plugin("kubectl-vm_drain_safe", &nobody, &["node-2", "--dry-run"]);
     assert_eq!(out.status.code(), Some(2));

@@ -129,13 +129,14 @@ async fn every_rule_of_every_role_is_needed_and_checked_before_anything_changes(
     start_vms_on_node_1(&kc, &[vm("a"), vm("b")].concat(), 2);
 
     each_rule_is_needed(&kc, "vm-audit", "kubectl-vm_audit", &["-A"]);
-    // A drain also checks what --uncordon will need: nobody is left with a node they cannot
-    // give back.
+    // The fullest run of vm-drain-safe is a rolling round: a drain of each node (which also
+    // checks what --uncordon will need: nobody is left with a node they cannot give back), and
+    // the round's record of its progress.
     each_rule_is_needed(
         &kc,
         "vm-drain-safe",
         "kubectl-vm_drain_safe",
-        &["node-1", "--yes"],
+        &["--rolling", "node-1", "--exec", "true", "--yes"],
     );
 
     // node-1 loses power; once its kubelet's Lease has expired, vm-recover fences.
