@@ -14,6 +14,9 @@
 //! 3. A round of two nodes paused after its first; a VM pinned to the second node is created
 //!    meanwhile, so that node can no longer be drained: `--continue` stops before its drain,
 //!    says why, and touches nothing of it.
+//! 4. A round whose migrations cannot finish within `--migration-timeout` (1 s; the sandbox's
+//!    take about 2 s): each is cancelled and reported STUCK, the round stops with exit 3 and
+//!    its state, the VMs stay where they run, and `--abort` gives the node back.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -167,6 +170,7 @@ async fn rolling_rounds_run_resume_after_sigkill_pause_continue_abort_and_stop_w
     round_with_exec_killed_twice(&sandbox, &kc, &all_vms).await;
     pause_continue_and_abort(&kc).await;
     a_step_that_turns_infeasible_stops_before_its_drain(&kc).await;
+    a_stuck_migration_stops_the_round_resumably(&kc).await;
 }
 
 async fn round_with_exec_killed_twice(sandbox: &Sandbox, kc: &Path, all_vms: &[String]) {
@@ -440,4 +444,45 @@ nodeSelector: {{kubernetes.io/hostname: {second}}}\n      domain: {{resources: {
     let out = rolling(kc, &["--abort"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(status_json(kc)["status"], "Aborted");
+}
+
+async fn a_stuck_migration_stops_the_round_resumably(kc: &Path) {
+    let node = "node-3";
+    let before: Vec<String> = vmi_placements(kc)
+        .into_iter()
+        .filter(|p| p.ends_with(&format!("/{node}")))
+        .collect();
+    assert!(!before.is_empty(), "{node} runs VMs: {:?}", vmi_placements(kc));
+    let out = rolling(
+        kc,
+        &[node, "--exec", "true", "--migration-timeout", "1s", "--yes"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        stdout.contains("is STUCK: its migration was still")
+            && stdout.contains("(--migration-timeout) and was cancelled"),
+        "{}",
+        text(&out)
+    );
+    let state = status_json(kc);
+    assert_eq!(state["status"], "Stopped", "{state:#}");
+    assert_eq!(state["steps"][0]["phase"], "Draining", "{state:#}");
+    assert_eq!(cordoned(kc), [node], "the node stays cordoned");
+    // Every VM still runs; the ones the stuck migrations were cancelled for stay on the node.
+    wait_until("no migration of the round is left running", || {
+        round_migrations(kc)
+            .iter()
+            .all(|(_, phase)| matches!(phase.as_str(), "Succeeded" | "Failed"))
+    })
+    .await;
+    let placed = vmi_placements(kc);
+    assert!(
+        placed.iter().any(|p| p.ends_with(&format!("=Running/{node}"))),
+        "cancelled migrations leave their VMs on {node}: {placed:?}"
+    );
+    assert!(placed.iter().all(|p| p.contains("=Running/")), "{placed:?}");
+    let out = rolling(kc, &["--abort"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(cordoned(kc).is_empty(), "{:?}", cordoned(kc));
 }
