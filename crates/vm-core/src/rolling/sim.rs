@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, Node, NodeAffinity, NodeSelector, NodeSpec, Pod, PodSpec, PodStatus,
+    Affinity, Container, Node, NodeAffinity, NodeCondition, NodeSelector, NodeSpec, Pod, PodSpec, PodStatus,
     ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -43,6 +43,10 @@ pub(super) struct Sim {
     /// Pod indices by the UID in their `kubevirt.io/created-by` label.
     launchers: HashMap<String, Vec<usize>>,
 }
+
+/// The taints kube-controller-manager puts on a node that is not Ready, and takes off once
+/// it is.
+const LIFECYCLE_TAINTS: [&str; 2] = ["node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"];
 
 /// What applying steps changed: the previous value of each object touched, to restore in
 /// reverse order.
@@ -161,9 +165,9 @@ impl Sim {
         }
     }
 
-    /// A maintained node comes back: uncordoned and KubeVirt-schedulable, as the round waits
-    /// for it to be before it goes on (a node just rebooted may not carry the label yet when
-    /// the round is planned).
+    /// A maintained node comes back: uncordoned, Ready (without the lifecycle taints) and
+    /// KubeVirt-schedulable, as the round waits for it to be before it goes on (a node just
+    /// rebooted may not be any of these yet when the round is planned).
     pub fn bring_back(&mut self, node: &str, undo: &mut Undo) {
         if let Some(&i) = self.nodes.get(node) {
             let n = &mut self.snapshot.nodes[i];
@@ -173,6 +177,24 @@ impl Sim {
                 .labels
                 .get_or_insert_with(Default::default)
                 .insert(SCHEDULABLE_LABEL.into(), "true".into());
+            // Ready again: the node lifecycle controller takes its NotReady and unreachable
+            // taints off.
+            if let Some(taints) = n.spec.as_mut().and_then(|s| s.taints.as_mut()) {
+                taints.retain(|t| !LIFECYCLE_TAINTS.contains(&t.key.as_str()));
+            }
+            let conditions = n
+                .status
+                .get_or_insert_with(Default::default)
+                .conditions
+                .get_or_insert_with(Vec::new);
+            match conditions.iter_mut().find(|c| c.type_ == "Ready") {
+                Some(c) => c.status = "True".into(),
+                None => conditions.push(NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..NodeCondition::default()
+                }),
+            }
         }
     }
 
