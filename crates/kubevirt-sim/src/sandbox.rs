@@ -231,7 +231,24 @@ impl std::fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// Starts a sandbox in a new temp dir and returns once its nodes are Ready.
+    ///
+    /// A control plane whose API server never answers is started once more, from scratch in
+    /// another temp dir with other ports: on a loaded machine with several sandboxes starting
+    /// at once, an API server was once seen running while its port refused every connection
+    /// for the whole startup timeout.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox> {
+        match Self::start_once(config.clone()).await {
+            Err(Error::Timeout { what, seconds }) if what.starts_with("kube-apiserver to be ready") => {
+                tracing::warn!(
+                    "the API server did not answer within {seconds} s; starting the sandbox again in a new directory"
+                );
+                Self::start_once(config).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_once(config: SandboxConfig) -> Result<Sandbox> {
         let bins = Binaries::locate()?;
         let dir = tempfile::Builder::new()
             .prefix("vm-sandbox-")
