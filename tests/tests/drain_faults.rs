@@ -27,7 +27,7 @@ use kubevirt_sim::controlplane::ControlPlaneOptions;
 use kubevirt_sim::interference::{ANNOTATION, Editor, Target};
 use kubevirt_sim::{Sandbox, SandboxConfig, SimConfig};
 use serde_json::{Value, json};
-use vm_e2e::{kubectl, plugin_bin, start_vms_on_node_1, vmi_placements};
+use vm_e2e::{kubectl, output_text as text, plugin_bin, start_vms_on_node_1, vmi_placements};
 
 /// Held for the whole of each test: one sandbox and one drain at a time (see the module doc).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -114,10 +114,6 @@ fn run_drain(kc: &Path, args: &[&str], lock_seconds: Option<u32>) -> Output {
     drain_command(kc, args, lock_seconds)
         .output()
         .expect("the drain runs")
-}
-
-fn text(out: &Output) -> String {
-    vm_e2e::output_text(out)
 }
 
 /// Asserts that a run ended with `code` and said `says` on stdout.

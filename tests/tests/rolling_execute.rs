@@ -26,7 +26,7 @@ use std::process::{Child, Command, Output, Stdio};
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{always_vm, kubectl, plugin_bin, vmi_placements, wait_until};
+use vm_e2e::{always_vm, kubectl, output_text as text, plugin_bin, vmi_placements, wait_until};
 
 const ROUND: [&str; 4] = ["node-1", "node-2", "node-3", "node-4"];
 const ALL: [&str; 5] = ["node-1", "node-2", "node-3", "node-4", "node-5"];
@@ -79,10 +79,6 @@ fn kill_group(child: Child) -> Output {
         .expect("kill runs");
     assert!(sent.success(), "kill -KILL -{pid}");
     child.wait_with_output().expect("the killed plugin is reaped")
-}
-
-fn text(out: &Output) -> String {
-    vm_e2e::output_text(out)
 }
 
 fn json(kc: &Path, args: &[&str]) -> Value {

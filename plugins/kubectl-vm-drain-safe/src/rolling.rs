@@ -5,13 +5,13 @@
 use std::io::Write;
 
 use comfy_table::{Table, presets::NOTHING};
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::{UserError, api_error};
 use vm_core::drain::{DrainPolicy, VmAction};
 use vm_core::labels::LabelQuery;
 use vm_core::rolling::{RollingError, RollingPlan, RollingPolicy, plan_rolling};
-use vm_core::snapshot::ClusterSnapshot;
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::{Cli, Format};
@@ -44,7 +44,7 @@ pub(crate) async fn compute(client: &Client, cli: &Cli) -> Result<RollingPlan, U
     )
     .await
     .map_err(api_error)?;
-    let round = round_nodes(&snap, cli)?;
+    let round = round_nodes(&snap.nodes, cli)?;
     let policy = RollingPolicy {
         drain: DrainPolicy {
             shutdown_non_migratable: cli.shutdown_non_migratable,
@@ -61,28 +61,26 @@ pub(crate) async fn compute(client: &Client, cli: &Cli) -> Result<RollingPlan, U
     })
 }
 
-/// The nodes the flags name, asking the API only for `-l`: to compare with a recorded round.
+/// The nodes the flags name, listing the nodes only for `-l`: to compare with a recorded
+/// round without reading the whole cluster.
 pub(crate) async fn round_nodes_live(client: &Client, cli: &Cli) -> Result<Vec<String>, UserError> {
-    let Some(selector) = &cli.selector else {
+    if cli.selector.is_none() {
         return Ok(cli.nodes.clone());
-    };
-    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let list = nodes
-        .list(&kube::api::ListParams::default().labels(selector))
-        .await
-        .map_err(|e| {
-            api_error(vm_kube::error::ApiError::from_kube(
-                e,
-                "list",
-                "nodes",
-                vm_kube::error::Scope::Cluster,
-            ))
-        })?;
-    Ok(list.items.into_iter().filter_map(|n| n.metadata.name).collect())
+    }
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let list = nodes.list(&kube::api::ListParams::default()).await.map_err(|e| {
+        api_error(vm_kube::error::ApiError::from_kube(
+            e,
+            "list",
+            "nodes",
+            vm_kube::error::Scope::Cluster,
+        ))
+    })?;
+    round_nodes(&list.items, cli)
 }
 
-/// The nodes of the round: as named, or those whose labels match `-l`, by name.
-fn round_nodes(snap: &ClusterSnapshot, cli: &Cli) -> Result<Vec<String>, UserError> {
+/// The nodes of the round: as named, or those of `nodes` whose labels match `-l`, by name.
+fn round_nodes(nodes: &[Node], cli: &Cli) -> Result<Vec<String>, UserError> {
     let Some(selector) = &cli.selector else {
         return Ok(cli.nodes.clone());
     };
@@ -90,8 +88,7 @@ fn round_nodes(snap: &ClusterSnapshot, cli: &Cli) -> Result<Vec<String>, UserErr
         UserError::new(format!("-l {selector}: {e}"))
             .hint("a selector such as pool=workers or 'role in (a,b)'")
     })?;
-    let mut names: Vec<String> = snap
-        .nodes
+    let mut names: Vec<String> = nodes
         .iter()
         .filter(|n| query.matches(n.metadata.labels.as_ref().unwrap_or(&Default::default())))
         .filter_map(|n| n.metadata.name.clone())

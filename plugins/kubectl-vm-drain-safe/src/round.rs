@@ -37,7 +37,11 @@ async fn load(client: &Client, cli: &Cli) -> Result<Option<Stored>, UserError> {
 /// `--rolling` without `--dry-run`: starts the round the flags name, or resumes the one
 /// recorded when it is the same round.
 pub(crate) async fn start_or_resume(client: &Client, cli: &Cli) -> Result<ExitStatus, UserError> {
-    if let Some(stored) = load(client, cli).await?.filter(|s| s.state.is_open()) {
+    // Read once: a new round replaces a finished one at the version read here, so that a round
+    // someone else started meanwhile (while this one asked for confirmation) is never
+    // overwritten; the write then fails with a conflict.
+    let recorded = load(client, cli).await?;
+    if let Some(stored) = recorded.clone().filter(|s| s.state.is_open()) {
         return resume(client, cli, stored).await;
     }
     if cli.exec.is_none() && !cli.pause {
@@ -80,11 +84,10 @@ pub(crate) async fn start_or_resume(client: &Client, cli: &Cli) -> Result<ExitSt
     };
     let run = format!("r{}", k8s_openapi::jiff::Timestamp::now().as_second());
     let fresh = RoundState::from_plan(&plan, run, session::holder(), options);
-    let previous = load(client, cli).await?;
     let stored = state::save(
         &configmaps(client, cli),
         &cli.lock_namespace,
-        previous.as_ref(),
+        recorded.as_ref(),
         &fresh,
     )
     .await
@@ -210,9 +213,8 @@ pub(crate) async fn status(client: &Client, cli: &Cli) -> Result<ExitStatus, Use
         return Ok(ExitStatus::Success);
     };
     let st = stored.state;
-    if to_stdout(|out| structured(&st, cli.output, out).map(|_| ()))
-        .is_ok_and(|()| matches!(cli.output, Format::Json | Format::Yaml))
-    {
+    if matches!(cli.output, Format::Json | Format::Yaml) {
+        to_stdout(|out| structured(&st, cli.output, out).map(|_| ()))?;
         return Ok(ExitStatus::Success);
     }
     let leases: Api<Lease> = Api::namespaced(client.clone(), &cli.lock_namespace);

@@ -444,8 +444,8 @@ async fn migrate(
     let mut relisted: Option<(BTreeSet<String>, BTreeSet<String>)> = None;
     let mut watch_failing = false;
     loop {
-        // Once a VM is blocked the plan no longer holds: the migrations in flight finish, no
-        // other starts.
+        // Once a VM is blocked, or stuck and not stopped, the plan no longer holds: the
+        // migrations in flight finish, no other starts (starting one changes neither).
         let held = !summary.blocked.is_empty() || summary.stuck.iter().any(|s| !s.stopped);
         while !held
             && flight.active.len() < slots
@@ -478,7 +478,6 @@ async fn migrate(
             flight.deadlines.start(&id, Instant::now(), timeout_of(&id));
             flight.active.insert(id, started);
         }
-        let held = !summary.blocked.is_empty() || summary.stuck.iter().any(|s| !s.stopped);
         if flight.active.is_empty() && (queue.is_empty() || held) {
             if !summary.blocked.is_empty() {
                 return Err(WorkEnd::Stopped(Stopped::Blocked(summary.blocked.clone())));

@@ -12,6 +12,18 @@ pub enum CommandEnd {
     Failed(Option<i32>),
 }
 
+impl CommandEnd {
+    /// How a failed command ended, in words: `exited with 3`, `was killed by a signal`.
+    #[must_use]
+    pub fn failure_words(&self) -> Option<String> {
+        match self {
+            CommandEnd::Succeeded => None,
+            CommandEnd::Failed(Some(code)) => Some(format!("exited with {code}")),
+            CommandEnd::Failed(None) => Some("was killed by a signal".into()),
+        }
+    }
+}
+
 /// Runs `command` with `NODE=node` until it ends. Its stdout goes to this process's stderr,
 /// so that the plugin's own stdout stays a clean report (and `-o json` one document).
 ///

@@ -10,8 +10,7 @@ use vm_core::kubevirt::VirtualMachineInstance;
 use crate::drain::{DrainError, retry};
 use crate::error::{ApiError, Scope};
 
-/// KubeVirt's label on a node whose virt-handler is up and that takes VMs.
-pub const SCHEDULABLE_LABEL: &str = "kubevirt.io/schedulable";
+use vm_core::placement::SCHEDULABLE_LABEL;
 
 /// How often the waits look again.
 const POLL: Duration = Duration::from_secs(2);

@@ -43,7 +43,6 @@ use crate::drain::lease::{self, Lock};
 use crate::drain::{DrainError, ExecOptions, NODE_LABEL, Outcome, Reporter, Stopped, retry};
 use crate::error::{ApiError, Scope};
 use crate::live::{LiveScope, snapshot};
-use command::CommandEnd;
 use state::{Phase, RoundState, RoundStatus, Stored};
 
 /// Label on every migration of a round, and on its state: the run id.
@@ -392,11 +391,7 @@ impl Round<'_> {
                 )).await;
             }
         };
-        if let CommandEnd::Failed(code) = ended {
-            let status = code.map_or_else(
-                || "was killed by a signal".to_string(),
-                |c| format!("exited with {c}"),
-            );
+        if let Some(status) = ended.failure_words() {
             return self.stop_with(format!(
                 "the maintenance of node {node} failed: `{cmd}` {status}. The node stays cordoned; fix it, then the same command runs the maintenance again, or `--abort`"
             ))
@@ -478,11 +473,7 @@ impl Round<'_> {
                     return self.stop_with(format!("{why} during the --gate check after node {node}")).await;
                 }
             };
-            if let CommandEnd::Failed(code) = ended {
-                let status = code.map_or_else(
-                    || "was killed by a signal".to_string(),
-                    |c| format!("exited with {c}"),
-                );
+            if let Some(status) = ended.failure_words() {
                 return self
                     .stop_with(format!(
                         "the --gate check after node {node} failed: `{cmd}` {status}. The next node was not touched; the same command checks again"

@@ -172,12 +172,7 @@ pub struct RoundState {
     pub naive_migrations: u32,
     /// Whether that loop would get through every node (else `naive_migrations` counts those
     /// made before it blocks).
-    #[serde(default = "yes")]
     pub naive_feasible: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl RoundState {
