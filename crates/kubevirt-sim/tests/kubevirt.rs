@@ -436,17 +436,48 @@ async fn the_out_of_service_taint_releases_vms_of_a_dead_node() {
     let node = vmi["status"]["nodeName"].as_str().unwrap().to_string();
     sandbox.node_down(&node).unwrap();
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(sandbox.client());
-    wait_for("the node to go NotReady", Duration::from_secs(80), || async {
-        let n = nodes.get(&node).await.ok()?;
-        let ready = n.status?.conditions?.into_iter().find(|c| c.type_ == "Ready")?;
-        (ready.status != "True").then_some(())
-    })
+    // The 1.20 node lifecycle controller rewrites the whole taint list, from a possibly stale
+    // read and unguarded, when it taints a node that stopped reporting: an out-of-service
+    // taint added before it is done can be lost. So wait until it has put both its
+    // `unreachable` taints on, then add ours to the list just read, guarded by the node's
+    // resourceVersion (a conflict is retried on a fresh read).
+    wait_for(
+        "the node to go NotReady, tainted unreachable, then out-of-service",
+        Duration::from_secs(80),
+        || async {
+            let n = nodes.get(&node).await.ok()?;
+            let conditions = n.status.as_ref()?.conditions.as_ref()?;
+            let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+            let mut taints = n.spec.as_ref()?.taints.clone()?;
+            let unreachable = |effect: &str| {
+                taints
+                    .iter()
+                    .any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == effect)
+            };
+            if ready.status == "True" || !unreachable("NoExecute") || !unreachable("NoSchedule") {
+                return None;
+            }
+            taints.push(k8s_openapi::api::core::v1::Taint {
+                key: "node.kubernetes.io/out-of-service".into(),
+                value: Some("nodeshutdown".into()),
+                effect: "NoExecute".into(),
+                time_added: None,
+            });
+            let taint = json!({
+                "metadata": {"resourceVersion": n.metadata.resource_version},
+                "spec": {"taints": taints},
+            });
+            match nodes
+                .patch(&node, &PatchParams::default(), &Patch::Merge(taint))
+                .await
+            {
+                Ok(_) => Some(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => None,
+                Err(e) => panic!("adding the out-of-service taint: {e}"),
+            }
+        },
+    )
     .await;
-    let taint = json!({"spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}]}});
-    nodes
-        .patch(&node, &PatchParams::default(), &Patch::Merge(taint))
-        .await
-        .unwrap();
     let fresh = apis
         .running_vmi("svc", Some(vmi["metadata"]["uid"].as_str().unwrap()))
         .await;
