@@ -23,7 +23,7 @@ _kubectl__vm_drain_safe() {
 
     case "${cmd}" in
         kubectl__vm_drain_safe)
-            opts="-l -y -o -s -v -h -V --rolling --exec --pause --continue --status --abort --gate --node-timeout --selector --maintenance-time --dry-run --uncordon --yes --timeout --pending-timeout --migration-timeout --on-stuck --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --cluster --user --server --token --certificate-authority --tls-server-name --insecure-skip-tls-verify --as --as-group --request-timeout --v --help --version"
+            opts="-l -y -o -s -v -h -V --rolling --exec --pause --continue --status --abort --gate --node-timeout --selector --maintenance-time --min-free-memory --dry-run --uncordon --yes --timeout --pending-timeout --migration-timeout --on-stuck --migration-attempts --lock-namespace --shutdown-non-migratable --force --delete-emptydir-data --output --kubeconfig --context --cluster --user --server --token --certificate-authority --tls-server-name --insecure-skip-tls-verify --as --as-group --request-timeout --v --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,10 @@ _kubectl__vm_drain_safe() {
                     return 0
                     ;;
                 --maintenance-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-free-memory)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

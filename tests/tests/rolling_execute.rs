@@ -2,26 +2,34 @@
 //! rounds that follow each other:
 //!
 //! 1. Four nodes with ten VMs each, a fifth outside the round, and `--exec` that reboots each
-//!    node through the sandbox (`vm-sandbox node down`, then `up`). The run is killed with
-//!    SIGKILL (its whole process group, as a closed laptop would) once during a migration and
-//!    once during `--exec`; the same command resumes it each time. At the end every VM runs,
-//!    each node's maintenance finished once, each VM moved once (the plan says it can), the
+//!    node through the sandbox (`vm-sandbox node down`, then `up`), with `--min-free-memory`
+//!    1Gi below the room the plan leaves at its tightest step. The run is killed with SIGKILL
+//!    (its whole process group, as a closed laptop would) once during a migration and once
+//!    during `--exec`; the same command resumes it each time. At the end every VM runs, each
+//!    node's maintenance finished once, each VM moved once (the plan says it can), the
 //!    migrations the report counts are the cluster's record, no node stays cordoned or
-//!    labelled. `--status` from a second process shows the run at work.
+//!    labelled, and the free memory of the nodes that could take a pod, sampled all along,
+//!    never fell below the floor. `--status` from a second process shows the run at work.
 //! 2. `--pause`, `--status`, `--continue` on a round of one node that holds a VM that cannot
 //!    migrate (stopped by `--shutdown-non-migratable`, restarted at the node's uncordon); then
 //!    the same round paused again and `--abort`ed: the node schedulable, the VM running.
-//! 3. A round of two nodes paused after its first; a VM pinned to the second node is created
-//!    meanwhile, so that node can no longer be drained: `--continue` stops before its drain,
-//!    says why, and touches nothing of it.
+//! 3. A round of two nodes with `--min-free-memory` 1Gi below its tightest step, paused after
+//!    its first node. A 2Gi VM created meanwhile takes that room: `--continue` stops before the
+//!    second node's drain, says why, and touches nothing of it. That VM gone, a VM pinned to
+//!    the second node is created instead, so that node can no longer be drained: `--continue`
+//!    stops there again and says so.
 //! 4. A round whose migrations cannot finish within `--migration-timeout` (1 s; the sandbox's
 //!    take about 2 s): each is cancelled and reported STUCK, the round stops with exit 3 and
 //!    its state, the VMs stay where they run, and `--abort` gives the node back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::{Sandbox, SandboxConfig};
@@ -33,6 +41,7 @@ const ALL: [&str; 5] = ["node-1", "node-2", "node-3", "node-4", "node-5"];
 const RUN_LABEL: &str = "vm-drain-safe.kubevirt.io/rolling-run";
 const TARGET_LABEL: &str = "vm-drain-safe.kubevirt.io/rolling-target";
 const VMS_PER_NODE: usize = 10;
+const GIB: u64 = 1 << 30;
 
 fn config() -> SandboxConfig {
     SandboxConfig {
@@ -141,6 +150,91 @@ fn reboot_command(sandbox: &Sandbox, marks: &Path) -> String {
     )
 }
 
+/// The memory free now on each node that can take a pod (Ready, not cordoned,
+/// KubeVirt-schedulable): its allocatable less what the pods bound to it and not finished
+/// request, as the scheduler counts it (the larger of the containers' sum and any init
+/// container, plus the pod's overhead). Read with kubectl, independently of the plugin.
+fn free_memory_by_node(kc: &Path) -> BTreeMap<String, u64> {
+    let mem = |v: &Value| {
+        v["resources"]["requests"]["memory"]
+            .as_str()
+            .and_then(kubevirt_sim::quantity::bytes)
+            .unwrap_or(0)
+    };
+    let mut requested: HashMap<String, u64> = HashMap::new();
+    for pod in json(kc, &["get", "pods", "-A", "-o", "json"])["items"]
+        .as_array()
+        .unwrap()
+    {
+        if matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
+            continue;
+        }
+        let Some(node) = pod["spec"]["nodeName"].as_str() else {
+            continue;
+        };
+        let spec = &pod["spec"];
+        let list = |key: &str| spec[key].as_array().cloned().unwrap_or_default();
+        let containers: u64 = list("containers").iter().map(mem).sum();
+        let init = list("initContainers").iter().map(mem).max().unwrap_or(0);
+        let overhead = spec["overhead"]["memory"]
+            .as_str()
+            .and_then(kubevirt_sim::quantity::bytes)
+            .unwrap_or(0);
+        *requested.entry(node.to_string()).or_default() += containers.max(init) + overhead;
+    }
+    json(kc, &["get", "nodes", "-o", "json"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            ready
+                && n["spec"]["unschedulable"] != true
+                && n["metadata"]["labels"]["kubevirt.io/schedulable"] == "true"
+        })
+        .map(|n| {
+            let name = n["metadata"]["name"].as_str().unwrap().to_string();
+            let allocatable = n["status"]["allocatable"]["memory"]
+                .as_str()
+                .and_then(kubevirt_sim::quantity::bytes)
+                .unwrap();
+            let used = requested.get(&name).copied().unwrap_or(0);
+            (name, allocatable.saturating_sub(used))
+        })
+        .collect()
+}
+
+/// Samples the free memory of the nodes that can take a pod, about every second, until
+/// stopped; returns the least seen and how many samples were taken.
+fn sample_free_memory(kc: &Path) -> (Arc<AtomicBool>, JoinHandle<(u64, usize)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (kc, flag) = (kc.to_path_buf(), Arc::clone(&stop));
+    let handle = std::thread::spawn(move || {
+        let (mut least, mut samples) = (u64::MAX, 0);
+        while !flag.load(Ordering::Relaxed) {
+            least = least.min(free_memory_by_node(&kc).values().sum());
+            samples += 1;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        (least, samples)
+    });
+    (stop, handle)
+}
+
+/// The free memory the dry-run plan of `round` leaves at its tightest step, in bytes.
+fn tightest_free_memory(kc: &Path, round: &[&str]) -> u64 {
+    let args: Vec<&str> = round.iter().copied().chain(["--dry-run", "-o", "json"]).collect();
+    let out = rolling(kc, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["tightest"]["freeMemory"]
+        .as_str()
+        .and_then(kubevirt_sim::quantity::bytes)
+        .unwrap_or_else(|| panic!("the plan names its tightest step: {plan:#}"))
+}
+
 fn lines(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file)
         .unwrap_or_default()
@@ -174,11 +268,15 @@ async fn round_with_exec_killed_twice(sandbox: &Sandbox, kc: &Path, all_vms: &[S
     let _ = std::fs::remove_dir_all(&marks);
     std::fs::create_dir_all(&marks).unwrap();
     let exec = reboot_command(sandbox, &marks);
+    let floor = tightest_free_memory(kc, &ROUND) - GIB;
+    let floor_arg = floor.to_string();
     let args: Vec<&str> = ROUND
         .iter()
         .copied()
         .chain(["--exec", &exec, "--yes", "--timeout", "20m", "-o", "json"])
+        .chain(["--min-free-memory", &floor_arg])
         .collect();
+    let (stop_sampling, sampler) = sample_free_memory(kc);
 
     // Killed while a migration of the round runs.
     let first = spawn(kc, &args);
@@ -227,6 +325,13 @@ async fn round_with_exec_killed_twice(sandbox: &Sandbox, kc: &Path, all_vms: &[S
         .unwrap_or_else(|e| panic!("one JSON document ({e}): {}", text(&out)));
     assert_eq!(report["kind"], "RollingState", "{report:#}");
     assert_eq!(report["status"], "Done", "{report:#}");
+    stop_sampling.store(true, Ordering::Relaxed);
+    let (least, samples) = sampler.join().unwrap();
+    assert!(samples > 20, "sampled all along: {samples}");
+    assert!(
+        least >= floor,
+        "the free memory fell to {least} bytes, below the floor of {floor}"
+    );
 
     // Each node's maintenance ran to its end once; only the interrupted one began twice.
     let mut finished = lines(&marks.join("finished"));
@@ -386,30 +491,65 @@ async fn pause_continue_and_abort(kc: &Path) {
 }
 
 async fn a_step_that_turns_infeasible_stops_before_its_drain(kc: &Path) {
-    let out = rolling(kc, &["node-1", "node-2", "--pause", "--yes"]);
+    let floor = (tightest_free_memory(kc, &["node-1", "node-2"]) - GIB).to_string();
+    let out = rolling(
+        kc,
+        &[
+            "node-1",
+            "node-2",
+            "--pause",
+            "--yes",
+            "--min-free-memory",
+            &floor,
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let state = status_json(kc);
     let second = state["steps"][1]["node"].as_str().unwrap().to_string();
+    let run = state["run"].as_str().unwrap().to_string();
 
-    // Meanwhile: a VM that only the second node admits.
-    let pinned = format!(
-        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: pinned, namespace: default}}\n\
-spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      \
-nodeSelector: {{kubernetes.io/hostname: {second}}}\n      domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
+    // Meanwhile: a 2Gi VM, wherever it fits; it takes more than the 1Gi above the floor.
+    apply(kc, &always_vm("big").replace("memory: 1Gi", "memory: 2Gi"), "big");
+    wait_until("the big VM runs", || {
+        vmi_placements(kc).iter().any(|p| p.starts_with("big=Running/"))
+    })
+    .await;
+    continue_stops_before_step_2(kc, &run, &second, &["less than the", "--min-free-memory keeps"]);
+    let _ = kubectl(kc, &["delete", "vm", "big"]);
+    wait_until("the big VM is gone", || {
+        !vmi_placements(kc).iter().any(|p| p.starts_with("big="))
+    })
+    .await;
+
+    // Then: a VM that only the second node admits.
+    let pinned = always_vm("pinned").replace(
+        "      domain:",
+        &format!("      nodeSelector: {{kubernetes.io/hostname: {second}}}\n      domain:"),
     );
     apply(kc, &pinned, "pinned");
     wait_until("the pinned VM runs", || {
         vmi_placements(kc).contains(&format!("pinned=Running/{second}"))
     })
     .await;
+    continue_stops_before_step_2(kc, &run, &second, &["default/pinned"]);
 
+    let _ = kubectl(kc, &["delete", "vm", "pinned", "--wait=false"]);
+    let out = rolling(kc, &["--abort"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(status_json(kc)["status"], "Aborted");
+}
+
+/// `--continue` stops the round before the drain of its second node, `second`, saying
+/// `because`: its first step done, the second pending, no node cordoned, no migration of the
+/// second step.
+fn continue_stops_before_step_2(kc: &Path, run: &str, second: &str, because: &[&str]) {
     let out = rolling(kc, &["--continue"]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         stdout.contains(&format!("step 2 (node {second}) is no longer feasible"))
-            && stdout.contains("default/pinned")
-            && stdout.contains("its drain was not started"),
+            && stdout.contains("its drain was not started")
+            && because.iter().all(|b| stdout.contains(b)),
         "{stdout}"
     );
     let state = status_json(kc);
@@ -421,7 +561,6 @@ nodeSelector: {{kubernetes.io/hostname: {second}}}\n      domain: {{resources: {
         "nothing of step 2 changed: {:?}",
         cordoned(kc)
     );
-    let run = state["run"].as_str().unwrap();
     let of_step_2 = kubectl(
         kc,
         &[
@@ -435,11 +574,6 @@ nodeSelector: {{kubernetes.io/hostname: {second}}}\n      domain: {{resources: {
         ],
     );
     assert_eq!(of_step_2, "", "no migration of step 2");
-
-    let _ = kubectl(kc, &["delete", "vm", "pinned", "--wait=false"]);
-    let out = rolling(kc, &["--abort"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(status_json(kc)["status"], "Aborted");
 }
 
 async fn a_stuck_migration_stops_the_round_resumably(kc: &Path) {

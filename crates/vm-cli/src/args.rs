@@ -174,6 +174,21 @@ pub fn node_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// Parses an amount of memory as Kubernetes writes it (`64Gi`, `512Mi`, bytes) into bytes.
+///
+/// # Errors
+/// A message naming the text, when it is not a quantity or is negative.
+pub fn parse_memory(text: &str) -> Result<f64, String> {
+    let bytes = vm_core::quantity::parse(text).map_err(|e| e.to_string())?;
+    if bytes.is_finite() && bytes >= 0.0 {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "`{text}` is not an amount of memory such as 64Gi or 512Mi"
+        ))
+    }
+}
+
 /// Parses `90`, `90s`, `15m`, `1h` (for `--timeout`).
 ///
 /// # Errors

@@ -75,6 +75,10 @@ pub struct RollingPolicy {
     /// How many more step attempts the order search may make once a position has failed, before
     /// it reports the deepest failure found.
     pub max_backtrack_attempts: usize,
+    /// The free memory, in bytes, that the nodes able to take a pod must keep during every
+    /// step (`--min-free-memory`): the operator's headroom for a node failing while another
+    /// is in maintenance. A step that would leave less is not feasible.
+    pub min_free_memory: Option<f64>,
 }
 
 impl RollingPolicy {
@@ -91,6 +95,7 @@ impl Default for RollingPolicy {
             drain: DrainPolicy::default(),
             maintenance_seconds: Self::DEFAULT_MAINTENANCE_SECONDS,
             max_backtrack_attempts: Self::DEFAULT_MAX_BACKTRACK_ATTEMPTS,
+            min_free_memory: None,
         }
     }
 }
@@ -239,6 +244,9 @@ pub struct RollingPlan {
     /// The step with the least room left, if any step is planned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tightest: Option<Tightest>,
+    /// The free memory every step must leave (`--min-free-memory`), if one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free_memory: Option<String>,
     /// Migration limits used for the estimates.
     pub limits: MigrationLimits,
     /// The duration of one migration that every step's estimate assumes, and where it comes
@@ -284,6 +292,7 @@ pub fn plan_rolling(
         estimated_seconds: steps.iter().map(|s| s.estimated_seconds).sum(),
         maintenance_seconds: policy.maintenance_seconds,
         tightest: tightest(&steps),
+        min_free_memory: policy.min_free_memory.map(format_bytes),
         steps,
         failing_step,
         limits,
@@ -370,6 +379,31 @@ fn tightest(steps: &[RollingStep]) -> Option<Tightest> {
         })
 }
 
+/// Why a step that leaves `free_memory` on the nodes that can take a pod breaks the floor
+/// `min_free_memory` (`--min-free-memory`), if it does. The planner and the round's executor
+/// say it alike.
+#[must_use]
+pub fn below_floor(free_memory: f64, min_free_memory: Option<f64>) -> Option<String> {
+    let floor = min_free_memory?;
+    (free_memory < floor).then(|| {
+        format!(
+            "while it is in maintenance the nodes that can take a pod would have {} of memory free, less than the {} that --min-free-memory keeps",
+            format_bytes(free_memory),
+            format_bytes(floor)
+        )
+    })
+}
+
+/// The free room of the nodes that can take a pod while `node` is in maintenance, once the
+/// moves of its drain `plan` are made on `snapshot`: what the round's executor checks against
+/// the floor before each drain, as the planner does for each step.
+#[must_use]
+pub fn room_during(snapshot: &ClusterSnapshot, node: &str, plan: &DrainPlan) -> Requests {
+    let mut sim = Sim::new(snapshot);
+    sim.apply(node, plan, &mut Undo::default());
+    room(&sim.views(), node, &|_| true)
+}
+
 /// The free room of the nodes that can take a pod, `node` (in maintenance) left out.
 fn room(views: &[NodeView], node: &str, allowed: &dyn Fn(&str) -> bool) -> Requests {
     let mut room = Requests::default();
@@ -386,6 +420,17 @@ fn room(views: &[NodeView], node: &str, allowed: &dyn Fn(&str) -> bool) -> Reque
 
 /// A step attempt that worked: the step, and how to take it back.
 type Attempt = (RollingStep, Undo);
+
+/// Why a step with narrow targets (outside the round, or maintained) did not work.
+enum NarrowFailure {
+    /// They plainly lack the room: no drain plan was made.
+    NoRoom,
+    /// The drain plan is not feasible.
+    Infeasible(Box<DrainPlan>),
+    /// The drain works, but leaves less free memory than the floor: wider targets would not
+    /// change that (the same VMs need the same room), so the step fails at this position.
+    BelowFloor(Box<DrainPlan>),
+}
 
 /// The depth-first search for an order.
 struct Search<'a> {
@@ -463,7 +508,7 @@ impl<'a> Search<'a> {
         }
         let views = self.sim.views();
         let candidates = self.candidates();
-        let mut narrow_plans: HashMap<String, Option<Box<DrainPlan>>> = HashMap::new();
+        let mut narrow_failures: HashMap<String, NarrowFailure> = HashMap::new();
         for node in &candidates {
             if !self.spend() {
                 return false;
@@ -477,16 +522,22 @@ impl<'a> Search<'a> {
                         return false;
                     }
                 }
-                Err(plan) => {
-                    narrow_plans.insert(node.clone(), plan);
+                Err(failure) => {
+                    narrow_failures.insert(node.clone(), failure);
                 }
             }
         }
         let mut first_failure = None;
         for node in &candidates {
             // A node whose narrow step worked was explored from there already.
-            let Some(narrow) = narrow_plans.remove(node) else {
-                continue;
+            let narrow = match narrow_failures.remove(node) {
+                None => continue,
+                Some(NarrowFailure::BelowFloor(plan)) => {
+                    first_failure.get_or_insert((node.clone(), plan));
+                    continue;
+                }
+                Some(NarrowFailure::NoRoom) => None,
+                Some(NarrowFailure::Infeasible(plan)) => Some(plan),
             };
             if self.hopeless.contains(node) || !self.spend() {
                 if self.exhausted {
@@ -552,23 +603,27 @@ impl<'a> Search<'a> {
         !self.round.contains(name) || self.maintained.contains(name)
     }
 
-    /// The step of `node` with narrow targets: `Err(None)` when they plainly lack the room (no
-    /// drain plan made), `Err(Some(plan))` when the drain plan is not feasible.
-    fn try_narrow(&mut self, node: &str, views: &[NodeView]) -> Result<Attempt, Option<Box<DrainPlan>>> {
+    /// The step of `node` with narrow targets.
+    fn try_narrow(&mut self, node: &str, views: &[NodeView]) -> Result<Attempt, NarrowFailure> {
         let (round, maintained) = (&self.round, &self.maintained);
         let allowed = |name: &str| !round.contains(name) || maintained.contains(name);
         let need = self.sim.demand_on(node).1;
         let have = room(views, node, &allowed);
         if need.memory > have.memory || need.cpu > have.cpu + 1e-9 {
-            return Err(None);
+            return Err(NarrowFailure::NoRoom);
         }
         let plan = self.sim.plan(node, &allowed, &self.policy.drain, self.model);
         if !plan.feasible {
-            return Err(Some(Box::new(plan)));
+            return Err(NarrowFailure::Infeasible(Box::new(plan)));
         }
         let mut undo = Undo::default();
         self.sim.apply(node, &plan, &mut undo);
-        Ok((self.step(node, Vec::new(), &plan, false), undo))
+        let step = self.step(node, Vec::new(), &plan, false);
+        if let Some(why) = below_floor(step.free.memory, self.policy.min_free_memory) {
+            self.sim.undo(undo);
+            return Err(NarrowFailure::BelowFloor(Box::new(with_blocker(plan, why))));
+        }
+        Ok((step, undo))
     }
 
     /// The step of `node` when the narrow targets are not enough: the VMs that fit there go
@@ -594,7 +649,12 @@ impl<'a> Search<'a> {
             return Err(Box::new(rest));
         }
         self.sim.apply(node, &rest, &mut undo);
-        Ok((self.step(node, first.vms, &rest, true), undo))
+        let step = self.step(node, first.vms, &rest, true);
+        if let Some(why) = below_floor(step.free.memory, self.policy.min_free_memory) {
+            self.sim.undo(undo);
+            return Err(Box::new(with_blocker(rest, why)));
+        }
+        Ok((step, undo))
     }
 
     /// The step record of `node` once its moves are applied: `first` migrated to narrow targets,
@@ -730,6 +790,13 @@ impl<'a> Search<'a> {
         not_reached.sort();
         Some(failing(self.path.len(), &node, &plan, not_reached))
     }
+}
+
+/// `plan`, feasible as a drain, made a failure of the step for `why`.
+fn with_blocker(mut plan: DrainPlan, why: String) -> DrainPlan {
+    plan.feasible = false;
+    plan.blockers.push(why);
+    plan
 }
 
 /// The failing step at `index`: `node` and what blocks its drain `plan`.

@@ -116,6 +116,13 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = vm_cli::args::parse_duration)]
     pub maintenance_time: std::time::Duration,
 
+    /// With --rolling: the memory that the nodes able to take a pod must keep free during every
+    /// step (e.g. 64Gi), as headroom for a node failing while another is in maintenance. A step
+    /// that would leave less is not feasible: the plan names it, and a running round stops
+    /// before that node's drain.
+    #[arg(long, value_name = "QUANTITY", requires = "rolling", value_parser = vm_cli::args::parse_memory)]
+    pub min_free_memory: Option<f64>,
+
     /// Print the plan and stop; change nothing.
     #[arg(long)]
     pub dry_run: bool,

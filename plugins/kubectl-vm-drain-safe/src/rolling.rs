@@ -53,6 +53,7 @@ pub(crate) async fn compute(client: &Client, cli: &Cli) -> Result<RollingPlan, U
             migration_bytes_per_second: DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND,
         },
         maintenance_seconds: cli.maintenance_time.as_secs(),
+        min_free_memory: cli.min_free_memory,
         ..RollingPolicy::default()
     };
     plan_rolling(&snap, &round, &policy).map_err(|e| match e {
@@ -200,6 +201,12 @@ fn table(plan: &RollingPlan, wide: bool, out: &mut dyn Write) -> std::io::Result
             tight.node,
             tight.free_cpu,
             tight.free_memory
+        )?;
+    }
+    if let Some(floor) = &plan.min_free_memory {
+        writeln!(
+            out,
+            "Kept free: {floor} of memory at every step (--min-free-memory)."
         )?;
     }
     if plan.stops.is_empty() {

@@ -81,6 +81,7 @@ pub(crate) async fn start_or_resume(client: &Client, cli: &Cli) -> Result<ExitSt
         on_stuck_shutdown: cli.on_stuck == crate::cli::OnStuck::Shutdown,
         node_timeout_seconds: cli.node_timeout.as_secs(),
         maintenance_seconds: cli.maintenance_time.as_secs(),
+        min_free_memory_bytes: cli.min_free_memory.map(|b| b as u64),
     };
     let run = format!("r{}", k8s_openapi::jiff::Timestamp::now().as_second());
     let fresh = RoundState::from_plan(&plan, run, session::holder(), options);

@@ -166,6 +166,61 @@ fn a_node_whose_vms_fit_only_on_another_round_node_waits_for_it() {
     assert!((p.steps[0].free.memory - p.steps[1].free.memory - 16.0 * gib).abs() < 1.0);
 }
 
+/// `--min-free-memory`: the room each step leaves is the same in every order (the same VMs
+/// need room on the same other nodes), so a step below the floor fails wherever it is put.
+#[test]
+fn a_step_that_would_leave_less_free_memory_than_the_floor_fails_and_says_so() {
+    // While a (64Gi) is in maintenance, b (48Gi) and the spare hold every VM; while b is, a and
+    // the spare do, with 16Gi more room.
+    let docs = vec![
+        node("a", "", "64Gi"),
+        node("b", "", "48Gi"),
+        node("spare", "", "32Gi"),
+        vmi("va", "a", "8Gi", ""),
+        vmi("vb1", "b", "8Gi", ""),
+        vmi("vb2", "b", "8Gi", ""),
+    ];
+    let free_at = |p: &RollingPlan, node: &str| {
+        p.steps
+            .iter()
+            .find(|s| s.node == node)
+            .map(|s| s.free.memory)
+            .unwrap()
+    };
+    let open = plan(&docs, &["a", "b"], &RollingPolicy::default());
+    let (during_a, during_b) = (free_at(&open, "a"), free_at(&open, "b"));
+    assert!(during_b > during_a, "{during_a} {during_b}");
+    let floor = |bytes: f64| RollingPolicy {
+        min_free_memory: Some(bytes),
+        ..RollingPolicy::default()
+    };
+
+    // A floor between the two: a's step breaks it, b's does not.
+    let between = f64::midpoint(during_a, during_b);
+    let p = plan(&docs, &["a", "b"], &floor(between));
+    assert!(!p.feasible);
+    assert_eq!(p.nodes, names(&["b", "a"]));
+    let failing = p.failing_step.as_ref().unwrap();
+    assert_eq!((failing.index, failing.node.as_str()), (1, "a"));
+    let expected = format!(
+        "while it is in maintenance the nodes that can take a pod would have {} of memory free, less than the {} that --min-free-memory keeps",
+        format_bytes(during_a),
+        format_bytes(between)
+    );
+    assert_eq!(failing.blockers, vec![expected]);
+    assert!(failing.vms.is_empty(), "no VM is blocked: {:?}", failing.vms);
+    assert_eq!(p.min_free_memory, Some(format_bytes(between)));
+
+    // A floor exactly at the tightest step's room is kept.
+    let p = plan(&docs, &["a", "b"], &floor(during_a));
+    assert!(p.feasible, "{:#?}", p.failing_step);
+    assert_eq!(p.tightest.as_ref().unwrap().node, "a");
+
+    // Above the room of every step: the first step tried fails, and no step is planned.
+    let p = plan(&docs, &["a", "b"], &floor(during_b + 1.0));
+    assert!(!p.feasible && p.steps.is_empty(), "{:#?}", p.steps);
+}
+
 #[test]
 fn a_vm_pinned_to_its_node_makes_that_step_fail_and_nothing_of_it_is_planned() {
     let docs = vec![

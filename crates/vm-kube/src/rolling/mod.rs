@@ -264,7 +264,16 @@ impl Round<'_> {
             let step = &self.stored.state.steps[i];
             step.phase == Phase::Draining && step.steered
         };
-        let (plan, steered) = match choose_plan(&snap, &node, &to_come, &policy, was_steered)? {
+        let floor = opts.min_free_memory_bytes.map(|b| b as f64);
+        let chosen =
+            choose_plan(&snap, &node, &to_come, &policy, was_steered)?.and_then(|(plan, steered)| {
+                let free = vm_core::rolling::room_during(&snap, &node, &plan).memory;
+                match vm_core::rolling::below_floor(free, floor) {
+                    Some(why) => Err(vec![why]),
+                    None => Ok((plan, steered)),
+                }
+            });
+        let (plan, steered) = match chosen {
             Ok(chosen) => chosen,
             Err(blockers) => {
                 let why = format!(

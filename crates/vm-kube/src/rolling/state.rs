@@ -105,6 +105,9 @@ pub struct RoundOptions {
     pub node_timeout_seconds: u64,
     /// The maintenance time of the estimate.
     pub maintenance_seconds: u64,
+    /// `--min-free-memory` in bytes: checked again before each drain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_memory_bytes: Option<u64>,
 }
 
 /// One node of the round.
