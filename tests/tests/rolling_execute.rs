@@ -21,6 +21,9 @@
 //! 4. A round whose migrations cannot finish within `--migration-timeout` (1 s; the sandbox's
 //!    take about 2 s): each is cancelled and reported STUCK, the round stops with exit 3 and
 //!    its state, the VMs stay where they run, and `--abort` gives the node back.
+//!
+//! A second sandbox, at the same time, serves KubeVirt 1.5's API, without
+//! `spec.addedNodeSelector`: a round there is not steered, says so, and counts the extra moves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
@@ -615,4 +618,89 @@ async fn a_stuck_migration_stops_the_round_resumably(kc: &Path) {
     let out = rolling(kc, &["--abort"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(cordoned(kc).is_empty(), "{:?}", cordoned(kc));
+}
+
+/// On a KubeVirt before 1.6 (the sandbox serves 1.5's migration schema, which prunes
+/// `spec.addedNodeSelector`), a round cannot steer: the scheduler chooses the targets, each
+/// step says so, and the report counts the moves the plan would have spared as the cluster
+/// recorded them. node-1 is large and nearly empty, node-3 small and half full, so the
+/// scheduler puts node-2's VMs on node-1, still to come, and they move again; the plan sends
+/// them to node-3, outside the round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_added_node_selector_the_scheduler_chooses_and_the_report_counts_the_extra_moves() {
+    let nodes = [("node-1", "256Gi"), ("node-2", "64Gi"), ("node-3", "16Gi")];
+    let config = SandboxConfig {
+        nodes: nodes
+            .iter()
+            .map(|(n, memory)| NodeTemplate::worker(*n, "16", memory, "110"))
+            .collect(),
+        kubevirt_release: kubevirt_sim::crds::KubeVirtRelease { minor: 5 },
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let kc = sandbox.kubeconfig();
+    let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
+    let half = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: half, namespace: default}\n\
+spec:\n  nodeName: node-3\n  containers: [{name: app, image: app, resources: {requests: {memory: 8Gi}}}]\n";
+    apply(&kc, half, "half");
+    for (node, count) in [("node-1", 4), ("node-2", 2)] {
+        let vms: Vec<String> = (1..=count).map(|i| format!("{node}-vm-{i}")).collect();
+        let manifests: String = vms.iter().map(|n| always_vm(n)).collect();
+        let vm_names: Vec<&str> = vms.iter().map(String::as_str).collect();
+        vm_e2e::start_on(&kc, node, &names, &manifests, &vm_names).await;
+    }
+
+    let round = ["node-1", "node-2"];
+    let out = rolling(&kc, &[&round[..], &["--dry-run", "-o", "json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["nodes"], serde_json::json!(["node-2", "node-1"]), "{plan:#}");
+    assert_eq!(
+        (plan["migrations"].as_u64(), plan["movesAgain"].as_u64()),
+        (Some(6), Some(0))
+    );
+
+    let out = rolling(
+        &kc,
+        &[&round[..], &["--exec", "true", "--yes", "-o", "json"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "Done", "{report:#}");
+    for step in report["steps"].as_array().unwrap() {
+        assert_eq!(step["steered"], false, "{step:#}");
+        assert!(
+            step["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("does not keep spec.addedNodeSelector")),
+            "{step:#}"
+        );
+    }
+    let migrated: usize = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["migrated"].as_array().map_or(0, Vec::len))
+        .sum();
+    let succeeded = round_migrations(&kc)
+        .iter()
+        .filter(|(_, phase)| phase == "Succeeded")
+        .count();
+    assert_eq!(migrated, succeeded, "the report is the cluster's record");
+    assert!(migrated > 6, "node-2's VMs moved again: {report:#}");
+    let status = rolling(&kc, &["--status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        shown.contains(&format!("Migrations: {migrated} (plan: 6;")),
+        "{shown}"
+    );
+
+    let placed = vmi_placements(&kc);
+    assert_eq!(
+        placed.iter().filter(|p| p.contains("=Running/")).count(),
+        6,
+        "{placed:?}"
+    );
+    assert!(cordoned(&kc).is_empty(), "{:?}", cordoned(&kc));
+    assert_eq!(target_labelled(&kc), "", "the steering labels are gone");
 }

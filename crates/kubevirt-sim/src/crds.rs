@@ -20,6 +20,52 @@ const MANAGER: &str = "vm-sandbox";
 /// The namespace of the KubeVirt CR.
 pub const KUBEVIRT_NAMESPACE: &str = "kubevirt";
 
+/// The KubeVirt release whose API the sandbox serves. Only what the tools depend on and our
+/// users' releases (1.3 to 1.9) differ in is modelled: a VirtualMachineInstanceMigration's
+/// `spec.addedNodeSelector` exists from v1.6.0 (kubevirt/kubevirt#12725); before, KubeVirt's
+/// structural CRD schema does not list it, so the API server prunes it on every write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubeVirtRelease {
+    /// `1.<minor>`.
+    pub minor: u32,
+}
+
+impl KubeVirtRelease {
+    /// The release the sandbox serves unless told otherwise.
+    pub const CURRENT: Self = Self { minor: 6 };
+
+    /// Whether migrations keep `spec.addedNodeSelector`.
+    #[must_use]
+    pub fn has_added_node_selector(self) -> bool {
+        self.minor >= 6
+    }
+
+    /// As the KubeVirt CR's status reports it.
+    #[must_use]
+    pub fn version(self) -> String {
+        format!("v1.{}.0-sim", self.minor)
+    }
+
+    /// Parses `1.5` (or `v1.5`, `1.5.2`).
+    ///
+    /// # Errors
+    /// A message naming the text, when it is not a 1.x release.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let bare = text.trim_start_matches('v');
+        let mut parts = bare.split('.');
+        match (parts.next(), parts.next().map(str::parse::<u32>)) {
+            (Some("1"), Some(Ok(minor))) => Ok(Self { minor }),
+            _ => Err(format!("`{text}` is not a KubeVirt release such as 1.5")),
+        }
+    }
+}
+
+impl Default for KubeVirtRelease {
+    fn default() -> Self {
+        Self::CURRENT
+    }
+}
+
 struct Crd {
     group: &'static str,
     versions: &'static [&'static str],
@@ -218,7 +264,20 @@ const CRDS: &[Crd] = &[
     },
 ];
 
-fn crd_object(c: &Crd) -> Value {
+/// The schema of a kind: anything goes, except that before v1.6 a migration's spec has only
+/// the fields KubeVirt's schema listed then that the tools write, and loses any other.
+fn schema(c: &Crd, release: KubeVirtRelease) -> Value {
+    if c.kind == "VirtualMachineInstanceMigration" && !release.has_added_node_selector() {
+        return json!({
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {"spec": {"type": "object", "properties": {"vmiName": {"type": "string"}}}},
+        });
+    }
+    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+fn crd_object(c: &Crd, release: KubeVirtRelease) -> Value {
     let versions: Vec<Value> = c
         .versions
         .iter()
@@ -238,7 +297,7 @@ fn crd_object(c: &Crd) -> Value {
                 "name": v,
                 "served": true,
                 "storage": i == 0,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "schema": {"openAPIV3Schema": schema(c, release)},
                 "subresources": subresources,
                 "additionalPrinterColumns": (c.columns)(),
             })
@@ -261,12 +320,12 @@ fn crd_object(c: &Crd) -> Value {
     })
 }
 
-/// Installs (or updates) the CRDs and waits until they are established.
-pub async fn install(client: &kube::Client) -> Result<()> {
+/// Installs (or updates) the CRDs of `release` and waits until they are established.
+pub async fn install(client: &kube::Client, release: KubeVirtRelease) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let pp = PatchParams::apply(MANAGER).force();
     for c in CRDS {
-        let obj = crd_object(c);
+        let obj = crd_object(c, release);
         let name = format!("{}.{}", c.plural, c.group);
         api.patch(&name, &pp, &Patch::Apply(&obj))
             .await
@@ -307,7 +366,11 @@ pub fn kubevirt_resource(kind: &str) -> ApiResource {
 
 /// Creates the `kubevirt` namespace and the KubeVirt CR (default configuration, status
 /// `Deployed`), unless one exists. `configuration` is the CR's `spec.configuration`.
-pub async fn install_kubevirt_cr(client: &kube::Client, configuration: Value) -> Result<()> {
+pub async fn install_kubevirt_cr(
+    client: &kube::Client,
+    configuration: Value,
+    release: KubeVirtRelease,
+) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KUBEVIRT_NAMESPACE}});
     namespaces
@@ -346,9 +409,9 @@ pub async fn install_kubevirt_cr(client: &kube::Client, configuration: Value) ->
             {"type": "Progressing", "status": "False", "reason": "AllComponentsReady", "message": "All components are ready."},
             {"type": "Degraded", "status": "False", "reason": "AllComponentsReady", "message": "All components are ready."},
         ],
-        "observedKubeVirtVersion": "v1.6.0-sim",
-        "targetKubeVirtVersion": "v1.6.0-sim",
-        "operatorVersion": "v1.6.0-sim",
+        "observedKubeVirtVersion": release.version(),
+        "targetKubeVirtVersion": release.version(),
+        "operatorVersion": release.version(),
     }});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await

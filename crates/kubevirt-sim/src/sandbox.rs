@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::binaries::Binaries;
 use crate::controlplane::{ControlPlane, ControlPlaneOptions, client_from_kubeconfig};
+use crate::crds::KubeVirtRelease;
 use crate::nodes::NodeTemplate;
 use crate::scenario::Scenario;
 use crate::sim::{SimConfig, Simulator};
@@ -36,6 +37,8 @@ pub struct SandboxConfig {
     pub control_plane: ControlPlaneOptions,
     /// How long to wait for the nodes to be Ready.
     pub ready_timeout: Duration,
+    /// The KubeVirt release whose API is served.
+    pub kubevirt_release: KubeVirtRelease,
 }
 
 impl Default for SandboxConfig {
@@ -47,6 +50,7 @@ impl Default for SandboxConfig {
             sim: SimConfig::default(),
             control_plane: ControlPlaneOptions::default(),
             ready_timeout: Duration::from_secs(120),
+            kubevirt_release: KubeVirtRelease::CURRENT,
         }
     }
 }
@@ -85,13 +89,13 @@ impl SandboxConfig {
 
 /// Installs the KubeVirt API and CR, creates the nodes and applies the scenario.
 pub async fn provision(client: &kube::Client, config: &SandboxConfig) -> Result<()> {
-    crate::crds::install(client).await?;
+    crate::crds::install(client, config.kubevirt_release).await?;
     let kv_config = config
         .scenario
         .kubevirt_configuration
         .clone()
         .unwrap_or_else(|| config.kubevirt_configuration.clone());
-    crate::crds::install_kubevirt_cr(client, kv_config).await?;
+    crate::crds::install_kubevirt_cr(client, kv_config, config.kubevirt_release).await?;
     for node in config.all_nodes() {
         node.create(client).await?;
     }

@@ -11,6 +11,7 @@ use kube::api::Api;
 
 use kubevirt_sim::binaries::Binaries;
 use kubevirt_sim::controlplane::{ControlPlane, ControlPlaneOptions, client_from_kubeconfig};
+use kubevirt_sim::crds::KubeVirtRelease;
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::process::{self, ManagedProcess};
 use kubevirt_sim::sandbox::{SandboxConfig, node_is_ready, provision, wait_nodes_ready};
@@ -95,6 +96,10 @@ enum Command {
         /// Seconds to wait for the sandbox to be ready.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// The KubeVirt release whose API to serve (e.g. 1.5: migrations without
+        /// spec.addedNodeSelector, as before 1.6).
+        #[arg(long, default_value = "1.6", value_parser = KubeVirtRelease::parse)]
+        kubevirt_version: KubeVirtRelease,
     },
     /// Stop everything `up` started (and nothing else).
     Down {
@@ -167,6 +172,7 @@ fn main() -> Result<()> {
             migration_unschedulable_timeout_ms,
             evacuation_backoff_ms,
             timeout,
+            kubevirt_version,
         } => {
             let default_node = NodeTemplate::worker("", &node_cpu, &node_memory, &node_pods);
             let scenario = match scenario {
@@ -196,6 +202,7 @@ fn main() -> Result<()> {
                     ..Default::default()
                 },
                 ready_timeout: Duration::from_secs(timeout),
+                kubevirt_release: kubevirt_version,
                 ..Default::default()
             };
             rt.block_on(up(&StateDir::new(&state.state_dir)?, config, vms))
