@@ -23,7 +23,8 @@
 //!    its state, the VMs stay where they run, and `--abort` gives the node back.
 //!
 //! A second sandbox, at the same time, serves KubeVirt 1.5's API, without
-//! `spec.addedNodeSelector`: a round there is not steered, says so, and counts the extra moves.
+//! `spec.addedNodeSelector`: a round there is not steered, says so, and counts the extra moves;
+//! its `--gate` fails once after the first node, which stops the round before the next.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
@@ -623,11 +624,12 @@ async fn a_stuck_migration_stops_the_round_resumably(kc: &Path) {
 /// On a KubeVirt before 1.6 (the sandbox serves 1.5's migration schema, which prunes
 /// `spec.addedNodeSelector`), a round cannot steer: the scheduler chooses the targets, each
 /// step says so, and the report counts the moves the plan would have spared as the cluster
-/// recorded them. node-1 is large and nearly empty, node-3 small and half full, so the
+/// recorded them. The round also has a `--gate` that fails once. node-1 is large and nearly empty, node-3 small and half full, so the
 /// scheduler puts node-2's VMs on node-1, still to come, and they move again; the plan sends
 /// them to node-3, outside the round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_added_node_selector_the_scheduler_chooses_and_the_report_counts_the_extra_moves() {
+async fn without_added_node_selector_the_scheduler_chooses_and_the_report_counts_the_extra_moves_and_a_failed_gate_stops_the_round()
+ {
     let nodes = [("node-1", "256Gi"), ("node-2", "64Gi"), ("node-3", "16Gi")];
     let config = SandboxConfig {
         nodes: nodes
@@ -660,11 +662,39 @@ spec:\n  nodeName: node-3\n  containers: [{name: app, image: app, resources: {re
         (Some(6), Some(0))
     );
 
-    let out = rolling(
-        &kc,
-        &[&round[..], &["--exec", "true", "--yes", "-o", "json"]].concat(),
+    // The operator's --gate fails after the first node until a file exists: the round stops
+    // before the next node, and the same command, once the check passes, goes on.
+    let marks = std::env::temp_dir().join(format!("rolling-gate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&marks);
+    std::fs::create_dir_all(&marks).unwrap();
+    let gate = format!(
+        "echo \"$NODE\" >> {m}/checked && test -e {m}/quorum",
+        m = marks.display()
     );
+    let args = [
+        &round[..],
+        &["--exec", "true", "--gate", &gate, "--yes", "-o", "json"],
+    ]
+    .concat();
+    let out = rolling(&kc, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["status"], "Stopped", "{state:#}");
+    assert!(
+        state["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the --gate check after node node-2 failed")
+                && m.contains("exited with 1")
+                && m.contains("The next node was not touched")),
+        "{state:#}"
+    );
+    assert_eq!(state["steps"][1]["phase"], "Pending", "{state:#}");
+    assert!(cordoned(&kc).is_empty(), "{:?}", cordoned(&kc));
+    std::fs::write(marks.join("quorum"), "").unwrap();
+    let out = rolling(&kc, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(lines(&marks.join("checked")), ["node-2", "node-2", "node-1"]);
+    let _ = std::fs::remove_dir_all(&marks);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "Done", "{report:#}");
     for step in report["steps"].as_array().unwrap() {
