@@ -652,6 +652,15 @@ spec:\n  nodeName: node-3\n  containers: [{name: app, image: app, resources: {re
         vm_e2e::start_on(&kc, node, &names, &manifests, &vm_names).await;
     }
 
+    // No round yet: --status says so; asked for a document, it prints none.
+    let out = rolling(&kc, &["--status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No rolling round is recorded"));
+    let out = rolling(&kc, &["--status", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No rolling round is recorded"));
+
     let round = ["node-1", "node-2"];
     let out = rolling(&kc, &[&round[..], &["--dry-run", "-o", "json"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -207,10 +207,17 @@ impl RoundReporter for Lines {
 /// `--status`: the recorded round, from any terminal; changes nothing.
 pub(crate) async fn status(client: &Client, cli: &Cli) -> Result<ExitStatus, UserError> {
     let Some(stored) = load(client, cli).await? else {
-        println!(
+        let none = format!(
             "No rolling round is recorded in namespace {}.",
             cli.lock_namespace
         );
+        // Scripts asking for a document get none, and the words go where kubectl puts its
+        // "No resources found".
+        if matches!(cli.output, Format::Json | Format::Yaml) {
+            eprintln!("{PROGRAM}: {none}");
+        } else {
+            println!("{none}");
+        }
         return Ok(ExitStatus::Success);
     };
     let st = stored.state;
