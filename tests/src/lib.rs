@@ -21,6 +21,15 @@ pub fn plugin_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// A temp file path no other call makes, in this process or another: tests of one binary run
+/// in parallel in one process, each with its own sandbox, and may write the same kind of file.
+#[must_use]
+pub fn unique_temp_file(tag: &str, extension: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{tag}-{}-{n}.{extension}", std::process::id()))
+}
+
 /// Runs a plugin binary against `kubeconfig` with a clean environment.
 #[must_use]
 pub fn run_plugin(name: &str, kubeconfig: &Path, args: &[&str]) -> Output {
@@ -91,7 +100,7 @@ pub fn impersonating(kubeconfig: &Path, user: &str) -> PathBuf {
 /// run on node-1, then uncordons the others: a node full of VMs, ready to be drained.
 pub fn start_vms_on_node_1(kubeconfig: &Path, manifests: &str, count: usize) {
     let _ = kubectl(kubeconfig, &["cordon", "node-2", "node-3"]);
-    let file = std::env::temp_dir().join(format!("vm-e2e-{}-{count}.yaml", std::process::id()));
+    let file = unique_temp_file("vm-e2e", "yaml");
     std::fs::write(&file, manifests).expect("temp file writable");
     let _ = kubectl(
         kubeconfig,
@@ -211,8 +220,8 @@ pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 pub fn always_vm(name: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n\
-      domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      \
+         domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
     )
 }
 
@@ -252,7 +261,7 @@ pub fn resource_versions(kubeconfig: &Path) -> String {
 pub async fn start_on(kubeconfig: &Path, node: &str, nodes: &[&str], manifests: &str, names: &[&str]) {
     let others: Vec<&str> = nodes.iter().copied().filter(|n| *n != node).collect();
     let _ = kubectl(kubeconfig, &[&["cordon"], others.as_slice()].concat());
-    let file = std::env::temp_dir().join(format!("start-on-{}-{node}.yaml", std::process::id()));
+    let file = unique_temp_file(&format!("start-on-{node}"), "yaml");
     std::fs::write(&file, manifests).expect("the manifests are written");
     let _ = kubectl(kubeconfig, &["apply", "-f", file.to_str().unwrap_or_default()]);
     let _ = std::fs::remove_file(&file);
@@ -264,4 +273,18 @@ pub async fn start_on(kubeconfig: &Path, node: &str, nodes: &[&str], manifests: 
     })
     .await;
     let _ = kubectl(kubeconfig, &[&["uncordon"], others.as_slice()].concat());
+}
+
+#[cfg(test)]
+mod tests {
+    /// The VM's domain sits under `spec.template.spec`: a string continuation in the template
+    /// once ate its indentation, which made it a top-level key and the VMs ask for no memory.
+    #[test]
+    fn the_plain_vm_asks_for_its_memory_in_its_template() {
+        let vm = super::always_vm("web");
+        assert!(
+            vm.contains("\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {resources: {requests: {memory: 1Gi}}}\n"),
+            "{vm}"
+        );
+    }
 }

@@ -135,7 +135,7 @@ fn target_labelled(kc: &Path) -> String {
 }
 
 fn apply(kc: &Path, manifests: &str, tag: &str) {
-    let file = std::env::temp_dir().join(format!("rolling-exec-{tag}-{}.yaml", std::process::id()));
+    let file = vm_e2e::unique_temp_file(&format!("rolling-exec-{tag}"), "yaml");
     std::fs::write(&file, manifests).unwrap();
     let _ = kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
     let _ = std::fs::remove_file(&file);

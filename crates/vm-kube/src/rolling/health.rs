@@ -135,3 +135,46 @@ pub async fn wait_vms_healthy(client: &Client, vms: &[String], timeout: Duration
         tokio::time::sleep(POLL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vmi(spec: serde_json::Value, status: serde_json::Value) -> VirtualMachineInstance {
+        serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": spec, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn a_vm_is_healthy_once_running_and_ready_where_it_has_a_readiness_probe() {
+        assert_eq!(not_healthy(None).as_deref(), Some("no VMI"));
+        let scheduling = vmi(json!({}), json!({"phase": "Scheduling"}));
+        assert_eq!(
+            not_healthy(Some(&scheduling)).as_deref(),
+            Some("VMI phase Scheduling")
+        );
+        // Without a readiness probe, Running is enough, whatever Ready says.
+        let running = vmi(
+            json!({}),
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}),
+        );
+        assert_eq!(not_healthy(Some(&running)), None);
+        // With one, KubeVirt's Ready condition follows the probe: it must be True.
+        let probe = json!({"readinessProbe": {"tcpSocket": {"port": 80}}});
+        let not_ready = vmi(
+            probe.clone(),
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}),
+        );
+        assert_eq!(
+            not_healthy(Some(&not_ready)).as_deref(),
+            Some("Running, but its readiness probe has not passed (Ready is False)")
+        );
+        let unknown = vmi(probe.clone(), json!({"phase": "Running"}));
+        assert!(not_healthy(Some(&unknown)).is_some_and(|w| w.ends_with("(Ready is unknown)")));
+        let ready = vmi(
+            probe,
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+        );
+        assert_eq!(not_healthy(Some(&ready)), None);
+    }
+}
