@@ -10,8 +10,8 @@
 
 mod limits;
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -36,6 +36,17 @@ pub struct ManifestError {
     pub message: String,
 }
 
+/// How the error about a second copy of an object ends.
+const DUPLICATE_ENDING: &str = "each object may appear once";
+
+impl ManifestError {
+    /// Whether this is a second copy of an object ([`Duplicates::Refuse`]).
+    #[must_use]
+    pub fn is_duplicate(&self) -> bool {
+        self.message.ends_with(DUPLICATE_ENDING)
+    }
+}
+
 /// Something worth telling the user that is not an error (an unknown kind, skipped).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
@@ -43,6 +54,26 @@ pub struct Note {
     pub location: String,
     /// What happened.
     pub message: String,
+}
+
+/// What the loader does with a second object of the same kind, namespace and name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Duplicates {
+    /// It is an input error naming both places: merged, the two would be audited as one object
+    /// with every finding twice, and which copy the user meant cannot be known.
+    #[default]
+    Refuse,
+    /// Each copy is read in a layer of its own (`vm-audit --audit-duplicates`): this load keeps
+    /// copy number `layer` (from 1) of the objects in `deep` (those with at least that many
+    /// copies) and the first copy of every other object, and records every copy's origin in
+    /// [`ClusterSnapshot::copies`]. Loading layers 1, 2, ... up to the most copies of any object
+    /// reads every copy once, each beside one copy of everything else.
+    Layer {
+        /// Which copy, from 1.
+        layer: usize,
+        /// The objects that have that many copies.
+        deep: BTreeSet<ObjectRef>,
+    },
 }
 
 /// Splits `text` into documents with the 1-based line each starts on; documents with nothing
@@ -93,6 +124,19 @@ pub fn load_into(
     source_name: &str,
     text: &str,
 ) -> Result<Vec<Note>, ManifestError> {
+    load_into_with(snapshot, source_name, text, &Duplicates::Refuse)
+}
+
+/// [`load_into`], with `duplicates` deciding what a second copy of an object is.
+///
+/// # Errors
+/// As [`load_into`]; with [`Duplicates::Layer`], a second copy is no error.
+pub fn load_into_with(
+    snapshot: &mut ClusterSnapshot,
+    source_name: &str,
+    text: &str,
+    duplicates: &Duplicates,
+) -> Result<Vec<Note>, ManifestError> {
     if text.len() > MAX_INPUT_BYTES {
         return Err(ManifestError {
             source_name: source_name.to_string(),
@@ -105,7 +149,7 @@ pub fn load_into(
             ),
         });
     }
-    load_with_budget(snapshot, source_name, text, MAX_VALUES)
+    load_with_budget(snapshot, source_name, text, MAX_VALUES, duplicates)
 }
 
 /// [`load_into`] with `budget` values for the whole input.
@@ -114,6 +158,7 @@ fn load_with_budget(
     source_name: &str,
     text: &str,
     mut budget: usize,
+    duplicates: &Duplicates,
 ) -> Result<Vec<Note>, ManifestError> {
     let mut notes = Vec::new();
     for (line, doc) in split_documents(text) {
@@ -134,7 +179,7 @@ fn load_with_budget(
                 message: limits::explain(strip_location(&e.to_string())),
             }
         })?;
-        add_value(snapshot, source_name, line, value, &mut notes)?;
+        add_value(snapshot, source_name, line, value, &mut notes, duplicates)?;
     }
     Ok(notes)
 }
@@ -153,6 +198,7 @@ fn add_value(
     line: usize,
     value: Value,
     notes: &mut Vec<Note>,
+    duplicates: &Duplicates,
 ) -> Result<(), ManifestError> {
     let not_object = |message: &str| ManifestError {
         source_name: source_name.to_string(),
@@ -181,7 +227,7 @@ fn add_value(
             return Err(not_object("a List without an `items` sequence"));
         };
         for item in items {
-            add_value(snapshot, source_name, line, item, notes)?;
+            add_value(snapshot, source_name, line, item, notes, duplicates)?;
         }
         return Ok(());
     }
@@ -208,6 +254,7 @@ fn add_value(
         kind: kind.clone(),
         namespace: namespaced.then(|| namespace.unwrap_or("default").to_string()),
         name: name.clone(),
+        source: None,
     };
     let origin = Origin {
         source: source_name.to_string(),
@@ -223,10 +270,20 @@ fn add_value(
             push!($list, value)
         };
         ($list:expr, $value:expr) => {{
-            if named {
-                claim(&mut snapshot.origins, object, origin)?;
-            } else {
-                snapshot.origins.entry(object).or_insert(origin);
+            match duplicates {
+                _ if !named => {
+                    snapshot.origins.entry(object).or_insert(origin);
+                }
+                Duplicates::Refuse => claim(&mut snapshot.origins, object, origin)?,
+                Duplicates::Layer { layer, deep } => {
+                    let copies = snapshot.copies.entry(object.clone()).or_default();
+                    copies.push(origin.clone());
+                    let wanted = if deep.contains(&object) { *layer } else { 1 };
+                    if copies.len() != wanted {
+                        return Ok(());
+                    }
+                    snapshot.origins.insert(object, origin);
+                }
             }
             $list.push(typed($value, source_name, line, &kind, &name)?)
         }};
@@ -307,7 +364,7 @@ fn claim(
         source_name: origin.source,
         line: origin.line,
         column: None,
-        message: format!("duplicate {id}: {places}; each object may appear once"),
+        message: format!("duplicate {id}: {places}; {DUPLICATE_ENDING}"),
     })
 }
 
@@ -368,6 +425,7 @@ completionTimeoutPerGiB: 300, allowAutoConverge: true, allowPostCopy: false, ban
             kind: "MigrationPolicy".into(),
             namespace: None,
             name: "big-vms".into(),
+            source: None,
         };
         assert!(snap.origins.contains_key(&object));
         // A second document with the same name is a duplicate, not a second policy.
@@ -409,6 +467,7 @@ status: {storageClass: ceph-rbd, provisioner: rbd.csi.ceph.com, claimPropertySet
                     kind: kind.into(),
                     namespace: namespace.map(str::to_string),
                     name: name.into(),
+                    source: None,
                 })
                 .map(|o| format!("{}:{}", o.source, o.line))
         };
@@ -581,9 +640,9 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
         let doc = |i| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n{i}}}\n");
         let docs = |n| (0..n).map(doc).collect::<Vec<_>>().join("---\n");
         let mut snap = ClusterSnapshot::default();
-        load_with_budget(&mut snap, "two.yaml", &docs(2), 20).unwrap();
+        load_with_budget(&mut snap, "two.yaml", &docs(2), 20, &Duplicates::Refuse).unwrap();
         let mut snap = ClusterSnapshot::default();
-        let err = load_with_budget(&mut snap, "three.yaml", &docs(3), 20)
+        let err = load_with_budget(&mut snap, "three.yaml", &docs(3), 20, &Duplicates::Refuse)
             .unwrap_err()
             .to_string();
         assert!(
@@ -591,8 +650,8 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
             "{err}"
         );
         let mut snap = ClusterSnapshot::default();
-        load_with_budget(&mut snap, "one.yaml", &doc(9), 9).unwrap();
-        assert!(load_with_budget(&mut snap, "one.yaml", &doc(8), 8).is_err());
+        load_with_budget(&mut snap, "one.yaml", &doc(9), 9, &Duplicates::Refuse).unwrap();
+        assert!(load_with_budget(&mut snap, "one.yaml", &doc(8), 8, &Duplicates::Refuse).is_err());
     }
 
     #[test]
@@ -685,6 +744,63 @@ apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {na
         );
         load_into(&mut snap, "f.yaml", &text).unwrap();
         assert_eq!((snap.vms.len(), snap.vmis.len(), snap.nodes.len()), (2, 1, 1));
+    }
+
+    #[test]
+    fn in_layers_each_copy_is_read_beside_one_copy_of_everything_else() {
+        let vm = |strategy: &str| {
+            format!(
+                "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: web, namespace: prod}}\nspec: {{runStrategy: {strategy}}}\n"
+            )
+        };
+        let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n";
+        let inputs = [
+            ("a.yaml", format!("{node}---\n{}", vm("Always"))),
+            ("b.yaml", vm("Manual")),
+            ("c.yaml", vm("Halted")),
+        ];
+        let web = ObjectRef {
+            kind: "VirtualMachine".into(),
+            namespace: Some("prod".into()),
+            name: "web".into(),
+            source: None,
+        };
+        let load = |duplicates: &Duplicates| {
+            let mut snap = ClusterSnapshot::default();
+            for (name, text) in &inputs {
+                load_into_with(&mut snap, name, text, duplicates).unwrap();
+            }
+            snap
+        };
+        let strategy = |snap: &ClusterSnapshot| {
+            assert_eq!(snap.vms.len(), 1, "one copy at a time");
+            assert_eq!(snap.nodes.len(), 1, "the rest once");
+            snap.vms[0].spec.run_strategy.clone().unwrap_or_default()
+        };
+        let first = load(&Duplicates::Layer {
+            layer: 1,
+            deep: BTreeSet::new(),
+        });
+        assert_eq!(strategy(&first), "Always");
+        let places: Vec<String> = first.copies[&web]
+            .iter()
+            .map(|o| format!("{}:{}", o.source, o.line))
+            .collect();
+        assert_eq!(places, ["a.yaml:5", "b.yaml:1", "c.yaml:1"]);
+        for (layer, expected, place) in [(2, "Manual", "b.yaml"), (3, "Halted", "c.yaml")] {
+            let deep = BTreeSet::from([web.clone()]);
+            let snap = load(&Duplicates::Layer { layer, deep });
+            assert_eq!(strategy(&snap), expected);
+            assert_eq!(
+                snap.origins[&web].source, place,
+                "the copy read is the one located"
+            );
+        }
+        // Refused, as by default.
+        let mut snap = ClusterSnapshot::default();
+        load_into(&mut snap, "a.yaml", &inputs[0].1).unwrap();
+        let err = load_into(&mut snap, "b.yaml", &inputs[1].1).unwrap_err();
+        assert!(err.is_duplicate(), "{err}");
     }
 
     #[test]

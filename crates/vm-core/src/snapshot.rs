@@ -67,6 +67,9 @@ pub struct ClusterSnapshot {
     pub storage_classes: Vec<StorageClass>,
     /// Where each object read from a manifest came from (empty for live snapshots).
     pub origins: BTreeMap<ObjectRef, Origin>,
+    /// Where every copy of each named object came from, in input order, when the input was
+    /// read with [`Duplicates::Layer`](crate::manifest::Duplicates::Layer) (empty otherwise).
+    pub copies: BTreeMap<ObjectRef, Vec<Origin>>,
 }
 
 /// The file and line an object was read from.

@@ -107,6 +107,7 @@ fn known_objects(s: &ClusterSnapshot) -> Vec<ObjectRef> {
             kind: kind.to_string(),
             namespace: (kind != "Node").then(|| meta.namespace.clone().unwrap_or_else(|| "default".into())),
             name: meta.name.clone().unwrap_or_default(),
+            source: None,
         }));
     }
     known

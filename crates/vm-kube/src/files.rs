@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use vm_core::manifest::{MAX_INPUT_BYTES, ManifestError, Note, load_into};
+use vm_core::manifest::{Duplicates, MAX_INPUT_BYTES, ManifestError, Note, load_into_with};
 use vm_core::snapshot::ClusterSnapshot;
 
 /// The most bytes read from one file or from stdin ([`MAX_INPUT_BYTES`]): a bigger file is
@@ -54,17 +54,35 @@ pub enum FileError {
     Manifest(#[from] ManifestError),
 }
 
-/// Reads every input (`-` is stdin) into one snapshot, returning notes about skipped objects.
+/// One input, read whole.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Its name in messages: the file's path, or `-` for stdin.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// Reads every input (`-` is stdin) into one snapshot, returning notes about skipped objects;
+/// a second copy of an object is an error.
 ///
 /// # Errors
 /// The first input that cannot be read or parsed.
 pub fn load(inputs: &[PathBuf], stdin: &mut dyn Read) -> Result<(ClusterSnapshot, Vec<Note>), FileError> {
-    let mut snapshot = ClusterSnapshot::default();
-    let mut notes = Vec::new();
+    load_inputs(&read(inputs, stdin)?, &Duplicates::Refuse)
+}
+
+/// Reads every input (`-` is stdin, directories recursively, in name order) once, so that it
+/// can be loaded more than once (stdin cannot be read twice).
+///
+/// # Errors
+/// The first input that cannot be read, or that is not text.
+pub fn read(inputs: &[PathBuf], stdin: &mut dyn Read) -> Result<Vec<Input>, FileError> {
+    let mut read = Vec::new();
     for input in inputs {
         if input.as_os_str() == "-" {
             let bytes = read_limited(stdin, Path::new("-"))?;
-            notes.extend(load_bytes(&mut snapshot, "-", &bytes)?);
+            read.push(text_of("-", bytes)?);
             continue;
         }
         let meta = std::fs::metadata(input).map_err(|e| unreadable(input, &e))?;
@@ -76,11 +94,33 @@ pub fn load(inputs: &[PathBuf], stdin: &mut dyn Read) -> Result<(ClusterSnapshot
                 });
             }
             for file in files {
-                notes.extend(load_file(&mut snapshot, &file)?);
+                read.push(read_file(&file)?);
             }
         } else {
-            notes.extend(load_file(&mut snapshot, input)?);
+            read.push(read_file(input)?);
         }
+    }
+    Ok(read)
+}
+
+/// Loads `inputs` into one snapshot, `duplicates` deciding what a second copy of an object
+/// is; returns notes about skipped objects.
+///
+/// # Errors
+/// The first input that cannot be parsed.
+pub fn load_inputs(
+    inputs: &[Input],
+    duplicates: &Duplicates,
+) -> Result<(ClusterSnapshot, Vec<Note>), FileError> {
+    let mut snapshot = ClusterSnapshot::default();
+    let mut notes = Vec::new();
+    for input in inputs {
+        notes.extend(load_into_with(
+            &mut snapshot,
+            &input.name,
+            &input.text,
+            duplicates,
+        )?);
     }
     Ok((snapshot, notes))
 }
@@ -117,7 +157,7 @@ fn manifests_under(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
     Ok(found)
 }
 
-fn load_file(snapshot: &mut ClusterSnapshot, path: &Path) -> Result<Vec<Note>, FileError> {
+fn read_file(path: &Path) -> Result<Input, FileError> {
     let mut file = std::fs::File::open(path).map_err(|e| unreadable(path, &e))?;
     let meta = file.metadata().map_err(|e| unreadable(path, &e))?;
     if meta.is_file() && meta.len() > MAX_FILE_BYTES {
@@ -128,7 +168,7 @@ fn load_file(snapshot: &mut ClusterSnapshot, path: &Path) -> Result<Vec<Note>, F
     }
     // Pipes, devices and files that grow are stopped at the limit as they are read.
     let bytes = read_limited(&mut file, path)?;
-    load_bytes(snapshot, &path.display().to_string(), &bytes)
+    text_of(&path.display().to_string(), bytes)
 }
 
 /// Reads `reader` to its end, or refuses once it has given more than [`MAX_FILE_BYTES`].
@@ -147,18 +187,22 @@ fn read_limited(reader: &mut dyn Read, path: &Path) -> Result<Vec<u8>, FileError
     Ok(bytes)
 }
 
-fn load_bytes(snapshot: &mut ClusterSnapshot, name: &str, bytes: &[u8]) -> Result<Vec<Note>, FileError> {
+/// `bytes` as text: UTF-8 without NUL bytes, else [`FileError::NotText`].
+fn text_of(name: &str, bytes: Vec<u8>) -> Result<Input, FileError> {
     if let Some(pos) = bytes.iter().position(|b| *b == 0) {
         return Err(FileError::NotText {
             path: name.into(),
             reason: format!("NUL byte at offset {pos}"),
         });
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| FileError::NotText {
+    let text = String::from_utf8(bytes).map_err(|e| FileError::NotText {
         path: name.into(),
-        reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        reason: format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
     })?;
-    Ok(load_into(snapshot, name, text)?)
+    Ok(Input {
+        name: name.to_string(),
+        text,
+    })
 }
 
 #[cfg(test)]

@@ -247,6 +247,7 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
         leases: Vec::new(),
         volume_attachments: Vec::new(),
         origins: Default::default(),
+        copies: Default::default(),
     })
 }
 

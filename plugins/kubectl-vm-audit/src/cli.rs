@@ -47,6 +47,13 @@ pub struct Cli {
     #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
     pub files: Vec<PathBuf>,
 
+    /// With -f: an object given more than once (same kind, namespace and name, in two files
+    /// say) is audited once per copy, each shown with its file and line, instead of being an
+    /// input error. Each copy is audited beside the same-numbered copy of every other object
+    /// given as often (the first copy of the rest).
+    #[arg(long, requires = "files")]
+    pub audit_duplicates: bool,
+
     /// kubectl connection flags (live mode).
     #[command(flatten)]
     pub kube: KubeArgs,

@@ -2,10 +2,13 @@
 
 use std::io::{ErrorKind, Write};
 
+use std::collections::{BTreeMap, BTreeSet};
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
-use vm_core::audit::{AuditOptions, Severity, audit_with};
+
+use vm_core::audit::{AuditOptions, AuditReport, ObjectRef, Severity, audit_with};
 use vm_core::labels::LabelQuery;
+use vm_core::manifest::Duplicates;
 use vm_core::snapshot::ClusterSnapshot;
 use vm_kube::live::{LiveScope, snapshot};
 
@@ -66,17 +69,16 @@ fn run(cli: &Cli) -> Result<ExitStatus, Failure> {
         rules_cmd::explain(id, &mut out).map_err(UserError::new)??;
         return Ok(ExitStatus::Success);
     }
-    let snapshot = if cli.files.is_empty() {
-        load_live(cli)?
-    } else {
-        load_files(cli)?
+    let options = AuditOptions {
+        max_migration_seconds: cli.max_migration_time.map(|d| d.as_secs()),
     };
-    let report = audit_with(
-        &snapshot,
-        &AuditOptions {
-            max_migration_seconds: cli.max_migration_time.map(|d| d.as_secs()),
-        },
-    );
+    let (snapshot, report) = if cli.files.is_empty() {
+        let snapshot = load_live(cli)?;
+        let report = audit_with(&snapshot, &options);
+        (snapshot, report)
+    } else {
+        audit_files(cli, &options)?
+    };
     let fail_on: Severity = cli.fail_on.into();
     let options = RenderOptions {
         format: cli.output,
@@ -93,9 +95,63 @@ fn run(cli: &Cli) -> Result<ExitStatus, Failure> {
     })
 }
 
-fn load_files(cli: &Cli) -> Result<ClusterSnapshot, UserError> {
-    let (mut snapshot, notes) = vm_kube::files::load(&cli.files, &mut std::io::stdin().lock())?;
-    for note in notes {
+/// File mode: the inputs read once, then audited; with `--audit-duplicates`, once per layer
+/// of copies (see [`Duplicates::Layer`]), each copy's entries marked with its file and line.
+fn audit_files(cli: &Cli, options: &AuditOptions) -> Result<(ClusterSnapshot, AuditReport), UserError> {
+    let inputs = vm_kube::files::read(&cli.files, &mut std::io::stdin().lock())?;
+    if !cli.audit_duplicates {
+        let snapshot = load_layer(cli, &inputs, &Duplicates::Refuse, true)?;
+        let report = audit_with(&snapshot, options);
+        return Ok((snapshot, report));
+    }
+    let first = Duplicates::Layer {
+        layer: 1,
+        deep: BTreeSet::new(),
+    };
+    let snapshot = load_layer(cli, &inputs, &first, true)?;
+    let copies = snapshot.copies.clone();
+    let source_of = |layer: usize| -> BTreeMap<ObjectRef, String> {
+        copies
+            .iter()
+            .filter(|(_, origins)| origins.len() > 1 && origins.len() >= layer)
+            .map(|(object, origins)| {
+                let o = &origins[layer - 1];
+                (object.clone(), format!("{}:{}", o.source, o.line))
+            })
+            .collect()
+    };
+    let mut report = audit_with(&snapshot, options);
+    report.mark_copies(&source_of(1), false);
+    let most = copies.values().map(Vec::len).max().unwrap_or(1);
+    for layer in 2..=most {
+        let sources = source_of(layer);
+        let deep = sources.keys().cloned().collect();
+        let copy = load_layer(cli, &inputs, &Duplicates::Layer { layer, deep }, false)?;
+        let mut more = audit_with(&copy, options);
+        more.mark_copies(&sources, true);
+        report.merge(more);
+    }
+    Ok((snapshot, report))
+}
+
+/// The inputs loaded with `duplicates`, then narrowed to `-n`/`-l`; notes printed if `notes`
+/// (once, not for every layer).
+fn load_layer(
+    cli: &Cli,
+    inputs: &[vm_kube::files::Input],
+    duplicates: &Duplicates,
+    notes: bool,
+) -> Result<ClusterSnapshot, UserError> {
+    let (mut snapshot, found) = vm_kube::files::load_inputs(inputs, duplicates).map_err(|e| {
+        let duplicate = matches!(&e, vm_kube::files::FileError::Manifest(m) if m.is_duplicate());
+        let err = UserError::from(e);
+        if duplicate {
+            err.hint("keep one copy, or pass --audit-duplicates to audit each copy apart")
+        } else {
+            err
+        }
+    })?;
+    for note in found.iter().filter(|_| notes) {
         eprintln!("note: {}: {}", note.location, note.message);
     }
     let query = match &cli.selector {

@@ -363,6 +363,74 @@ spec: {runStrategy: Always}\n";
 }
 
 #[test]
+fn with_audit_duplicates_each_copy_is_audited_apart_with_its_place() {
+    // The same VM in two files: Always in a.yaml, Manual in b.yaml. KubeVirt would run
+    // whichever is applied last, so each copy is judged as if it were the one applied.
+    let dir = tempfile::tempdir().unwrap();
+    let vm = |strategy: &str| {
+        format!(
+            "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: web, namespace: prod}}\n\
+spec: {{runStrategy: {strategy}}}\n"
+        )
+    };
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n";
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, format!("{node}---\n{}", vm("Always"))).unwrap();
+    std::fs::write(&b, vm("Manual")).unwrap();
+    let (doc, code) = run_json(&["-f", path(dir.path()), "--audit-duplicates"]);
+    assert_eq!(code, 1, "{doc:#}");
+    let rules_of = |source: String| -> Vec<String> {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["name"] == "web" && f["source"] == source.as_str())
+            .map(|f| f["rule"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = rules_of(format!("{}:5", a.display()));
+    let second = rules_of(format!("{}:1", b.display()));
+    assert!(!first.is_empty() && !second.is_empty(), "{doc:#}");
+    assert!(
+        !first.contains(&"run-strategy-not-restarting".to_string()),
+        "{first:?}"
+    );
+    assert!(
+        second.contains(&"run-strategy-not-restarting".to_string()),
+        "{second:?}"
+    );
+    // Never merged: every finding on web names its copy, and the other findings are the same
+    // for both copies apart from the run strategy.
+    let on_web = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == "web");
+    assert!(on_web.clone().all(|f| f["source"].is_string()), "{doc:#}");
+    assert_eq!(first.len() + 1, second.len(), "{first:?} {second:?}");
+    assert_eq!(
+        doc["summary"]["objects"], 3,
+        "node-1 and two copies of web: {doc:#}"
+    );
+
+    // The table shows each copy with its place; without the flag the input is refused with
+    // the way out.
+    let (mut cmd, _home) = audit();
+    cmd.args(["-f", path(dir.path()), "--audit-duplicates"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!(
+            "VirtualMachine prod/web ({}:1)",
+            b.display()
+        )));
+    let (mut cmd, _home) = audit();
+    cmd.args(["-f", path(dir.path())])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --audit-duplicates"));
+}
+
+#[test]
 fn unknown_kinds_are_skipped_with_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mixed.yaml");

@@ -1,5 +1,6 @@
 //! Findings and the report: the JSON shape here is a stable contract (`vm-audit/v1`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -73,7 +74,7 @@ impl fmt::Display for Category {
 }
 
 /// The object a finding is about.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct ObjectRef {
     /// Kubernetes kind, e.g. `VirtualMachine`.
     pub kind: String,
@@ -82,13 +83,36 @@ pub struct ObjectRef {
     pub namespace: Option<String>,
     /// Object name.
     pub name: String,
+    /// `file:line` of this copy, for an object the input holds more than once and that is
+    /// audited once per copy (`vm-audit --audit-duplicates`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl ObjectRef {
+    /// `kind ns/name` (or `kind name`), then ` (file:line)` for one copy of several.
+    #[must_use]
+    pub fn words(&self) -> String {
+        let id = match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        };
+        match &self.source {
+            Some(source) => format!("{id} ({source})"),
+            None => id,
+        }
+    }
 }
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.namespace {
-            Some(ns) => write!(f, "{}/{ns}/{}", self.kind, self.name),
-            None => write!(f, "{}/{}", self.kind, self.name),
+            Some(ns) => write!(f, "{}/{ns}/{}", self.kind, self.name)?,
+            None => write!(f, "{}/{}", self.kind, self.name)?,
+        }
+        match &self.source {
+            Some(source) => write!(f, " ({source})"),
+            None => Ok(()),
         }
     }
 }
@@ -155,6 +179,30 @@ impl AuditReport {
     #[must_use]
     pub fn fails_at(&self, threshold: Severity) -> bool {
         self.findings.iter().any(|f| f.severity >= threshold)
+    }
+
+    /// Marks what concerns the objects of `sources` (by kind, namespace and name) with the
+    /// `file:line` of the copy audited, for `--audit-duplicates`; with `only`, drops the rest.
+    pub fn mark_copies(&mut self, sources: &BTreeMap<ObjectRef, String>, only: bool) {
+        let mark = |object: &mut ObjectRef| {
+            let source = sources.get(object).cloned();
+            let known = source.is_some();
+            if known {
+                object.source = source;
+            }
+            known || !only
+        };
+        self.audited.retain_mut(|o| mark(o));
+        self.findings.retain_mut(|f| mark(&mut f.object));
+        self.suppressed.retain_mut(|f| mark(&mut f.object));
+    }
+
+    /// Adds the entries of `other` (another copy's audit), keeping the order.
+    pub fn merge(&mut self, other: AuditReport) {
+        self.audited.extend(other.audited);
+        self.findings.extend(other.findings);
+        self.suppressed.extend(other.suppressed);
+        self.sort();
     }
 
     pub(crate) fn sort(&mut self) {

@@ -115,6 +115,7 @@ fn object_ref(kind: &str, meta: &ObjectMeta) -> ObjectRef {
         kind: kind.to_string(),
         namespace: Some(meta.namespace.clone().unwrap_or_else(|| "default".into())),
         name: meta.name.clone().unwrap_or_default(),
+        source: None,
     }
 }
 

@@ -52,7 +52,10 @@ pub(super) fn write(report: &AuditReport, fail_on: Severity, out: &mut dyn Write
             out,
             r#"    <testcase classname="{}" name="{}">"#,
             escape(&class),
-            escape(&object.name)
+            escape(&match &object.source {
+                Some(source) => format!("{} ({source})", object.name),
+                None => object.name.clone(),
+            })
         )?;
         let mut below = Vec::new();
         for f in findings_of(report, object) {

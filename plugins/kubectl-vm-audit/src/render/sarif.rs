@@ -39,10 +39,18 @@ pub(super) fn write(
             let mut location = json!({
                 "logicalLocations": [{"fullyQualifiedName": f.object.to_string(), "kind": "resource"}]
             });
-            if let Some(origin) = snapshot.origins.get(&f.object) {
+            // A copy audited on its own (--audit-duplicates) carries its own place.
+            let place = match f.object.source.as_deref().and_then(|s| s.rsplit_once(':')) {
+                Some((uri, line)) => line.parse::<usize>().ok().map(|line| (uri.to_string(), line)),
+                None => snapshot
+                    .origins
+                    .get(&f.object)
+                    .map(|o| (o.source.clone(), o.line)),
+            };
+            if let Some((uri, line)) = place {
                 location["physicalLocation"] = json!({
-                    "artifactLocation": {"uri": origin.source},
-                    "region": {"startLine": origin.line},
+                    "artifactLocation": {"uri": uri},
+                    "region": {"startLine": line},
                 });
             }
             json!({

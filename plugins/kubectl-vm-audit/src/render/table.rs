@@ -18,10 +18,7 @@ fn severity_cell(severity: Severity, color: bool) -> Cell {
 }
 
 fn object_label(f: &Finding) -> String {
-    match &f.object.namespace {
-        Some(ns) => format!("{} {ns}/{}", f.object.kind, f.object.name),
-        None => format!("{} {}", f.object.kind, f.object.name),
-    }
+    f.object.words()
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -149,6 +149,7 @@ pub(crate) fn check_nodes<'a>(
             kind: "Node".into(),
             namespace: None,
             name: name.to_string(),
+            source: None,
         };
         let mut findings = Vec::new();
         let mut out = Out::new(&object, &mut findings);

@@ -96,6 +96,7 @@ pub(crate) fn check_pdbs<'a>(
             kind: "PodDisruptionBudget".into(),
             namespace: Some(namespace.to_string()),
             name: pdb.metadata.name.clone().unwrap_or_default(),
+            source: None,
         };
         let mut findings = Vec::new();
         let mut out = Out::new(&object, &mut findings);
