@@ -27,6 +27,7 @@
 //! its `--gate` fails once after the first node, which stops the round before the next.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -81,6 +82,31 @@ fn spawn(kc: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the plugin starts")
+}
+
+/// Waits, as [`wait_until`] does, until `check` holds while `child` runs; if the child ends
+/// first, fails at once with what it printed.
+async fn while_running(child: &mut Child, what: &str, mut check: impl FnMut() -> bool) {
+    let mut ended = None;
+    wait_until(what, || {
+        ended = child.try_wait().ok().flatten();
+        check() || ended.is_some()
+    })
+    .await;
+    if let Some(status) = ended.filter(|_| !check()) {
+        let mut printed = String::new();
+        for pipe in [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut pipe = pipe;
+            let _ = pipe.read_to_string(&mut printed);
+        }
+        panic!("the plugin ended ({status}) before {what}:\n{printed}");
+    }
 }
 
 /// SIGKILL to the child's whole process group: the plugin and the command it runs.
@@ -218,7 +244,11 @@ fn sample_free_memory(kc: &Path) -> (Arc<AtomicBool>, JoinHandle<(u64, usize)>) 
     let handle = std::thread::spawn(move || {
         let (mut least, mut samples) = (u64::MAX, 0);
         while !flag.load(Ordering::Relaxed) {
-            least = least.min(free_memory_by_node(&kc).values().sum());
+            // Once the test has failed and its sandbox is gone, kubectl fails too: stop quietly.
+            let Ok(free) = std::panic::catch_unwind(|| free_memory_by_node(&kc)) else {
+                break;
+            };
+            least = least.min(free.values().sum());
             samples += 1;
             std::thread::sleep(Duration::from_secs(1));
         }
@@ -297,8 +327,11 @@ async fn round_with_exec_killed_twice(sandbox: &Sandbox, kc: &Path, all_vms: &[S
     assert_eq!(state["steps"][0]["phase"], "Draining", "{state:#}");
 
     // Resumed, then killed while its --exec reboots a node.
-    let second = spawn(kc, &args);
-    wait_until("a maintenance began", || !lines(&marks.join("began")).is_empty()).await;
+    let mut second = spawn(kc, &args);
+    while_running(&mut second, "a maintenance began", || {
+        !lines(&marks.join("began")).is_empty()
+    })
+    .await;
     let out = kill_group(second);
     assert_eq!(out.status.code(), None, "killed: {}", text(&out));
     let state = status_json(kc);

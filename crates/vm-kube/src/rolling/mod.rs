@@ -264,7 +264,11 @@ impl Round<'_> {
             let step = &self.stored.state.steps[i];
             step.phase == Phase::Draining && step.steered
         };
-        let floor = opts.min_free_memory_bytes.map(|b| b as f64);
+        // The floor is checked before a drain starts. A drain resumed mid-way was checked when
+        // it started, and its migrations in flight hold room on their targets that a plan of
+        // the rest would count again.
+        let fresh = self.stored.state.steps[i].phase == Phase::Pending;
+        let floor = opts.min_free_memory_bytes.filter(|_| fresh).map(|b| b as f64);
         let chosen =
             choose_plan(&snap, &node, &to_come, &policy, was_steered)?.and_then(|(plan, steered)| {
                 let free = vm_core::rolling::room_during(&snap, &node, &plan).memory;
