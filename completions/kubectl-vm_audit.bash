@@ -23,7 +23,7 @@ _kubectl__vm_audit() {
 
     case "${cmd}" in
         kubectl__vm_audit)
-            opts="-f -s -n -A -l -o -v -h -V --filename --kubeconfig --context --cluster --user --server --token --certificate-authority --tls-server-name --insecure-skip-tls-verify --as --as-group --request-timeout --namespace --all-namespaces --selector --output --fail-on --max-migration-time --explain --list-rules --v --help --version"
+            opts="-f -s -n -A -l -o -v -h -V --filename --audit-duplicates --kubeconfig --context --cluster --user --server --token --certificate-authority --tls-server-name --insecure-skip-tls-verify --as --as-group --request-timeout --namespace --all-namespaces --selector --output --fail-on --max-migration-time --explain --list-rules --v --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

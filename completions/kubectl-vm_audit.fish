@@ -26,6 +26,7 @@ error\t''"
 complete -c kubectl-vm_audit -l max-migration-time -d 'Flag VMs whose migration KubeVirt lets run longer than this (e.g. 30m, 1h): their memory times completionTimeoutPerGiB, from the KubeVirt CR or the MigrationPolicy that selects them (rule migration-timeout-exceeds-limit). Off by default' -r
 complete -c kubectl-vm_audit -l explain -d 'Explain one rule: what it checks, why it matters, how to fix it' -r
 complete -c kubectl-vm_audit -s v -l v -d 'Number for the log level verbosity, as kubectl\'s -v=N: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr' -r
+complete -c kubectl-vm_audit -l audit-duplicates -d 'With -f: an object given more than once (same kind, namespace and name, in two files say) is audited once per copy, each shown with its file and line, instead of being an input error. Each copy is audited beside the same-numbered copy of every other object given as often (the first copy of the rest)'
 complete -c kubectl-vm_audit -s A -l all-namespaces -d 'Look in every namespace'
 complete -c kubectl-vm_audit -l list-rules -d 'List every rule with its id, severity and category'
 complete -c kubectl-vm_audit -s h -l help -d 'Print help (see more with \'--help\')'

@@ -47,6 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'kubectl-vm_audit' -ScriptBlock 
             [CompletionResult]::new('--explain', '--explain', [CompletionResultType]::ParameterName, 'Explain one rule: what it checks, why it matters, how to fix it')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Number for the log level verbosity, as kubectl''s -v=N: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr')
             [CompletionResult]::new('--v', '--v', [CompletionResultType]::ParameterName, 'Number for the log level verbosity, as kubectl''s -v=N: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr')
+            [CompletionResult]::new('--audit-duplicates', '--audit-duplicates', [CompletionResultType]::ParameterName, 'With -f: an object given more than once (same kind, namespace and name, in two files say) is audited once per copy, each shown with its file and line, instead of being an input error. Each copy is audited beside the same-numbered copy of every other object given as often (the first copy of the rest)')
             [CompletionResult]::new('-A', '-A ', [CompletionResultType]::ParameterName, 'Look in every namespace')
             [CompletionResult]::new('--all-namespaces', '--all-namespaces', [CompletionResultType]::ParameterName, 'Look in every namespace')
             [CompletionResult]::new('--list-rules', '--list-rules', [CompletionResultType]::ParameterName, 'List every rule with its id, severity and category')

@@ -51,6 +51,7 @@ junit\:"JUnit XML, one test case per object, for CI dashboards"))' \
 '--explain=[Explain one rule\: what it checks, why it matters, how to fix it]:RULE:_default' \
 '*-v+[Number for the log level verbosity, as kubectl'\''s -v=N\: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr]::LEVEL:_default' \
 '*--v=[Number for the log level verbosity, as kubectl'\''s -v=N\: 2 info, 4 debug, 6 trace (-v, -vv, -vvv for short); logs go to stderr]::LEVEL:_default' \
+'--audit-duplicates[With -f\: an object given more than once (same kind, namespace and name, in two files say) is audited once per copy, each shown with its file and line, instead of being an input error. Each copy is audited beside the same-numbered copy of every other object given as often (the first copy of the rest)]' \
 '-A[Look in every namespace]' \
 '--all-namespaces[Look in every namespace]' \
 '(--explain)--list-rules[List every rule with its id, severity and category]' \

@@ -409,8 +409,8 @@ spec: {{runStrategy: {strategy}}}\n"
     assert!(on_web.clone().all(|f| f["source"].is_string()), "{doc:#}");
     assert_eq!(first.len() + 1, second.len(), "{first:?} {second:?}");
     assert_eq!(
-        doc["summary"]["objects"], 3,
-        "node-1 and two copies of web: {doc:#}"
+        doc["summary"]["objects"], 2,
+        "the two copies of web (node-1 is context, not audited): {doc:#}"
     );
 
     // The table shows each copy with its place; without the flag the input is refused with
