@@ -223,7 +223,8 @@ fn table(plan: &RollingPlan, wide: bool, out: &mut dyn Write) -> std::io::Result
             stopped.join(", ")
         )?;
     }
-    let n = plan.nodes.len();
+    // The round's nodes: those ordered, and those a blocked round never reached.
+    let n = plan.nodes.len() + plan.failing_step.as_ref().map_or(0, |f| f.not_reached.len());
     match &plan.failing_step {
         None => writeln!(out, "Rolling plan for {n} node(s): feasible."),
         Some(fail) => {
@@ -246,7 +247,42 @@ fn table(plan: &RollingPlan, wide: bool, out: &mut dyn Write) -> std::io::Result
 
 #[cfg(test)]
 mod tests {
-    use super::duration;
+    use super::*;
+
+    /// Three full nodes: 3 × 21Gi of VMs on 32Gi nodes, nowhere to put a whole node's VMs.
+    fn blocked_plan() -> RollingPlan {
+        let mut docs = String::new();
+        for n in ["n1", "n2", "n3"] {
+            docs.push_str(&format!(
+                "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {n}, labels: {{kubevirt.io/schedulable: 'true'}}}}\n\
+status: {{allocatable: {{cpu: '16', memory: 32Gi, pods: '110'}}, conditions: [{{type: Ready, status: 'True'}}]}}\n"
+            ));
+            for i in 0..3 {
+                docs.push_str(&format!(
+                    "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: {n}-vm{i}, namespace: prod}}\n\
+spec: {{evictionStrategy: LiveMigrate, domain: {{resources: {{requests: {{memory: 7Gi}}}}}}}}\n\
+status: {{phase: Running, nodeName: {n}, conditions: [{{type: LiveMigratable, status: 'True'}}]}}\n"
+                ));
+            }
+        }
+        let mut snapshot = vm_core::snapshot::ClusterSnapshot::default();
+        vm_core::manifest::load_into(&mut snapshot, "test", &docs).unwrap();
+        let round: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        plan_rolling(&snapshot, &round, &RollingPolicy::default()).unwrap()
+    }
+
+    #[test]
+    fn a_blocked_round_counts_every_node_of_the_round_and_names_those_not_reached() {
+        let plan = blocked_plan();
+        let mut out = Vec::new();
+        table(&plan, false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Rolling plan for 3 node(s): BLOCKED at step 1 (node n1):"),
+            "{text}"
+        );
+        assert!(text.contains("Not reached: n2, n3."), "{text}");
+    }
 
     #[test]
     fn durations_read_as_an_operator_writes_them() {
