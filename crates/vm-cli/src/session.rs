@@ -66,8 +66,8 @@ pub async fn connection(kube: &KubeArgs, hint: &str) -> Result<Connection, UserE
 
 /// Refuses, before anything changes, when the user lacks a permission in `needed`: every missing
 /// one is named, one a line, with the `kubectl auth can-i` lines that check the first few and
-/// the role that grants them all. With `--as`, the API server answers for the impersonated
-/// user (and groups), and the refusal names them.
+/// the role that grants them all. With `--as` (or a kubeconfig user entry that impersonates),
+/// the API server answers for the impersonated user (and groups), and the refusal names them.
 ///
 /// # Errors
 /// The API server denied at least one permission.
@@ -80,11 +80,8 @@ pub async fn check_access(
     let Err(missing) = access::check(client, needed).await else {
         return Ok(());
     };
-    Err(refusal(
-        &missing.0,
-        kube.connect_options().acting_as().as_ref(),
-        role,
-    ))
+    let who = vm_kube::client::acting_as(&kube.connect_options()).await;
+    Err(refusal(&missing.0, who.as_ref(), role))
 }
 
 /// The refusal of [`check_access`] for the `missing` permissions of `who` (the user of the

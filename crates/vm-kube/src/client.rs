@@ -138,6 +138,19 @@ pub struct Connection {
     pub default_namespace: String,
 }
 
+/// Whose rights the API server applies to requests made with `opts`: the `--as` flags, or else
+/// the impersonation of the kubeconfig's user entry (`as:`, `as-groups:`); `None` when neither
+/// impersonates. When the kubeconfig cannot be read, the flags alone answer.
+pub async fn acting_as(opts: &ConnectOptions) -> Option<Impersonation> {
+    match config(opts).await {
+        Ok((config, _)) => config.auth_info.impersonate.map(|user| Impersonation {
+            user,
+            groups: config.auth_info.impersonate_groups.unwrap_or_default(),
+        }),
+        Err(_) => opts.acting_as(),
+    }
+}
+
 /// Builds a client as kubectl would from `opts`.
 ///
 /// Certificates are verified against the kubeconfig's CA (or `--certificate-authority`);
@@ -769,6 +782,40 @@ users:
             config.auth_info.impersonate_groups, None,
             "the entry's as-groups are not kept"
         );
+    }
+
+    #[test]
+    fn the_acting_identity_is_the_flags_or_else_the_kubeconfigs_impersonation() {
+        let fixture = Fixture::new();
+        let acting = |opts: &ConnectOptions| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(acting_as(opts))
+        };
+        // alice's entry says `as: someone`, `as-groups: [old-group]`.
+        let from_entry = Impersonation {
+            user: "someone".into(),
+            groups: vec!["old-group".into()],
+        };
+        assert_eq!(acting(&fixture.options()), Some(from_entry));
+        let jane = ConnectOptions {
+            impersonate: Some("jane".into()),
+            ..fixture.options()
+        };
+        assert_eq!(
+            acting(&jane),
+            Some(Impersonation {
+                user: "jane".into(),
+                groups: vec![],
+            })
+        );
+        let bob = ConnectOptions {
+            user: Some("bob".into()),
+            ..fixture.options()
+        };
+        assert_eq!(acting(&bob), None, "bob's entry impersonates nobody");
     }
 
     #[test]
