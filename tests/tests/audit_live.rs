@@ -191,13 +191,15 @@ async fn the_read_only_role_is_enough_and_a_missing_one_is_named_up_front() {
     let _ = kubectl(&admin, &["create", "namespace", "shop"]);
     let good = examples().join("good");
     let _ = kubectl(&admin, &["apply", "-f", good.to_str().unwrap()]);
+    // A kubeconfig whose user entry impersonates jane (`as: jane`): the refusal names her, as
+    // it does for `--as jane`.
     let jane = vm_e2e::impersonating(&admin, "jane");
 
     let out = run_plugin("kubectl-vm_audit", &jane, &["-n", "shop"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("17 missing permissions; nothing was changed")
+        stderr.contains("17 missing permissions as user jane; nothing was changed")
             && stderr.contains("\n  list virtualmachines.kubevirt.io in namespace shop\n")
             && stderr.contains("kubectl auth can-i list"),
         "{stderr}"
