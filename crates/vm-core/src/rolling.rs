@@ -619,11 +619,8 @@ impl<'a> Search<'a> {
         let mut undo = Undo::default();
         self.sim.apply(node, &plan, &mut undo);
         let step = self.step(node, Vec::new(), &plan, false);
-        if let Some(why) = below_floor(step.free.memory, self.policy.min_free_memory) {
-            self.sim.undo(undo);
-            return Err(NarrowFailure::BelowFloor(Box::new(with_blocker(plan, why))));
-        }
-        Ok((step, undo))
+        self.above_floor(step, undo, plan)
+            .map_err(NarrowFailure::BelowFloor)
     }
 
     /// The step of `node` when the narrow targets are not enough: the VMs that fit there go
@@ -650,11 +647,24 @@ impl<'a> Search<'a> {
         }
         self.sim.apply(node, &rest, &mut undo);
         let step = self.step(node, first.vms, &rest, true);
-        if let Some(why) = below_floor(step.free.memory, self.policy.min_free_memory) {
-            self.sim.undo(undo);
-            return Err(Box::new(with_blocker(rest, why)));
+        self.above_floor(step, undo, rest)
+    }
+
+    /// The applied `step`, kept when it leaves the free memory `--min-free-memory` asks for;
+    /// else taken back, and its drain `plan` made the step's failure.
+    fn above_floor(
+        &mut self,
+        step: RollingStep,
+        undo: Undo,
+        plan: DrainPlan,
+    ) -> Result<Attempt, Box<DrainPlan>> {
+        match below_floor(step.free.memory, self.policy.min_free_memory) {
+            Some(why) => {
+                self.sim.undo(undo);
+                Err(Box::new(with_blocker(plan, why)))
+            }
+            None => Ok((step, undo)),
         }
-        Ok((step, undo))
     }
 
     /// The step record of `node` once its moves are applied: `first` migrated to narrow targets,

@@ -1,11 +1,10 @@
 //! The flow of one run: flags → snapshot → audit → output → exit status.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Write};
 
-use std::collections::{BTreeMap, BTreeSet};
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
-
 use vm_core::audit::{AuditOptions, AuditReport, ObjectRef, Severity, audit_with};
 use vm_core::labels::LabelQuery;
 use vm_core::manifest::Duplicates;
@@ -108,8 +107,9 @@ fn audit_files(cli: &Cli, options: &AuditOptions) -> Result<(ClusterSnapshot, Au
         layer: 1,
         deep: BTreeSet::new(),
     };
-    let snapshot = load_layer(cli, &inputs, &first, true)?;
-    let copies = snapshot.copies.clone();
+    let mut snapshot = load_layer(cli, &inputs, &first, true)?;
+    // Only the layers need the copies; the rendering does not.
+    let copies = std::mem::take(&mut snapshot.copies);
     let source_of = |layer: usize| -> BTreeMap<ObjectRef, String> {
         copies
             .iter()

@@ -93,26 +93,27 @@ impl ObjectRef {
     /// `kind ns/name` (or `kind name`), then ` (file:line)` for one copy of several.
     #[must_use]
     pub fn words(&self) -> String {
-        let id = match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
-            None => format!("{} {}", self.kind, self.name),
-        };
-        match &self.source {
-            Some(source) => format!("{id} ({source})"),
-            None => id,
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}{}", self.kind, self.name, self.copy_suffix()),
+            None => format!("{} {}{}", self.kind, self.name, self.copy_suffix()),
         }
+    }
+
+    /// ` (file:line)` for one copy of several (`--audit-duplicates`), else nothing.
+    #[must_use]
+    pub fn copy_suffix(&self) -> String {
+        self.source
+            .as_ref()
+            .map(|source| format!(" ({source})"))
+            .unwrap_or_default()
     }
 }
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.namespace {
-            Some(ns) => write!(f, "{}/{ns}/{}", self.kind, self.name)?,
-            None => write!(f, "{}/{}", self.kind, self.name)?,
-        }
-        match &self.source {
-            Some(source) => write!(f, " ({source})"),
-            None => Ok(()),
+            Some(ns) => write!(f, "{}/{ns}/{}{}", self.kind, self.name, self.copy_suffix()),
+            None => write!(f, "{}/{}{}", self.kind, self.name, self.copy_suffix()),
         }
     }
 }

@@ -52,10 +52,7 @@ pub(super) fn write(report: &AuditReport, fail_on: Severity, out: &mut dyn Write
             out,
             r#"    <testcase classname="{}" name="{}">"#,
             escape(&class),
-            escape(&match &object.source {
-                Some(source) => format!("{} ({source})", object.name),
-                None => object.name.clone(),
-            })
+            escape(&format!("{}{}", object.name, object.copy_suffix()))
         )?;
         let mut below = Vec::new();
         for f in findings_of(report, object) {
