@@ -24,10 +24,21 @@ pub fn plugin_bin(name: &str) -> PathBuf {
 /// A temp file path no other call makes, in this process or another: tests of one binary run
 /// in parallel in one process, each with its own sandbox, and may write the same kind of file.
 #[must_use]
-pub fn unique_temp_file(tag: &str, extension: &str) -> PathBuf {
+fn unique_temp_file(tag: &str, extension: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::env::temp_dir().join(format!("{tag}-{}-{n}.{extension}", std::process::id()))
+}
+
+/// `kubectl apply` of `manifests` (YAML text), through a temp file removed afterwards.
+pub fn apply_manifests(kubeconfig: &Path, manifests: &str) {
+    let file = unique_temp_file("vm-e2e-apply", "yaml");
+    std::fs::write(&file, manifests).expect("temp file writable");
+    let _ = kubectl(
+        kubeconfig,
+        &["apply", "-f", file.to_str().expect("UTF-8 temp path")],
+    );
+    let _ = std::fs::remove_file(&file);
 }
 
 /// Runs a plugin binary against `kubeconfig` with a clean environment.
@@ -100,12 +111,7 @@ pub fn impersonating(kubeconfig: &Path, user: &str) -> PathBuf {
 /// run on node-1, then uncordons the others: a node full of VMs, ready to be drained.
 pub fn start_vms_on_node_1(kubeconfig: &Path, manifests: &str, count: usize) {
     let _ = kubectl(kubeconfig, &["cordon", "node-2", "node-3"]);
-    let file = unique_temp_file("vm-e2e", "yaml");
-    std::fs::write(&file, manifests).expect("temp file writable");
-    let _ = kubectl(
-        kubeconfig,
-        &["apply", "-f", file.to_str().expect("UTF-8 temp path")],
-    );
+    apply_manifests(kubeconfig, manifests);
     for _ in 0..90 {
         let phases = kubectl(
             kubeconfig,
@@ -128,7 +134,6 @@ pub fn start_vms_on_node_1(kubeconfig: &Path, manifests: &str, count: usize) {
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
     let _ = kubectl(kubeconfig, &["uncordon", "node-2", "node-3"]);
-    let _ = std::fs::remove_file(file);
 }
 
 /// `kubectl vm-drain-safe NODE --dry-run -o json`: the exit status and the plan.
@@ -261,10 +266,7 @@ pub fn resource_versions(kubeconfig: &Path) -> String {
 pub async fn start_on(kubeconfig: &Path, node: &str, nodes: &[&str], manifests: &str, names: &[&str]) {
     let others: Vec<&str> = nodes.iter().copied().filter(|n| *n != node).collect();
     let _ = kubectl(kubeconfig, &[&["cordon"], others.as_slice()].concat());
-    let file = unique_temp_file(&format!("start-on-{node}"), "yaml");
-    std::fs::write(&file, manifests).expect("the manifests are written");
-    let _ = kubectl(kubeconfig, &["apply", "-f", file.to_str().unwrap_or_default()]);
-    let _ = std::fs::remove_file(&file);
+    apply_manifests(kubeconfig, manifests);
     wait_until("the VMs run on their node", || {
         let placed = vmi_placements(kubeconfig);
         names

@@ -39,7 +39,9 @@ use std::time::Duration;
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{always_vm, kubectl, output_text as text, plugin_bin, vmi_placements, wait_until};
+use vm_e2e::{
+    always_vm, apply_manifests, kubectl, output_text as text, plugin_bin, vmi_placements, wait_until,
+};
 
 const ROUND: [&str; 4] = ["node-1", "node-2", "node-3", "node-4"];
 const ALL: [&str; 5] = ["node-1", "node-2", "node-3", "node-4", "node-5"];
@@ -158,13 +160,6 @@ fn cordoned(kc: &Path) -> Vec<String> {
 
 fn target_labelled(kc: &Path) -> String {
     kubectl(kc, &["get", "nodes", "-l", TARGET_LABEL, "-o", "name"])
-}
-
-fn apply(kc: &Path, manifests: &str, tag: &str) {
-    let file = vm_e2e::unique_temp_file(&format!("rolling-exec-{tag}"), "yaml");
-    std::fs::write(&file, manifests).unwrap();
-    let _ = kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
 }
 
 /// The `--exec` of round 1: records that it began, reboots the node through the sandbox,
@@ -546,7 +541,7 @@ async fn a_step_that_turns_infeasible_stops_before_its_drain(kc: &Path) {
     let run = state["run"].as_str().unwrap().to_string();
 
     // Meanwhile: a 2Gi VM, wherever it fits; it takes more than the 1Gi above the floor.
-    apply(kc, &always_vm("big").replace("memory: 1Gi", "memory: 2Gi"), "big");
+    apply_manifests(kc, &always_vm("big").replace("memory: 1Gi", "memory: 2Gi"));
     wait_until("the big VM runs", || {
         vmi_placements(kc).iter().any(|p| p.starts_with("big=Running/"))
     })
@@ -563,7 +558,7 @@ async fn a_step_that_turns_infeasible_stops_before_its_drain(kc: &Path) {
         "      domain:",
         &format!("      nodeSelector: {{kubernetes.io/hostname: {second}}}\n      domain:"),
     );
-    apply(kc, &pinned, "pinned");
+    apply_manifests(kc, &pinned);
     wait_until("the pinned VM runs", || {
         vmi_placements(kc).contains(&format!("pinned=Running/{second}"))
     })
@@ -677,7 +672,7 @@ async fn without_added_node_selector_the_scheduler_chooses_and_the_report_counts
     let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
     let half = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: half, namespace: default}\n\
 spec:\n  nodeName: node-3\n  containers: [{name: app, image: app, resources: {requests: {memory: 8Gi}}}]\n";
-    apply(&kc, half, "half");
+    apply_manifests(&kc, half);
     for (node, count) in [("node-1", 4), ("node-2", 2)] {
         let vms: Vec<String> = (1..=count).map(|i| format!("{node}-vm-{i}")).collect();
         let manifests: String = vms.iter().map(|n| always_vm(n)).collect();
