@@ -503,7 +503,7 @@ async fn migrate(
                             tracing::warn!("the watch on migration target pods resumed");
                             pod_watch_failing = false;
                         }
-                        target_pod_event(pod, &mut flight, reporter, summary);
+                        target_pod_event(client, pod, &mut flight, reporter, summary).await;
                     }
                     Err(e) => {
                         if !pod_watch_failing {
@@ -616,10 +616,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Follows one event of the watch on migration target pods: what the scheduler says of the
-/// target pod of a migration in flight (shown when it changes, kept in the summary). A deleted
-/// pod changes nothing: KubeVirt deletes an unschedulable target pod when it fails the try, and
-/// the VM's wait goes on into the next try (see [`PendingTargets`]).
-fn target_pod_event(
+/// target pod of a migration in flight (shown when it changes, kept in the summary), with the
+/// taints named where the scheduler only counts them ([`pending::with_untolerated_taints`]).
+/// A deleted pod changes nothing: KubeVirt deletes an unschedulable target pod when it fails
+/// the try, and the VM's wait goes on into the next try (see [`PendingTargets`]).
+async fn target_pod_event(
+    client: &Client,
     event: watcher::Event<Pod>,
     flight: &mut InFlight,
     reporter: &dyn Reporter,
@@ -635,13 +637,35 @@ fn target_pod_event(
     let Some(id) = flight.vmi_of(&migration).filter(|id| split(id).0 == ns) else {
         return;
     };
-    let state = pending::target_state(&pod);
+    let state = match pending::target_state(&pod) {
+        TargetState::Unschedulable(m) if pending::taints_unnamed(&m) => {
+            TargetState::Unschedulable(name_taints(client, &m, &pod).await)
+        }
+        state => state,
+    };
     if state == TargetState::Scheduled {
         summary.scheduling_messages.remove(&id);
     }
     if let Some(message) = flight.targets.observe(&migration, &id, state, Instant::now()) {
         summary.scheduling_messages.insert(id.clone(), message.clone());
         reporter.event(&Event::TargetPending { vm: id, message });
+    }
+}
+
+/// `message` with the untolerated taints of the nodes named, read once; the scheduler's words
+/// alone when the nodes cannot be read (no retry: the watch loop must not wait on it, and the
+/// next change of the pod tries again).
+async fn name_taints(client: &Client, message: &str, pod: &Pod) -> String {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.list(&ListParams::default()).await {
+        Ok(list) => pending::with_untolerated_taints(message, pod, &list.items),
+        Err(e) => {
+            tracing::warn!(
+                "listing nodes to name the taints the scheduler left out: {}",
+                crate::error::chain(&e)
+            );
+            message.to_string()
+        }
     }
 }
 
@@ -1122,6 +1146,11 @@ async fn restore_vm(client: &Client, vm: &StoppedVm, strategy: &str) -> Result<R
         let now = vm_core::effective::run_strategy(&current.spec)
             .strategy()
             .map(|s| s.to_string());
+        // Already given back, by a run that stopped before it could update the record: done
+        // (a Manual VM may still wait for its start, which is not ours to guess).
+        if now.as_deref() == Some(strategy) && strategy != "Manual" {
+            return Ok(Restore::Restarted);
+        }
         if now.as_deref() != Some("Halted") {
             return Ok(Restore::ChangedByOthers(format!(
                 "runStrategy is {} since the drain, not Halted; left as it is",
@@ -1170,10 +1199,11 @@ async fn restore_vm(client: &Client, vm: &StoppedVm, strategy: &str) -> Result<R
     )))
 }
 
-/// Uncordons `node`, restores the run strategy of the VMs the drain stopped, and releases the
-/// lock. It takes the node's lock first, as `holder`: a drain that still works on the node
-/// (its lock renewed) is never undone under it, and the refusal names it; a drain that was
-/// stopped or killed left its lock behind, which is taken over as a new drain would.
+/// Uncordons `node`, then restores the run strategy of the VMs the drain stopped (so that they
+/// start again on it), and releases the lock. It takes the node's lock first, as `holder`: a
+/// drain that still works on the node (its lock renewed) is never undone under it, and the
+/// refusal names it; a drain that was stopped or killed left its lock behind, which is taken
+/// over as a new drain would.
 ///
 /// # Errors
 /// [`DrainError::Locked`] while another run holds the node's lock; API errors, naming the call.
@@ -1192,25 +1222,32 @@ pub async fn uncordon(
 }
 
 /// The work of [`uncordon`], under the node's lock.
+///
+/// The node is uncordoned before any VM is restarted: a VM the drain stopped could not
+/// migrate (local or ReadWriteOnce storage, host devices), so it belongs back on this node,
+/// and restarted while the node is still cordoned the scheduler would place it elsewhere or
+/// nowhere. Each VM leaves the record on the node only once it is dealt with, so a run that
+/// fails midway (an API error, a VM that keeps changing) leaves the record of exactly the VMs
+/// still to restart, and the same command finishes the job.
 async fn restore_node(client: &Client, node: &str) -> Result<UncordonReport, DrainError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut report = UncordonReport::default();
-    for vm in stopped_vms(&nodes, node).await? {
-        let id = format!("{}/{}", vm.namespace, vm.name);
-        let Some(strategy) = vm.run_strategy.as_deref() else {
-            report.lost.push(id);
-            continue;
-        };
-        if strategy == "Always" {
-            report.already_running.push(id);
-            continue;
-        }
-        match restore_vm(client, &vm, strategy).await? {
-            Restore::Restarted => report.restarted.push(id),
-            Restore::ChangedByOthers(what) => report.changed_by_others.push(format!("{id}: {what}")),
-        }
-    }
     set_unschedulable(&nodes, node, false).await?;
-    record_stopped(&nodes, node, &[]).await?;
+    let mut left = stopped_vms(&nodes, node).await?;
+    while let Some(vm) = left.first().cloned() {
+        let id = format!("{}/{}", vm.namespace, vm.name);
+        match vm.run_strategy.as_deref() {
+            None => report.lost.push(id),
+            Some("Always") => report.already_running.push(id),
+            Some(strategy) => match restore_vm(client, &vm, strategy).await? {
+                Restore::Restarted => report.restarted.push(id),
+                Restore::ChangedByOthers(what) => {
+                    report.changed_by_others.push(format!("{id}: {what}"));
+                }
+            },
+        }
+        left.remove(0);
+        record_stopped(&nodes, node, &left).await?;
+    }
     Ok(report)
 }
