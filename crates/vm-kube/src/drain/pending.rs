@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 
 /// Label KubeVirt puts on a migration target pod: the UID of its VirtualMachineInstanceMigration.
 pub const MIGRATION_JOB_LABEL: &str = "kubevirt.io/migrationJobUID";
@@ -58,6 +58,88 @@ pub fn unschedulable_message(pod: &Pod) -> Option<String> {
             .filter(|m| !m.is_empty())
             .unwrap_or("the scheduler found no node for it")
             .to_string(),
+    )
+}
+
+/// Whether the scheduler's message says that taints kept the pod off some nodes without
+/// saying which: kube-scheduler 1.20 to 1.31 named one taint per node (`had taint {k: v}, that
+/// the pod didn't tolerate`, then `had untolerated taint {k: v}`), later releases only count
+/// the nodes (`2 node(s) had untolerated taint(s)`), and the plugin's generic reason (`had
+/// taints that the pod didn't tolerate`) never named them.
+#[must_use]
+pub fn taints_unnamed(message: &str) -> bool {
+    message.contains("untolerated taint(s)") || message.contains("had taints that the pod didn't tolerate")
+}
+
+/// Taint effects that keep a pod off a node (`PreferNoSchedule` only lowers its score).
+fn repels(taint: &Taint) -> bool {
+    matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
+}
+
+/// The taint KubeVirt's nodes carry once cordoned.
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// The taints of `nodes` that `pod` does not tolerate, each with the nodes that carry it
+/// (`key=value:Effect` → nodes), as the scheduler's taint filter sees them. A cordoned node is
+/// left out unless the pod tolerates the cordon: the scheduler rejects it for that first
+/// (`node(s) were unschedulable`) and never looks at its taints.
+#[must_use]
+pub fn untolerated_taints(pod: &Pod, nodes: &[Node]) -> BTreeMap<String, Vec<String>> {
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default();
+    let tolerated = |t: &Taint| {
+        tolerations
+            .iter()
+            .any(|tol| vm_core::placement::tolerates(tol, t))
+    };
+    let cordon = Taint {
+        key: UNSCHEDULABLE_TAINT.into(),
+        effect: "NoSchedule".into(),
+        ..Taint::default()
+    };
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for node in nodes {
+        let spec = node.spec.as_ref();
+        if spec.and_then(|s| s.unschedulable).unwrap_or(false) && !tolerated(&cordon) {
+            continue;
+        }
+        let name = node.metadata.name.clone().unwrap_or_default();
+        for taint in spec.and_then(|s| s.taints.as_deref()).unwrap_or_default() {
+            if repels(taint) && !tolerated(taint) {
+                let value = taint.value.as_deref().unwrap_or_default();
+                let words = format!("{}={value}:{}", taint.key, taint.effect);
+                let on = found.entry(words).or_default();
+                if !on.contains(&name) {
+                    on.push(name.clone());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The scheduler's `message` about `pod`, with the taints named where the message leaves them
+/// out (see [`taints_unnamed`]): without them a user cannot tell which taint to remove or
+/// tolerate. They come from our own reading of `nodes` and the pod's tolerations, and say so.
+#[must_use]
+pub fn with_untolerated_taints(message: &str, pod: &Pod, nodes: &[Node]) -> String {
+    if !taints_unnamed(message) {
+        return message.to_string();
+    }
+    let found = untolerated_taints(pod, nodes);
+    if found.is_empty() {
+        return message.to_string();
+    }
+    let named: Vec<String> = found
+        .iter()
+        .map(|(taint, on)| format!("{taint} on {}", on.join(", ")))
+        .collect();
+    format!(
+        "{message} [taints the pod does not tolerate, as read from the nodes: {}]",
+        named.join("; ")
     )
 }
 
@@ -215,6 +297,9 @@ impl PendingTargets {
 mod tests {
     use super::*;
 
+    /// kube-scheduler 1.20's FailedScheduling message: the taint plugin names the taint
+    /// (pkg/scheduler/framework/plugins/tainttoleration/taint_toleration.go at v1.20.2:
+    /// `node(s) had taint {%s: %s}, that the pod didn't tolerate`).
     const TAINTS: &str = "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had taint {maintenance: planned}, that the pod didn't tolerate.";
 
     fn pod(json: serde_json::Value) -> Pod {
@@ -244,6 +329,96 @@ mod tests {
             migration_of(&p),
             Some(("default".into(), "vm-drain-safe-vm-1-xyz".into()))
         );
+    }
+
+    /// The same cluster on today's kube-scheduler: the same file on master counts the nodes
+    /// (`node(s) had untolerated taint(s)`), and the preemption PostFilter adds its tail.
+    const TAINTS_1_36: &str = "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint(s). preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
+
+    fn node(name: &str, cordoned: bool, taints: serde_json::Value) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"unschedulable": cordoned, "taints": taints},
+        }))
+        .unwrap()
+    }
+
+    /// The sandbox test's cluster: node-1 cordoned (the drained node, with the cordon's taint),
+    /// node-2 and node-3 tainted for maintenance, node-3 also with a taint that only lowers
+    /// its score.
+    fn three_nodes() -> Vec<Node> {
+        let cordon = serde_json::json!({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"});
+        let maintenance =
+            serde_json::json!({"key": "maintenance", "value": "planned", "effect": "NoSchedule"});
+        let soft = serde_json::json!({"key": "soft", "effect": "PreferNoSchedule"});
+        vec![
+            node("node-1", true, serde_json::json!([cordon])),
+            node("node-2", false, serde_json::json!([maintenance])),
+            node("node-3", false, serde_json::json!([maintenance, soft])),
+        ]
+    }
+
+    fn tolerating(tolerations: serde_json::Value) -> Pod {
+        pod(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}}),
+        )
+    }
+
+    #[test]
+    fn a_message_that_counts_taints_without_naming_them_gets_ours() {
+        let p = tolerating(serde_json::json!([]));
+        let shown = with_untolerated_taints(TAINTS_1_36, &p, &three_nodes());
+        assert_eq!(
+            shown,
+            format!(
+                "{TAINTS_1_36} [taints the pod does not tolerate, as read from the nodes: maintenance=planned:NoSchedule on node-2, node-3]"
+            )
+        );
+        // The generic reason of the taint plugin names none either.
+        assert!(taints_unnamed(
+            "0/2 nodes are available: 2 node(s) had taints that the pod didn't tolerate."
+        ));
+    }
+
+    #[test]
+    fn a_message_that_names_its_taints_is_left_as_the_scheduler_said_it() {
+        let p = tolerating(serde_json::json!([]));
+        assert!(!taints_unnamed(TAINTS));
+        assert_eq!(with_untolerated_taints(TAINTS, &p, &three_nodes()), TAINTS);
+        // 1.25 to 1.31.
+        let named = "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint {maintenance: planned}. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
+        assert_eq!(with_untolerated_taints(named, &p, &three_nodes()), named);
+    }
+
+    #[test]
+    fn tolerated_taints_and_cordoned_nodes_are_not_named() {
+        // Tolerates maintenance: nothing of ours to add, the message stays the scheduler's.
+        let p = tolerating(serde_json::json!([{"key": "maintenance", "operator": "Exists"}]));
+        assert!(untolerated_taints(&p, &three_nodes()).is_empty());
+        assert_eq!(
+            with_untolerated_taints(TAINTS_1_36, &p, &three_nodes()),
+            TAINTS_1_36
+        );
+        // A pod that tolerates the cordon is filtered by taints on the cordoned node too.
+        let p = tolerating(
+            serde_json::json!([{"key": UNSCHEDULABLE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]),
+        );
+        let found = untolerated_taints(&p, &three_nodes());
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            vec![(
+                "maintenance=planned:NoSchedule".to_string(),
+                vec!["node-2".to_string(), "node-3".to_string()]
+            )]
+        );
+        let mut nodes = three_nodes();
+        nodes[0] = node(
+            "node-1",
+            true,
+            serde_json::json!([{"key": "gpu", "value": "", "effect": "NoExecute"}]),
+        );
+        let found = untolerated_taints(&p, &nodes);
+        assert_eq!(found.get("gpu=:NoExecute"), Some(&vec!["node-1".to_string()]));
     }
 
     #[test]
