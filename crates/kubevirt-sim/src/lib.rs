@@ -32,6 +32,7 @@ pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod quantity;
+pub mod room;
 pub mod sandbox;
 pub mod scenario;
 pub mod sim;

@@ -130,6 +130,37 @@ pub fn cpu_labels(spec: &str) -> Result<BTreeMap<String, String>> {
     Ok(labels)
 }
 
+/// Node annotation the sandbox sets on a scenario node whose labels it completed: the labels
+/// it added, comma-separated, so that `vm-sandbox up` and `kubectl describe node` say so.
+pub const FILLED_LABELS_ANNOTATION: &str = "sandbox.kubevirt-sim.io/filled-labels";
+
+const MACHINE_TYPE_PREFIX: &str = "machine-type.node.kubevirt.io/";
+
+/// Completes a scenario node written with node-labeller labels but no
+/// `machine-type.node.kubevirt.io/*` label. Every launcher pod selects one (KubeVirt 1.6+,
+/// `nodeselectorrenderer.go`), so such a node would take no VM and nothing would say why; the
+/// node-labeller of a real node always writes the machine types of its libvirt
+/// (`node_labeller.go`). The defaults of the node's architecture are added (amd64:
+/// [`DEFAULT_MACHINE_TYPES`]; arm64: `virt`); returns the labels added, if any.
+fn fill_machine_types(labels: &mut BTreeMap<String, String>) -> Option<Vec<String>> {
+    if labels.keys().any(|k| k.starts_with(MACHINE_TYPE_PREFIX)) {
+        return None;
+    }
+    let types = match labels.get("kubernetes.io/arch").map(String::as_str) {
+        Some("arm64") => "virt",
+        Some("s390x") => "s390-ccw-virtio",
+        _ => DEFAULT_MACHINE_TYPES,
+    };
+    let added: Vec<String> = types
+        .split(',')
+        .map(|m| format!("{MACHINE_TYPE_PREFIX}{m}"))
+        .collect();
+    for key in &added {
+        labels.insert(key.clone(), "true".to_string());
+    }
+    Some(added)
+}
+
 /// Whether a label is one the node-labeller writes.
 fn is_labeller_label(key: &str) -> bool {
     key.split_once('/').is_some_and(|(prefix, _)| {
@@ -203,6 +234,13 @@ impl NodeTemplate {
             None => BTreeMap::new(),
         };
         labels.extend(written);
+        let mut annotations = annotations;
+        // A CPU annotation says which machine types there are (`machine-types=`), none included.
+        if !annotations.contains_key(CPU_ANNOTATION)
+            && let Some(filled) = fill_machine_types(&mut labels)
+        {
+            annotations.insert(FILLED_LABELS_ANNOTATION.to_string(), filled.join(","));
+        }
         if annotations.get(KVM_ANNOTATION).map(String::as_str) == Some("false") {
             extra_capacity
                 .entry(KUBEVIRT_DEVICES[0].to_string())
@@ -482,6 +520,41 @@ mod tests {
         }
         assert_eq!(q(&s.capacity, "cpu").as_deref(), Some("32"));
         assert_eq!(q(&s.allocatable, "ephemeral-storage").as_deref(), Some("100Gi"));
+    }
+
+    #[test]
+    fn labeller_labels_without_machine_types_get_the_defaults_and_say_so() {
+        let amd = scenario_node("metadata: {name: a, labels: {cpu-vendor.node.kubevirt.io/AMD: \"true\"}}");
+        assert_eq!(amd.labels["machine-type.node.kubevirt.io/q35"], "true");
+        assert_eq!(
+            amd.labels["machine-type.node.kubevirt.io/pc-q35-rhel9.6.0"],
+            "true"
+        );
+        assert_eq!(
+            amd.annotations[FILLED_LABELS_ANNOTATION],
+            "machine-type.node.kubevirt.io/q35,machine-type.node.kubevirt.io/pc-q35-rhel9.6.0"
+        );
+        let arm = scenario_node(
+            "metadata: {name: b, labels: {kubernetes.io/arch: arm64, cpu-feature.node.kubevirt.io/x: \"true\"}}",
+        );
+        assert_eq!(
+            arm.annotations[FILLED_LABELS_ANNOTATION],
+            "machine-type.node.kubevirt.io/virt"
+        );
+        // Written machine types, or a CPU annotation that names them (even none), are kept.
+        let written = scenario_node(
+            "metadata: {name: c, labels: {cpu-vendor.node.kubevirt.io/AMD: \"true\", machine-type.node.kubevirt.io/q35: \"true\"}}",
+        );
+        assert!(!written.annotations.contains_key(FILLED_LABELS_ANNOTATION));
+        assert!(
+            !written
+                .labels
+                .contains_key("machine-type.node.kubevirt.io/pc-q35-rhel9.6.0")
+        );
+        let none = scenario_node(
+            "metadata: {name: d, annotations: {sandbox.kubevirt-sim.io/cpu: \"vendor=AMD machine-types=\"}}",
+        );
+        assert!(!none.labels.keys().any(|k| k.starts_with("machine-type.")));
     }
 
     #[test]

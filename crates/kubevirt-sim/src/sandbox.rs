@@ -182,10 +182,20 @@ pub async fn wait_vms_running(client: &kube::Client, timeout: Duration) -> Resul
         if pending.is_empty() {
             return Ok(());
         }
+        let shown: Vec<&String> = pending.iter().take(10).collect();
+        let why = why_not_running(client).await?;
+        if let Some((message, Some(shortfall))) = &why {
+            return Err(Error::Other(format!(
+                "{} VM(s) cannot all run, e.g. {shown:?}: {shortfall}. The scheduler says: {message}",
+                pending.len()
+            )));
+        }
         if Instant::now() > deadline {
-            let shown: Vec<&String> = pending.iter().take(10).collect();
+            let said = why
+                .map(|(message, _)| format!("; a launcher pod is unschedulable: {message}"))
+                .unwrap_or_default();
             return Err(Error::Timeout {
-                what: format!("{} VM(s) to be Running, e.g. {shown:?}", pending.len()),
+                what: format!("{} VM(s) to be Running, e.g. {shown:?}{said}", pending.len()),
                 seconds: timeout.as_secs(),
             });
         }
@@ -194,6 +204,35 @@ pub async fn wait_vms_running(client: &kube::Client, timeout: Duration) -> Resul
         let pause = if vm_list.items.len() > 200 { 3_000 } else { 500 };
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
+}
+
+/// The scheduler's message from a launcher pod it could not place, if any, and whether the
+/// waiting launcher pods cannot fit on the nodes at all ([`crate::room`]).
+async fn why_not_running(client: &kube::Client) -> Result<Option<(String, Option<String>)>> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::all(client.clone());
+    let launchers = pods
+        .list(&kube::api::ListParams::default().labels("kubevirt.io=virt-launcher"))
+        .await
+        .map_err(|e| Error::kube("listing launcher pods", e))?;
+    let Some(message) = launchers
+        .items
+        .iter()
+        .find_map(crate::room::unschedulable_message)
+    else {
+        return Ok(None);
+    };
+    let nodes: Api<Node> = Api::all(client.clone());
+    let nodes = nodes
+        .list(&Default::default())
+        .await
+        .map_err(|e| Error::kube("listing nodes", e))?;
+    let all_pods = pods
+        .list(&Default::default())
+        .await
+        .map_err(|e| Error::kube("listing pods", e))?;
+    let shortfall = crate::room::shortfall(&nodes.items, &all_pods.items);
+    Ok(Some((message, shortfall)))
 }
 
 /// Ready=True and no `node.kubernetes.io/not-ready` / `unreachable` taint.

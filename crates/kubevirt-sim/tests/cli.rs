@@ -50,7 +50,7 @@ apiVersion: v1
 kind: Node
 metadata:
   name: gpu-1
-  labels: {accelerator: a100}
+  labels: {accelerator: a100, cpu-vendor.node.kubevirt.io/AMD: "true"}
 spec:
   taints: [{key: dedicated, value: gpu, effect: NoSchedule}]
 status:
@@ -93,8 +93,18 @@ spec:
         "3",
         "--scenario",
         scenario.to_str().unwrap(),
+        "--timeout",
+        "3m",
     ]);
     assert!(ok, "up failed: {stderr}");
+    // gpu-1 is written with a node-labeller label and no machine type: up completes it, and
+    // says so.
+    assert!(
+        stderr.contains(
+            "scenario node gpu-1 has node-labeller labels but no machine-type.node.kubevirt.io/* label"
+        ) && stderr.contains("added machine-type.node.kubevirt.io/q35"),
+        "{stderr}"
+    );
     eprintln!("vm-sandbox up took {:?}", started.elapsed());
     let kubeconfig = format!("{state}/kubeconfig");
     assert_eq!(stdout.trim(), format!("export KUBECONFIG={kubeconfig}"));
@@ -118,6 +128,17 @@ spec:
         &["get", "node", "gpu-1", "-o", "jsonpath={.spec.taints[*].key}"],
     );
     assert!(taints.contains("dedicated"), "{taints}");
+    let machine = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "node",
+            "gpu-1",
+            "-o",
+            "jsonpath={.metadata.labels.machine-type\\.node\\.kubevirt\\.io/q35}",
+        ],
+    );
+    assert_eq!(machine, "true");
     let phases = kubectl(
         &kubeconfig,
         &[
@@ -230,4 +251,41 @@ spec:
     }
     let (ok, status, _) = vm_sandbox(&["status", "--state-dir", &state]);
     assert!(ok && status.contains("no sandbox"), "{status}");
+}
+
+/// VMs that cannot all fit: `up` says so as soon as the scheduler gives up on a launcher pod,
+/// with its message, instead of waiting out `--timeout` (ten minutes here: a timeout would
+/// give another error).
+#[test]
+fn up_says_at_once_why_the_vms_cannot_all_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap().to_string();
+    let _down = Down(state.clone());
+    let (ok, _, stderr) = vm_sandbox(&[
+        "up",
+        "--state-dir",
+        &state,
+        "--nodes",
+        "1",
+        "--node-cpu",
+        "2",
+        "--vms",
+        "4",
+        "--timeout",
+        "10m",
+    ]);
+    assert!(!ok, "4 VMs of 1 CPU each on 2 CPUs: {stderr}");
+    assert!(
+        stderr.contains("VM(s) cannot all run")
+            && stderr.contains("CPU in all")
+            && stderr.contains("The scheduler says: 0/1 nodes are available")
+            && stderr.contains("Insufficient cpu"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = vm_sandbox(&["up", "--state-dir", &state, "--timeout", "soon"]);
+    assert!(
+        !ok && stderr.contains("`soon` is not a duration such as 90s, 15m or 1h"),
+        "{stderr}"
+    );
 }

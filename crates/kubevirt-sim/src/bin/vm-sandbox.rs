@@ -12,7 +12,7 @@ use kube::api::Api;
 use kubevirt_sim::binaries::Binaries;
 use kubevirt_sim::controlplane::{ControlPlane, ControlPlaneOptions, client_from_kubeconfig};
 use kubevirt_sim::crds::KubeVirtRelease;
-use kubevirt_sim::nodes::NodeTemplate;
+use kubevirt_sim::nodes::{CPU_ANNOTATION, FILLED_LABELS_ANNOTATION, NodeTemplate};
 use kubevirt_sim::process::{self, ManagedProcess};
 use kubevirt_sim::sandbox::{SandboxConfig, node_is_ready, provision, wait_nodes_ready};
 use kubevirt_sim::scenario::Scenario;
@@ -93,9 +93,10 @@ enum Command {
         /// First retry delay after a failed evacuation migration, in ms (KubeVirt: 20 s).
         #[arg(long, default_value_t = 20_000)]
         evacuation_backoff_ms: u64,
-        /// Seconds to wait for the sandbox to be ready.
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
+        /// How long to wait for the sandbox to be ready: `90`, `90s`, `3m` or `1h` (a bare
+        /// number is seconds), as the plugins take durations.
+        #[arg(long, default_value = "180s", value_parser = parse_duration)]
+        timeout: Duration,
         /// The KubeVirt release whose API to serve (e.g. 1.5: migrations without
         /// spec.addedNodeSelector, as before 1.6).
         #[arg(long, default_value = "1.6", value_parser = KubeVirtRelease::parse)]
@@ -179,6 +180,17 @@ fn main() -> Result<()> {
                 Some(path) => Scenario::load(&path, &default_node)?,
                 None => Scenario::default(),
             };
+            for node in &scenario.nodes {
+                if let Some(added) = node.annotations.get(FILLED_LABELS_ANNOTATION) {
+                    eprintln!(
+                        "scenario node {} has node-labeller labels but no machine-type.node.kubevirt.io/* label, \
+                         which every launcher pod selects: added {added}, as the node-labeller would \
+                         (annotation {FILLED_LABELS_ANNOTATION}); name them in the node's labels or its \
+                         {CPU_ANNOTATION} annotation (machine-types=...) to choose",
+                        node.name
+                    );
+                }
+            }
             let config = SandboxConfig {
                 // A scenario with nodes gets those only, unless --nodes asks for more.
                 nodes: NodeTemplate::workers(
@@ -201,7 +213,7 @@ fn main() -> Result<()> {
                     node_monitor_grace_period: Duration::from_secs(node_grace_period),
                     ..Default::default()
                 },
-                ready_timeout: Duration::from_secs(timeout),
+                ready_timeout: timeout,
                 kubevirt_release: kubevirt_version,
                 ..Default::default()
             };
@@ -219,6 +231,17 @@ fn main() -> Result<()> {
         } => rt.block_on(restart_apiserver(&StateDir::new(&state.state_dir)?, down_for)),
         Command::Simulate { state } => rt.block_on(simulate(&StateDir::new(&state.state_dir)?)),
     }
+}
+
+/// A duration as the plugins take it: `90` (seconds), `90s`, `15m`, `1h`; jiff's friendly
+/// format also takes `1m30s` and `2h 30m`.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration such as 90s, 15m or 1h");
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let duration: jiff::SignedDuration = text.parse().map_err(|_| bad())?;
+    Duration::try_from(duration).map_err(|_| bad())
 }
 
 fn marker(state: &StateDir) -> String {
