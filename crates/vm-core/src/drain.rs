@@ -240,7 +240,7 @@ pub fn plan_drain_with(
     for vmi in &vmis {
         let (namespace, name) = ns_name(vmi);
         let eviction = eviction_strategy(vmi.spec.eviction_strategy.as_deref(), None, &cluster);
-        let migratability = vmi_migratability(snapshot, vmi);
+        let migratability = vmi_migratability(snapshot, vmi, &cluster);
         let strategy = owner_run_strategy(snapshot, vmi);
         let mut plan = VmPlan {
             kind: "VirtualMachineInstance",

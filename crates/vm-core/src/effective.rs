@@ -194,6 +194,65 @@ pub struct ClusterConfig {
     pub allow_post_copy: bool,
     /// Where `allow_auto_converge` and `allow_post_copy` were read (the CR when it sets either).
     pub convergence_source: MigrationOptionSource,
+    /// `network.defaultNetworkInterface`: the binding of the pod network a VMI that declares
+    /// no interfaces and no networks gets (`bridge` by default, `virt-config.go`
+    /// `DefaultNetworkInterface`).
+    pub default_network_interface: String,
+    /// The KubeVirt CR that sets `default_network_interface`, when one does.
+    pub default_network_interface_from: Option<String>,
+    /// The network binding plugins (`network.binding`) that declare `migration`: an interface
+    /// bound by one of them can be live-migrated.
+    pub migratable_binding_plugins: std::collections::BTreeSet<String>,
+    /// `virtualMachineOptions.disableSerialConsoleLog` is set: no `guest-console-log`
+    /// container unless a VMI asks for it.
+    pub serial_console_log_disabled: bool,
+    /// The `guest-console-log` container's resources (`supportContainerResources` over
+    /// KubeVirt's defaults).
+    pub console_log: SupportContainer,
+}
+
+/// Requests and limits of one of KubeVirt's support containers, cores and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SupportContainer {
+    /// CPU request, cores.
+    pub request_cpu: f64,
+    /// Memory request, bytes.
+    pub request_memory: f64,
+    /// CPU limit, cores.
+    pub limit_cpu: f64,
+    /// Memory limit, bytes.
+    pub limit_memory: f64,
+}
+
+impl SupportContainer {
+    /// The `guest-console-log` defaults: 5m / 35M requested, 15m / 60M limits
+    /// (`pkg/virt-controller/services/serialconsolelog.go`).
+    pub const CONSOLE_LOG: Self = Self {
+        request_cpu: 0.005,
+        request_memory: 35_000_000.0,
+        limit_cpu: 0.015,
+        limit_memory: 60_000_000.0,
+    };
+
+    /// These values with each non-zero quantity of `resources` in their place, as
+    /// `GetSupportContainerRequest` and `GetSupportContainerLimit` (`virt-config.go`) read them.
+    #[must_use]
+    pub fn overridden_by(self, resources: &crate::kubevirt::SupportResourceRequirements) -> Self {
+        let get = |map: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+                   name: &str,
+                   default: f64| {
+            map.get(name)
+                .and_then(|q| crate::quantity::parse_quantity(q).ok())
+                .filter(|v| *v != 0.0)
+                .unwrap_or(default)
+        };
+        Self {
+            request_cpu: get(&resources.requests, "cpu", self.request_cpu),
+            request_memory: get(&resources.requests, "memory", self.request_memory),
+            limit_cpu: get(&resources.limits, "cpu", self.limit_cpu),
+            limit_memory: get(&resources.limits, "memory", self.limit_memory),
+        }
+    }
 }
 
 impl ClusterConfig {
@@ -213,6 +272,11 @@ impl ClusterConfig {
             allow_auto_converge: false,
             allow_post_copy: false,
             convergence_source: MigrationOptionSource::Default,
+            default_network_interface: "bridge".into(),
+            default_network_interface_from: None,
+            migratable_binding_plugins: std::collections::BTreeSet::new(),
+            serial_console_log_disabled: false,
+            console_log: SupportContainer::CONSOLE_LOG,
         }
     }
 
@@ -241,6 +305,37 @@ impl ClusterConfig {
         cfg.cpu_model = kv_conf
             .and_then(|c| c.cpu_model.clone())
             .filter(|m| !m.is_empty());
+        if let (Some(k), Some(network)) = (kv, kv_conf.and_then(|c| c.network.as_ref())) {
+            if let Some(binding) = network
+                .default_network_interface
+                .as_ref()
+                .filter(|b| !b.is_empty())
+            {
+                cfg.default_network_interface = binding.clone();
+                cfg.default_network_interface_from = Some(name_of(&k.metadata));
+            }
+            cfg.migratable_binding_plugins = network
+                .binding
+                .iter()
+                .filter(|(_, plugin)| plugin.get("migration").is_some_and(|m| !m.is_null()))
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
+        cfg.serial_console_log_disabled = kv_conf
+            .and_then(|c| c.virtual_machine_options.as_ref())
+            .is_some_and(|o| o.disable_serial_console_log.is_some());
+        // Per quantity, the first entry of the type that sets it non-zero counts
+        // (`GetSupportContainerRequest`): applied last to first, the first wins.
+        if let Some(conf) = kv_conf {
+            for entry in conf
+                .support_container_resources
+                .iter()
+                .rev()
+                .filter(|r| r.type_ == "guest-console-log")
+            {
+                cfg.console_log = cfg.console_log.overridden_by(&entry.resources);
+            }
+        }
         let migrations: Option<(&MigrationConfiguration, MigrationOptionSource)> = kv
             .and_then(|k| {
                 let m = k.spec.configuration.migrations.as_ref()?;

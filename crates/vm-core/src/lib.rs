@@ -17,6 +17,7 @@ pub mod migratability;
 pub mod migration_target;
 pub mod placement;
 pub mod planning;
+pub mod pod_network;
 pub mod quantity;
 pub mod recover;
 pub mod resources;

@@ -1,16 +1,17 @@
 //! Whether a VMI can be live-migrated, as virt-handler's `calculateLiveMigrationCondition`
-//! decides it: the VMI's own `LiveMigratable` condition when KubeVirt has set it, else the same
-//! checks computed from the spec (reference §4, first matching reason wins).
+//! (`pkg/virt-handler/vm.go`) decides it: the VMI's own `LiveMigratable` condition when KubeVirt
+//! has set it, else the same checks computed from the spec as admission leaves it (the pod
+//! network the webhook adds included, see [`crate::pod_network`]), first matching reason wins.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::datavolume::{ClaimModes, ModesFrom, StorageObjects, VolumeClaim, resolve_claim};
+use crate::effective::ClusterConfig;
 use crate::kubevirt::{DataVolumeTemplateSpec, VirtualMachineInstanceSpec, VirtualMachineInstanceStatus};
-
-/// Annotation that lets a VMI with a bridge on the pod network migrate anyway.
-pub const ALLOW_BRIDGE_MIGRATION: &str = "kubevirt.io/allow-pod-bridge-network-live-migration";
+pub use crate::pod_network::ALLOW_BRIDGE_MIGRATION;
+use crate::pod_network::interface_blocker;
 
 /// The verdict on live migration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct MigratabilityInput<'a> {
     /// The `spec.dataVolumeTemplates` of the VM (empty without one): the DataVolumes that the
     /// VM controller creates, whose PVCs may not exist yet.
     pub data_volume_templates: &'a [DataVolumeTemplateSpec],
+    /// The cluster's configuration: its default pod-network binding and binding plugins.
+    pub cluster: &'a ClusterConfig,
 }
 
 /// Decides live-migratability for `input`.
@@ -72,13 +75,8 @@ pub fn live_migratability(input: &MigratabilityInput<'_>) -> Migratability {
         reported: false,
     };
     let spec = input.spec;
-    if let Some(name) = bridged_pod_interface(spec)
-        && !input.annotations.contains_key(ALLOW_BRIDGE_MIGRATION)
-    {
-        return not(
-            "InterfaceNotLiveMigratable",
-            format!("interface {name} uses bridge binding on the pod network"),
-        );
+    if let Some(blocker) = interface_blocker(spec, input.annotations, input.cluster) {
+        return not("InterfaceNotLiveMigratable", blocker.message);
     }
     let devices = &spec.domain.devices;
     if !devices.host_devices.is_empty() {
@@ -87,8 +85,21 @@ pub fn live_migratability(input: &MigratabilityInput<'_>) -> Migratability {
     if !devices.gpus.is_empty() {
         return not("HostDeviceNotLiveMigratable", "the VMI uses GPUs".into());
     }
-    if spec.domain.launch_security.is_some() {
-        return not("SEVNotLiveMigratable", "the VMI uses launchSecurity (SEV)".into());
+    // vm.go: SEV (or SNP), else TDX (`pkg/util/amd64.go`), then IBM Secure Execution, which is
+    // any launchSecurity on s390x (`pkg/util/s390x.go`); the messages are KubeVirt's.
+    if let Some(ls) = spec.domain.launch_security.as_ref() {
+        if ls.get("sev").is_some() || ls.get("snp").is_some() {
+            return not("SEVNotLiveMigratable", "VMI uses SEV".into());
+        }
+        if ls.get("tdx").is_some() {
+            return not("TDXNotLiveMigratable", "VMI uses TDX".into());
+        }
+        if spec.architecture.as_deref() == Some("s390x") {
+            return not(
+                "SecureExecutionNotLiveMigratable",
+                "VMI uses Secure Execution".into(),
+            );
+        }
     }
     let mut unknown = None;
     for volume in &spec.volumes {
@@ -194,18 +205,6 @@ fn pvc_modes(pvc: &PersistentVolumeClaim) -> Vec<String> {
     status_modes.or(spec_modes).cloned().unwrap_or_default()
 }
 
-/// The name of the interface that binds the pod network with `bridge`, if any.
-fn bridged_pod_interface(spec: &VirtualMachineInstanceSpec) -> Option<&str> {
-    let pod_network = spec.networks.iter().find(|n| n.pod.is_some())?;
-    let iface = spec
-        .domain
-        .devices
-        .interfaces
-        .iter()
-        .find(|i| i.name == pod_network.name)?;
-    iface.bridge.is_some().then_some(iface.name.as_str())
-}
-
 /// Whether a claim can be attached to two nodes at once (ReadWriteMany).
 #[must_use]
 pub fn is_shared(pvc: &PersistentVolumeClaim) -> bool {
@@ -244,7 +243,66 @@ mod tests {
                 ..StorageObjects::default()
             },
             data_volume_templates: &[],
+            cluster: &masquerade_by_default(),
         })
+    }
+
+    /// A cluster whose KubeVirt CR makes masquerade the default pod binding, so that the
+    /// specs below, which declare no interface, are judged on their other parts.
+    fn masquerade_by_default() -> ClusterConfig {
+        ClusterConfig {
+            default_network_interface: "masquerade".into(),
+            ..ClusterConfig::defaults()
+        }
+    }
+
+    /// `pkg/network/vmispec/defaults.go`: no interfaces and no networks get the cluster's
+    /// default binding, bridge unless the KubeVirt CR says otherwise, and virt-handler
+    /// (`pkg/virt-handler/vm.go`) reports InterfaceNotLiveMigratable for it.
+    #[test]
+    fn a_vm_without_interfaces_gets_the_clusters_default_bridge_and_does_not_migrate() {
+        let spec = VirtualMachineInstanceSpec::default();
+        let annotations = BTreeMap::new();
+        let input = |cluster| MigratabilityInput {
+            annotations: &annotations,
+            spec: &spec,
+            status: None,
+            namespace: "prod",
+            storage: StorageObjects::default(),
+            data_volume_templates: &[],
+            cluster,
+        };
+        let defaults = ClusterConfig::defaults();
+        assert!(matches!(
+            live_migratability(&input(&defaults)),
+            Migratability::NotMigratable { ref reason, reported: false, .. } if reason == "InterfaceNotLiveMigratable"
+        ));
+        assert_eq!(
+            live_migratability(&input(&masquerade_by_default())),
+            Migratability::Migratable
+        );
+    }
+
+    /// `pkg/virt-handler/vm.go` `calculateLiveMigrationCondition`: SEV and SNP are
+    /// SEVNotLiveMigratable ("VMI uses SEV"), TDX is TDXNotLiveMigratable.
+    #[test]
+    fn confidential_computing_reasons_are_kubevirts() {
+        for (ls, reason, message) in [
+            ("{sev: {}}", "SEVNotLiveMigratable", "VMI uses SEV"),
+            ("{snp: {}}", "SEVNotLiveMigratable", "VMI uses SEV"),
+            ("{tdx: {}}", "TDXNotLiveMigratable", "VMI uses TDX"),
+        ] {
+            let v = verdict(&format!("domain: {{launchSecurity: {ls}}}"), &[], None, &[]);
+            assert_eq!(
+                v,
+                Migratability::NotMigratable {
+                    reason: reason.into(),
+                    message: message.into(),
+                    reported: false
+                },
+                "{ls}"
+            );
+        }
     }
 
     const RWO: &str = "metadata: {name: data, namespace: prod}\nspec: {accessModes: [ReadWriteOnce]}";

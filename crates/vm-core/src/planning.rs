@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::datavolume::{StorageObjects, vm_templates_of};
+use crate::effective::ClusterConfig;
 use crate::kubevirt::VirtualMachineInstance;
 use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
 use crate::placement::NodeView;
@@ -12,9 +13,14 @@ use crate::snapshot::ClusterSnapshot;
 
 /// Whether KubeVirt can live-migrate `vmi`: its `LiveMigratable` condition, else the same checks
 /// computed from its spec and the claims in the snapshot (with the DataVolumes, its VM's
-/// dataVolumeTemplates and the StorageProfiles for the claims CDI has yet to create).
+/// dataVolumeTemplates and the StorageProfiles for the claims CDI has yet to create), and the
+/// pod network that `cluster`'s default binding gives a VMI that declares none.
 #[must_use]
-pub fn vmi_migratability(snapshot: &ClusterSnapshot, vmi: &VirtualMachineInstance) -> Migratability {
+pub fn vmi_migratability(
+    snapshot: &ClusterSnapshot,
+    vmi: &VirtualMachineInstance,
+    cluster: &ClusterConfig,
+) -> Migratability {
     let no_annotations = BTreeMap::new();
     live_migratability(&MigratabilityInput {
         annotations: vmi.metadata.annotations.as_ref().unwrap_or(&no_annotations),
@@ -23,6 +29,7 @@ pub fn vmi_migratability(snapshot: &ClusterSnapshot, vmi: &VirtualMachineInstanc
         namespace: vmi.metadata.namespace.as_deref().unwrap_or("default"),
         storage: StorageObjects::of(snapshot),
         data_volume_templates: vm_templates_of(snapshot, vmi),
+        cluster,
     })
 }
 

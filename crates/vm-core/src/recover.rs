@@ -258,7 +258,7 @@ impl Planner<'_> {
         let (action, reasons) = if self.fencing {
             fencing_action(vm.is_some(), strategy, self.policy)
         } else {
-            migration_action(self.snapshot, vmi)
+            migration_action(self.snapshot, vmi, &self.cluster)
         };
         VmRecovery {
             namespace: vmi.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
@@ -324,8 +324,9 @@ fn names<'a>(
 fn migration_action(
     snapshot: &ClusterSnapshot,
     vmi: &VirtualMachineInstance,
+    cluster: &ClusterConfig,
 ) -> (RecoveryAction, Vec<String>) {
-    match migration_blocker(&vmi_migratability(snapshot, vmi)) {
+    match migration_blocker(&vmi_migratability(snapshot, vmi, cluster)) {
         None => (RecoveryAction::Migrate, Vec::new()),
         Some(why) => (
             RecoveryAction::Blocked,

@@ -172,6 +172,7 @@ impl<'a> AuditContext<'a> {
             data_volume_templates: subject
                 .vm_spec
                 .map_or(&[], |s| s.data_volume_templates.as_slice()),
+            cluster: &self.cluster,
         })
     }
 

@@ -1032,3 +1032,36 @@ fn effective_migration_settings_uses_the_template_labels_in_file_mode() {
     assert_eq!(settings.completion_timeout_per_gib, 150);
     assert_eq!(settings.source, "MigrationPolicy web");
 }
+
+/// The baseline VM without its interface and network: KubeVirt's webhook gives it the pod
+/// network with the cluster's default binding (`pkg/network/vmispec/defaults.go`).
+const NO_INTERFACE: &str =
+    "spec: {template: {spec: {domain: {devices: {interfaces: null}}, networks: null}}}";
+
+/// `pkg/network/vmispec/defaults.go` and `interface.go`: a VM that declares no interface is
+/// bridged on the pod network unless the KubeVirt CR makes masquerade the default, and the
+/// finding says why and how to fix it, with the KubeVirt CR of the input, or without one.
+#[test]
+fn a_vm_without_interfaces_is_not_migratable_under_the_default_bridge() {
+    let snapshot = cluster(NO_INTERFACE, "");
+    let (message, hint) = finding_on(&audit(&snapshot), "live-migrate-not-migratable", "web-1");
+    assert!(message.contains("InterfaceNotLiveMigratable"), "{message}");
+    assert!(message.contains("declares no interface"), "{message}");
+    assert!(hint.contains("masquerade: {}"), "{hint}");
+    assert!(hint.contains("defaultNetworkInterface: masquerade"), "{hint}");
+
+    // No KubeVirt CR at all: the same default.
+    let mut none = snapshot.clone();
+    none.kubevirts.clear();
+    let (message, hint) = finding_on(&audit(&none), "live-migrate-not-migratable", "web-1");
+    assert!(message.contains("InterfaceNotLiveMigratable"), "{message}");
+    assert!(hint.contains("masquerade: {}"), "{hint}");
+
+    // The CR makes masquerade the default: migratable, nothing fires.
+    let mut masquerade = snapshot;
+    masquerade.kubevirts[0].spec.configuration.network = Some(crate::kubevirt::NetworkConfiguration {
+        default_network_interface: Some("masquerade".into()),
+        ..Default::default()
+    });
+    assert_eq!(rules_fired(&masquerade), Vec::<String>::new());
+}

@@ -401,7 +401,7 @@ fn the_planners_see_the_vm_templates_of_a_running_vmi() {
         vmi(volume)
     ));
     assert_eq!(
-        vmi_migratability(&rwo, &rwo.vmis[0]),
+        vmi_migratability(&rwo, &rwo.vmis[0], &masquerade_by_default()),
         Migratability::NotMigratable {
             reason: "DisksNotLiveMigratable".into(),
             message: "DataVolume root (PVC root that CDI creates, volume rootdisk) is ReadWriteOnce; live migration requires that all PVCs are shared (ReadWriteMany)".into(),
@@ -413,7 +413,10 @@ fn the_planners_see_the_vm_templates_of_a_running_vmi() {
         vm_with_template("{storage: {accessModes: [ReadWriteMany]}}"),
         vmi(volume)
     ));
-    assert_eq!(vmi_migratability(&rwx, &rwx.vmis[0]), Migratability::Migratable);
+    assert_eq!(
+        vmi_migratability(&rwx, &rwx.vmis[0], &masquerade_by_default()),
+        Migratability::Migratable
+    );
 }
 
 #[test]
@@ -427,7 +430,9 @@ fn a_claim_volume_without_its_pvc_uses_the_data_volume_of_that_name() {
         ),
         vmi("{name: rootdisk, persistentVolumeClaim: {claimName: root}}")
     ));
-    let Migratability::NotMigratable { message, .. } = vmi_migratability(&s, &s.vmis[0]) else {
+    let Migratability::NotMigratable { message, .. } =
+        vmi_migratability(&s, &s.vmis[0], &masquerade_by_default())
+    else {
         panic!("expected not migratable");
     };
     assert_eq!(
@@ -450,8 +455,8 @@ fn the_data_volume_words_do_not_change_once_cdi_created_the_pvc() {
         vmi(volume)
     ));
     assert_eq!(
-        vmi_migratability(&before, &before.vmis[0]),
-        vmi_migratability(&after, &after.vmis[0])
+        vmi_migratability(&before, &before.vmis[0], &masquerade_by_default()),
+        vmi_migratability(&after, &after.vmis[0], &masquerade_by_default())
     );
 }
 
@@ -460,7 +465,8 @@ fn the_first_unknown_volume_is_reported_and_a_blocking_one_wins() {
     let s = snapshot(&vmi(
         "{name: a, dataVolume: {name: missing}}, {name: b, persistentVolumeClaim: {claimName: also-missing}}",
     ));
-    let Migratability::Unknown { why, add } = vmi_migratability(&s, &s.vmis[0]) else {
+    let Migratability::Unknown { why, add } = vmi_migratability(&s, &s.vmis[0], &masquerade_by_default())
+    else {
         panic!("expected unknown");
     };
     assert_eq!(
@@ -477,7 +483,16 @@ fn the_first_unknown_volume_is_reported_and_a_blocking_one_wins() {
         vmi("{name: a, dataVolume: {name: missing}}, {name: b, dataVolume: {name: rwo}}")
     ));
     assert!(matches!(
-        vmi_migratability(&s, &s.vmis[0]),
+        vmi_migratability(&s, &s.vmis[0], &masquerade_by_default()),
         Migratability::NotMigratable { .. }
     ));
+}
+
+/// A cluster whose default pod binding is masquerade, so that the VMIs here, which declare no
+/// interface, are judged on their volumes alone.
+fn masquerade_by_default() -> crate::effective::ClusterConfig {
+    crate::effective::ClusterConfig {
+        default_network_interface: "masquerade".into(),
+        ..crate::effective::ClusterConfig::defaults()
+    }
 }

@@ -153,6 +153,16 @@ pub struct Devices {
     pub tpm: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<Value>,
+    /// `false`: no pod network is added by default (and no tun device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoattach_pod_interface: Option<bool>,
+    /// `false`: no serial console, so no `guest-console-log` container either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoattach_serial_console: Option<bool>,
+    /// Whether the serial console is logged by the `guest-console-log` container; unset: the
+    /// cluster's setting decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_serial_console: Option<bool>,
 }
 
 /// A guest network interface; exactly one binding method is set.
@@ -267,6 +277,18 @@ pub struct VirtualMachineInstanceStatus {
     /// `status.machine.type`: the expanded machine type virt-handler reports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub machine: Option<Machine>,
+    /// `status.topologyHints`: the TSC frequency virt-controller chose for the VMI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topology_hints: Option<TopologyHints>,
+}
+
+/// `status.topologyHints` (`types.go` `TopologyHints`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopologyHints {
+    /// Hz; only a value above 0 counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsc_frequency: Option<i64>,
 }
 
 /// A status condition as KubeVirt writes it.

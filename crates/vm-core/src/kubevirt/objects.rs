@@ -253,7 +253,77 @@ pub struct KubeVirtConfiguration {
     /// The cluster's default CPU model (empty: `host-model`).
     #[serde(rename = "cpuModel", skip_serializing_if = "Option::is_none")]
     pub cpu_model: Option<String>,
+    /// `network`: the binding of the pod network a VMI without interfaces gets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkConfiguration>,
+    /// `virtualMachineOptions`: `disableSerialConsoleLog` turns the console-log container off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_machine_options: Option<VirtualMachineOptions>,
+    /// Requests and limits of KubeVirt's support containers, by container type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub support_container_resources: Vec<SupportContainerResources>,
 }
+
+/// `spec.configuration.network` (`types.go` `NetworkConfiguration`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkConfiguration {
+    /// `bridge` (KubeVirt's default when unset) or `masquerade`.
+    #[serde(rename = "defaultNetworkInterface", skip_serializing_if = "Option::is_none")]
+    pub default_network_interface: Option<String>,
+    /// Network binding plugins by name; one with `migration` set can be live-migrated.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub binding: BTreeMap<String, Value>,
+}
+
+/// `spec.configuration.virtualMachineOptions`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VirtualMachineOptions {
+    /// An empty object when set: its presence disables the console log
+    /// (`virt-config.go` `IsSerialConsoleLogDisabled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_serial_console_log: Option<Value>,
+}
+
+/// One entry of `spec.configuration.supportContainerResources`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SupportContainerResources {
+    /// `guest-console-log`, `hotplug-attachment`, `container-disk`, `virtiofs`, `sidecar`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub resources: SupportResourceRequirements,
+}
+
+/// Requests and limits of a support container.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SupportResourceRequirements {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, Quantity>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+/// `k8s.cni.cncf.io/v1` NetworkAttachmentDefinition (Multus): only its annotations are read,
+/// for `k8s.v1.cni.cncf.io/resourceName`, the device-plugin resource a launcher pod on that
+/// network requests (`pkg/network/multus/nad.go`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkAttachmentDefinition {
+    pub metadata: ObjectMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Value>,
+}
+kubevirt_resource!(
+    NetworkAttachmentDefinition,
+    "k8s.cni.cncf.io",
+    "v1",
+    "NetworkAttachmentDefinition",
+    "network-attachment-definitions",
+    NamespaceResourceScope
+);
 
 /// The migration limits (`spec.configuration.migrations`, or HCO's `liveMigrationConfig`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

@@ -54,10 +54,13 @@ spec: {{holderIdentity: {node}, leaseDurationSeconds: 40, renewTime: '{}'}}\n",
     )
 }
 
+/// A VMI with a masquerade pod interface (migratable, unlike the bridge KubeVirt gives a VMI
+/// that declares none); `spec_extra` adds spec fields.
 fn vmi(name: &str, on: &str, memory: &str, spec_extra: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: {name}, namespace: prod, uid: uid-{name}}}\n\
-spec: {{evictionStrategy: LiveMigrate, domain: {{resources: {{requests: {{memory: {memory}}}}}}}{spec_extra}}}\n\
+spec: {{evictionStrategy: LiveMigrate, domain: {{resources: {{requests: {{memory: {memory}}}}}, \
+devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}, networks: [{{name: default, pod: {{}}}}]{spec_extra}}}\n\
 status: {{phase: Running, nodeName: {on}}}\n"
     )
 }

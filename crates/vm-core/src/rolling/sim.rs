@@ -231,7 +231,7 @@ impl Sim {
             };
             let requests = pod_requests(&self.snapshot.pods[p]);
             all += &requests;
-            if crate::planning::vmi_migratability(&self.snapshot, vmi)
+            if crate::planning::vmi_migratability(&self.snapshot, vmi, &self.cluster)
                 == crate::migratability::Migratability::Migratable
             {
                 migrating += &requests;

@@ -113,7 +113,7 @@ pub(crate) fn check_nodes<'a>(
             // What a drain does with it: a migratable VM needs room for its migration target
             // (with the CPU selectors and anti-affinity KubeVirt adds), any other a new
             // launcher pod when it is started again elsewhere.
-            let migratable = vmi_migratability(ctx.snapshot, vmi) == Migratability::Migratable;
+            let migratable = vmi_migratability(ctx.snapshot, vmi, &ctx.cluster) == Migratability::Migratable;
             let demand = if migratable {
                 match migration_target_with(ctx.snapshot, &ctx.launchers, vmi, &ctx.cluster) {
                     Ok((constraints, requests)) => Demand {

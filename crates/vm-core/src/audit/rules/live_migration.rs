@@ -8,6 +8,7 @@ use super::super::subject::Subject;
 use super::Out;
 use crate::effective::{EvictionStrategy, MigrationSettings};
 use crate::migratability::Migratability;
+use crate::pod_network::interface_blocker;
 use crate::quantity::format_bytes;
 use crate::resources::guest_size;
 
@@ -26,7 +27,11 @@ pub(crate) static LIVE_MIGRATE_NOT_MIGRATABLE: Rule = Rule {
 evictionStrategy LiveMigrate but is not live-migratable (\"VMI ... is configured with an eviction \
 strategy but is not live-migratable\"), so `kubectl drain` of its node retries for ever. Common \
 causes: a ReadWriteOnce PVC, or a DataVolume whose PVC will be one (DisksNotLiveMigratable), a \
-bridge on the pod network, host devices or GPUs, a non-shared hostDisk.\n\nFix: use ReadWriteMany storage and masquerade binding, or choose \
+bridge on the pod network (InterfaceNotLiveMigratable; a VM that declares no interface gets the pod \
+network with the cluster's spec.configuration.network.defaultNetworkInterface, which is bridge \
+unless the KubeVirt CR says masquerade), host devices or GPUs, a non-shared hostDisk.\n\nFix: use \
+ReadWriteMany storage and masquerade binding (declare interfaces: [{name: default, masquerade: {}}] \
+with networks: [{name: default, pod: {}}], or set the cluster default to masquerade), or choose \
 another eviction strategy and plan for the downtime.",
 };
 
@@ -36,8 +41,13 @@ pub(crate) static NOT_MIGRATABLE: Rule = Rule {
     severity: Severity::Warning,
     summary: "the VM cannot be live-migrated: node maintenance stops it",
     explanation: "All recovery procedures of the best-practice guide assume live-migratable VMs. \
-This VM cannot move while running: a drain or a node failure stops it.\n\nFix: remove the cause \
-named in the message (ReadWriteMany storage, masquerade binding, no host devices).",
+This VM cannot move while running: a drain or a node failure stops it. A VM that declares no \
+interface counts too: KubeVirt gives it the pod network bound as the KubeVirt CR's \
+spec.configuration.network.defaultNetworkInterface says, bridge when unset, and bridge on the pod \
+network is not live-migratable (InterfaceNotLiveMigratable) without the annotation \
+kubevirt.io/allow-pod-bridge-network-live-migration.\n\nFix: remove the cause named in the \
+message (ReadWriteMany storage; masquerade binding, declared on the pod network interface or as \
+the cluster default; no host devices).",
 };
 
 pub(crate) static UNKNOWN: Rule = Rule {
@@ -201,17 +211,28 @@ pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out
             } else {
                 format!("{reason}, {origin}: {message}")
             };
+            // The interface's own fix (which interface, or the cluster default) when the spec
+            // shows the cause; KubeVirt's reported condition names only the reason.
+            let interface_fix = (reason == "InterfaceNotLiveMigratable")
+                .then(|| interface_blocker(subject.running_spec(), subject.vmi_annotations(), &ctx.cluster))
+                .flatten()
+                .map(|b| b.fix);
             if eviction.strategy == Some(EvictionStrategy::LiveMigrate) {
                 out.emit(
                     &LIVE_MIGRATE_NOT_MIGRATABLE,
                     format!("evictionStrategy LiveMigrate but not live-migratable ({detail}); every drain of its node is blocked"),
-                    "make the VM migratable (ReadWriteMany storage, masquerade binding) or change its eviction strategy",
+                    interface_fix.map_or_else(
+                        || "make the VM migratable (ReadWriteMany storage, masquerade binding) or change its eviction strategy".to_string(),
+                        |fix| format!("{fix}; or change its eviction strategy"),
+                    ),
                 );
             } else {
                 out.emit(
                     &NOT_MIGRATABLE,
                     format!("not live-migratable ({detail})"),
-                    "make the VM migratable: ReadWriteMany storage, masquerade binding, no host devices",
+                    interface_fix.unwrap_or_else(|| {
+                        "make the VM migratable: ReadWriteMany storage, masquerade binding, no host devices".to_string()
+                    }),
                 );
             }
         }
