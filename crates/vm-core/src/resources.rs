@@ -8,18 +8,19 @@
 
 use std::collections::BTreeMap;
 
+mod console_log;
+mod devices;
+mod webhook;
+
+pub use console_log::{console_log_enabled, console_log_requests};
+pub use devices::{KVM_DEVICE, SEV_DEVICE, TDX_DEVICE, TUN_DEVICE, VHOST_NET_DEVICE, is_sev, is_tdx};
+pub use webhook::{cpu_request, memory_request, wants_guaranteed_qos};
+
 use crate::effective::ClusterConfig;
 use crate::kubevirt::{InstancetypeSpec, VirtualMachineInstanceSpec};
 use crate::quantity::parse_quantity;
 
 const MI: f64 = 1024.0 * 1024.0;
-
-/// The KVM device every launcher pod takes (unless KubeVirt runs with emulation).
-pub const KVM_DEVICE: &str = "devices.kubevirt.io/kvm";
-/// The tun device for the pod network.
-pub const TUN_DEVICE: &str = "devices.kubevirt.io/tun";
-/// The vhost-net device for virtio interfaces.
-pub const VHOST_NET_DEVICE: &str = "devices.kubevirt.io/vhost-net";
 
 /// What a pod requests from the scheduler: CPU and memory, and every other resource name
 /// (hugepages, ephemeral storage, device-plugin and extended resources) in its own units.
@@ -206,7 +207,7 @@ pub fn memory_overhead(spec: &VirtualMachineInstanceSpec, guest: GuestSize) -> f
     if devices.tpm.is_some() {
         overhead += 53.0 * MI;
     }
-    if spec.domain.launch_security.is_some() {
+    if is_sev(spec) {
         overhead += 256.0 * MI;
     }
     if dedicated_cpus(spec, None) || wants_guaranteed_qos(spec) {
@@ -218,19 +219,12 @@ pub fn memory_overhead(spec: &VirtualMachineInstanceSpec, guest: GuestSize) -> f
     overhead
 }
 
-/// CPU and memory requests equal to their limits (Kubernetes' Guaranteed class).
-fn wants_guaranteed_qos(spec: &VirtualMachineInstanceSpec) -> bool {
-    let pair = |name| match (request(spec, name), limit(spec, name)) {
-        (Some(r), Some(l)) => r == l,
-        _ => false,
-    };
-    pair("cpu") && pair("memory")
-}
-
 /// What the launcher pod of this VMI requests, or `None` when nothing sizes its memory (KubeVirt
 /// rejects such a VMI): CPU (shared over `cpuAllocationRatio`, or whole dedicated CPUs),
-/// memory with overhead, hugepages, 50M of ephemeral storage, and the device-plugin
-/// resources (KVM, tun, vhost-net, GPUs and host devices by their resource names).
+/// memory with overhead, hugepages, 50M of ephemeral storage, the device-plugin resources
+/// (KVM, tun, vhost-net, SEV, TDX, GPUs and host devices by their resource names), and the
+/// `guest-console-log` sidecar. Limits without requests count as KubeVirt's webhook and
+/// renderer make them: the CPU limit is the CPU request, the memory limit the memory request.
 #[must_use]
 pub fn launcher_requests(
     spec: &VirtualMachineInstanceSpec,
@@ -239,7 +233,7 @@ pub fn launcher_requests(
 ) -> Option<Requests> {
     let guest = guest_size(spec, instancetype);
     let spec_request = request(spec, "memory");
-    let memory_request = match (instancetype, spec_request) {
+    let memory_request = match (instancetype, memory_request(spec)) {
         (_, Some(r)) => Some(r),
         (Some(it), None) => guest.memory.map(|m| {
             let percent = f64::from(it.memory.overcommit_percent.unwrap_or(0).min(100));
@@ -269,34 +263,25 @@ pub fn launcher_requests(
         None if overcommit_overhead => requests.memory = memory_request,
         None => requests.memory = memory_request + overhead,
     }
-    requests.cpu = if dedicated_cpus(spec, instancetype) {
+    let dedicated = dedicated_cpus(spec, instancetype);
+    requests.cpu = if dedicated {
         let emulator =
             u32::from(spec.domain.cpu.as_ref().and_then(|c| c.isolate_emulator_thread) == Some(true));
         f64::from(guest.vcpus + emulator)
     } else {
-        request(spec, "cpu")
+        cpu_request(spec)
             .unwrap_or_else(|| f64::from(guest.vcpus) / f64::from(cluster.cpu_allocation_ratio.max(1)))
     };
+    if let Some((cpu, memory)) = console_log_requests(spec, cluster, dedicated || wants_guaranteed_qos(spec))
+    {
+        requests.cpu += cpu;
+        requests.memory += memory;
+    }
     requests.add(
         "ephemeral-storage",
         50_000_000.0 + request(spec, "ephemeral-storage").unwrap_or(0.0),
     );
-    requests.add(KVM_DEVICE, 1.0);
-    requests.add(TUN_DEVICE, 1.0);
-    let interfaces = &spec.domain.devices.interfaces;
-    let virtio = interfaces.is_empty()
-        || interfaces
-            .iter()
-            .any(|i| i.model.as_deref().is_none_or(|m| m.is_empty() || m == "virtio"));
-    if virtio {
-        requests.add(VHOST_NET_DEVICE, 1.0);
-    }
-    let devices = &spec.domain.devices;
-    for device in devices.gpus.iter().chain(&devices.host_devices) {
-        if let Some(name) = device.get("deviceName").and_then(|n| n.as_str()) {
-            requests.add(name, 1.0);
-        }
-    }
+    devices::add_device_plugin_requests(spec, cluster, &mut requests);
     // Extended resources the VMI requests itself go to the compute container as they are.
     if let Some(res) = spec.domain.resources.as_ref() {
         for (name, q) in res.requests.iter().chain(&res.limits) {
