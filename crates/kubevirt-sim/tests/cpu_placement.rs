@@ -110,7 +110,11 @@ async fn host_model_migrations_stay_on_the_source_cpu_and_hugepages_render_as_ku
         "true"
     );
     assert_eq!(sel["cpu-feature.node.kubevirt.io/vmx"], "true");
-    assert_eq!(sel["machine-type.node.kubevirt.io/q35"], "true");
+    // The target selects the expanded machine type the VMI runs with (status.machine.type,
+    // template.go), not the spec's alias.
+    assert_eq!(vmi["status"]["machine"]["type"], "pc-q35-rhel9.6.0");
+    assert_eq!(sel["machine-type.node.kubevirt.io/pc-q35-rhel9.6.0"], "true");
+    assert!(sel.get("machine-type.node.kubevirt.io/q35").is_none());
 
     // Now the only other schedulable node is AMD: the target pod stays Pending.
     cordon(&nodes, "intel-1", true).await;

@@ -615,3 +615,101 @@ async fn a_vm_whose_vmi_fails_before_running_backs_off() {
     })
     .await;
 }
+
+/// KubeVirt's webhook and launcher rendering for a VM that sets only limits and no network:
+/// the CPU limit becomes the request, the pod is Guaranteed (+100Mi overhead) with the
+/// `guest-console-log` container at request = limit, the VMI gets the pod network with the
+/// default `bridge` binding (so it is not live-migratable), and `status.machine.type` is the
+/// newest q35 machine type of the node it runs on, while the pod selects plain `q35`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limits_only_vm_gets_a_guaranteed_pod_the_console_log_and_the_default_bridge() {
+    let mut config = SandboxConfig::with_nodes(2);
+    let node2 = &mut config.nodes[1].labels;
+    node2.remove("machine-type.node.kubevirt.io/pc-q35-rhel9.6.0");
+    for m in ["pc-q35-rhel9.4.0", "pc-q35-rhel9.5.0"] {
+        node2.insert(format!("machine-type.node.kubevirt.io/{m}"), "true".into());
+    }
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    let extra = json!({
+        "nodeSelector": {"kubernetes.io/hostname": "node-2"},
+        "domain": {"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}, "devices": {}},
+        "networks": [],
+    });
+    apis.vms
+        .create(&PostParams::default(), &vm("g", Some("Always"), None, extra))
+        .await
+        .unwrap();
+    let vmi = apis.running_vmi("g", None).await;
+    assert_eq!(vmi["spec"]["domain"]["resources"]["requests"]["cpu"], "2");
+    assert_eq!(
+        vmi["spec"]["domain"]["devices"]["interfaces"],
+        json!([{"name": "default", "bridge": {}}])
+    );
+    assert_eq!(vmi["spec"]["networks"], json!([{"name": "default", "pod": {}}]));
+    assert_eq!(vmi["status"]["machine"]["type"], "pc-q35-rhel9.5.0");
+    let migratable = vmi["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "LiveMigratable")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (migratable["status"].as_str(), migratable["reason"].as_str()),
+        (Some("False"), Some("InterfaceNotLiveMigratable"))
+    );
+
+    let pod = apis.launcher_pod(&vmi).await;
+    let spec = pod.spec.clone().unwrap();
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["compute", "guest-console-log"]);
+    let console = spec.containers[1].resources.clone().unwrap();
+    assert_eq!(
+        console.requests, console.limits,
+        "request = limit in a Guaranteed pod"
+    );
+    let sum = |key: &str, parse: fn(&str) -> Option<u64>| -> u64 {
+        spec.containers
+            .iter()
+            .map(|c| parse(&c.resources.as_ref().unwrap().requests.as_ref().unwrap()[key].0).unwrap())
+            .sum()
+    };
+    // 2 CPUs + 15m; 2Gi + 396Mi overhead (240 + 2×8 + 8 + 32 + 100 Guaranteed) + 60M.
+    assert_eq!(sum("cpu", kubevirt_sim::quantity::millicores), 2015);
+    assert_eq!(
+        sum("memory", kubevirt_sim::quantity::bytes),
+        (2048 + 396) * 1024 * 1024 + 60_000_000
+    );
+    assert_eq!(
+        pod.status.as_ref().unwrap().qos_class.as_deref(),
+        Some("Guaranteed"),
+        "the API server's QoS class"
+    );
+    let selector = spec.node_selector.unwrap();
+    assert_eq!(selector["machine-type.node.kubevirt.io/q35"], "true");
+    assert!(!selector.contains_key("machine-type.node.kubevirt.io/pc-q35-rhel9.5.0"));
+
+    // Stopping still ends the pod, with its second container.
+    apis.vms
+        .patch(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"runStrategy": "Halted"}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the VMI and its pod to be gone",
+        Duration::from_secs(60),
+        || async {
+            let pods = apis
+                .pods
+                .list(&ListParams::default().labels("kubevirt.io=virt-launcher"))
+                .await
+                .ok()?;
+            (apis.vmi("g").await.is_none() && pods.items.is_empty()).then_some(())
+        },
+    )
+    .await;
+}

@@ -26,6 +26,16 @@ pub struct ClusterConfig {
     pub cpu_model: Option<String>,
     /// `developerConfiguration.useEmulation`: no `/dev/kvm` or vhost-net needed.
     pub use_emulation: bool,
+    /// `virtualMachineOptions.disableSerialConsoleLog`: KubeVirt treats the field being set
+    /// at all (even to `{}`) as "disabled" (`IsSerialConsoleLogDisabled`, virt-config.go).
+    pub disable_serial_console_log: bool,
+    /// The `resources` of the `supportContainerResources` entry of type `guest-console-log`
+    /// (`{requests, limits}`), or null.
+    pub console_log_resources: Value,
+    /// `network.defaultNetworkInterface` (default `bridge`, virt-config.go
+    /// `DefaultNetworkInterface`): the binding of the pod network a VMI gets when it
+    /// declares no interfaces and no networks.
+    pub default_network_interface: String,
 }
 
 impl Default for ClusterConfig {
@@ -40,6 +50,9 @@ impl Default for ClusterConfig {
             node_selectors: BTreeMap::new(),
             cpu_model: None,
             use_emulation: false,
+            disable_serial_console_log: false,
+            console_log_resources: Value::Null,
+            default_network_interface: "bridge".into(),
         }
     }
 }
@@ -91,6 +104,26 @@ impl ClusterConfig {
             .filter(|m| !m.is_empty())
             .map(String::from);
         c.use_emulation = conf.pointer("/developerConfiguration/useEmulation") == Some(&Value::Bool(true));
+        c.disable_serial_console_log = conf
+            .pointer("/virtualMachineOptions/disableSerialConsoleLog")
+            .is_some_and(|v| !v.is_null());
+        if let Some(entry) = conf
+            .get("supportContainerResources")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|e| e.get("type").and_then(Value::as_str) == Some("guest-console-log"))
+            })
+        {
+            c.console_log_resources = entry.get("resources").cloned().unwrap_or(Value::Null);
+        }
+        if let Some(binding) = conf
+            .pointer("/network/defaultNetworkInterface")
+            .and_then(Value::as_str)
+            .filter(|b| !b.is_empty())
+        {
+            c.default_network_interface = binding.to_string();
+        }
         c
     }
 }
@@ -118,5 +151,20 @@ mod tests {
         assert_eq!(c.cpu_model.as_deref(), Some("Haswell"));
         assert_eq!(c.node_selectors.get("zone").map(String::as_str), Some("a"));
         assert!(!c.use_emulation);
+        assert!(!c.disable_serial_console_log);
+        assert_eq!(c.default_network_interface, "bridge");
+        assert!(c.console_log_resources.is_null());
+        let cr = json!({"spec": {"configuration": {
+            "virtualMachineOptions": {"disableSerialConsoleLog": {}},
+            "network": {"defaultNetworkInterface": "masquerade"},
+            "supportContainerResources": [
+                {"type": "hotplug-attachment", "resources": {"requests": {"cpu": "1"}}},
+                {"type": "guest-console-log", "resources": {"limits": {"cpu": "50m"}}},
+            ],
+        }}});
+        let c = ClusterConfig::from_kubevirt(Some(&cr));
+        assert!(c.disable_serial_console_log);
+        assert_eq!(c.default_network_interface, "masquerade");
+        assert_eq!(c.console_log_resources, json!({"limits": {"cpu": "50m"}}));
     }
 }

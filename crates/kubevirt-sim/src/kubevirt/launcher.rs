@@ -2,12 +2,12 @@
 //! (`services/template.go`, `renderresources.go`): its labels, annotations and owner
 //! reference, and requests with the memory overhead, so the real scheduler packs nodes as
 //! on a real cluster, and the nodeSelector and affinity KubeVirt derives from the VMI
-//! (CPU model and features, machine type, architecture, dedicated CPUs) on top of the
+//! (CPU model and features, machine type, architecture, dedicated CPUs, SEV) on top of the
 //! VMI's own.
 //!
-//! The `guest-console-log` sidecar (a native sidecar since KubeVirt 1.x, 5m / 35M) is not
-//! rendered: Kubernetes 1.20 has no native sidecars, and a plain container would never
-//! let the pod complete.
+//! The `guest-console-log` sidecar is rendered by [`super::console_log`], as a second
+//! ordinary container (Kubernetes 1.20 has no native sidecars; the scheduler sums its
+//! requests the same way).
 
 use serde_json::{Map, Value, json};
 
@@ -88,7 +88,8 @@ pub fn is_host_model(vmi: &Value) -> bool {
     }
 }
 
-fn dedicated_cpus(vmi: &Value) -> bool {
+/// Whether the VMI asks for dedicated CPUs (`IsCPUDedicated`).
+pub fn dedicated_cpus(vmi: &Value) -> bool {
     vmi.pointer("/spec/domain/cpu/dedicatedCpuPlacement")
         .and_then(Value::as_bool)
         == Some(true)
@@ -121,39 +122,17 @@ fn cpu_features(vmi: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// The launcher pod's nodeSelector (reference §1a): `kubevirt.io/schedulable`, the
-/// architecture, dedicated CPUs, a named CPU model, required CPU features, the machine
-/// type, realtime, then the cluster-wide selectors and last the VMI's own (which win).
+/// The launcher pod's nodeSelector (reference §1a), in the order of
+/// `nodeselectorrenderer.go`: `kubevirt.io/schedulable` and the architecture, then the
+/// cluster-wide selectors and the VMI's own (which may override those two), then the labels
+/// KubeVirt derives from the VMI (dedicated CPUs, a named CPU model, required CPU features,
+/// the machine type, TSC frequency, realtime, SEV), each `"true"`, which replace a value the
+/// VMI set under the same key (`enableSelectorLabel` writes over the merged map).
 pub fn node_selector(vmi: &Value, cfg: &ClusterConfig) -> Map<String, Value> {
     let mut sel = Map::new();
     sel.insert("kubevirt.io/schedulable".into(), json!("true"));
     if let Some(arch) = str_at(vmi, "/spec/architecture").filter(|a| !a.is_empty()) {
         sel.insert("kubernetes.io/arch".into(), json!(arch.to_lowercase()));
-    }
-    if dedicated_cpus(vmi) {
-        sel.insert("kubevirt.io/cpumanager".into(), json!("true"));
-    }
-    if let Some(model) = str_at(vmi, "/spec/domain/cpu/model")
-        .filter(|m| !m.is_empty() && *m != "host-model" && *m != "host-passthrough")
-    {
-        sel.insert(format!("{CPU_MODEL_PREFIX}{model}"), json!("true"));
-    }
-    for (name, policy) in cpu_features(vmi) {
-        if policy.is_empty() || policy == "require" {
-            sel.insert(format!("{CPU_FEATURE_PREFIX}{name}"), json!("true"));
-        }
-    }
-    if let Some(machine) = str_at(vmi, "/status/machine/type")
-        .filter(|m| !m.is_empty())
-        .or_else(|| str_at(vmi, "/spec/domain/machine/type").filter(|m| !m.is_empty()))
-    {
-        sel.insert(format!("{MACHINE_TYPE_PREFIX}{machine}"), json!("true"));
-    }
-    if vmi
-        .pointer("/spec/domain/cpu/realtime")
-        .is_some_and(|r| !r.is_null())
-    {
-        sel.insert("kubevirt.io/realtime".into(), json!("true"));
     }
     for (k, v) in &cfg.node_selectors {
         sel.insert(k.clone(), json!(v));
@@ -162,6 +141,54 @@ pub fn node_selector(vmi: &Value, cfg: &ClusterConfig) -> Map<String, Value> {
         for (k, v) in own {
             sel.insert(k.clone(), v.clone());
         }
+    }
+    let mut derived: Vec<String> = Vec::new();
+    if dedicated_cpus(vmi) {
+        derived.push("kubevirt.io/cpumanager".into());
+    }
+    if let Some(model) = str_at(vmi, "/spec/domain/cpu/model")
+        .filter(|m| !m.is_empty() && *m != "host-model" && *m != "host-passthrough")
+    {
+        derived.push(format!("{CPU_MODEL_PREFIX}{model}"));
+    }
+    if let Some(machine) = str_at(vmi, "/status/machine/type")
+        .filter(|m| !m.is_empty())
+        .or_else(|| str_at(vmi, "/spec/domain/machine/type").filter(|m| !m.is_empty()))
+    {
+        derived.push(format!("{MACHINE_TYPE_PREFIX}{machine}"));
+    }
+    for (name, policy) in cpu_features(vmi) {
+        if policy.is_empty() || policy == "require" {
+            derived.push(format!("{CPU_FEATURE_PREFIX}{name}"));
+        }
+    }
+    if let Some(label) = super::tsc::selector_label(vmi) {
+        derived.push(label);
+    }
+    if vmi
+        .pointer("/spec/domain/cpu/realtime")
+        .is_some_and(|r| !r.is_null())
+    {
+        derived.push("kubevirt.io/realtime".into());
+    }
+    if is_sev(vmi) {
+        derived.push("kubevirt.io/sev".into());
+    }
+    if vmi
+        .pointer("/spec/domain/launchSecurity/sev/policy/encryptedState")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        derived.push("kubevirt.io/sev-es".into());
+    }
+    if vmi
+        .pointer("/spec/domain/launchSecurity/snp")
+        .is_some_and(|v| !v.is_null())
+    {
+        derived.push("kubevirt.io/sev-snp".into());
+    }
+    for label in derived {
+        sel.insert(label, json!("true"));
     }
     sel
 }
@@ -248,19 +275,31 @@ fn array_len(vmi: &Value, p: &str) -> usize {
     vmi.pointer(p).and_then(Value::as_array).map_or(0, Vec::len)
 }
 
-/// Whether the VMI asks for a Guaranteed pod: CPU and memory requests equal to their limits.
-fn wants_guaranteed(vmi: &Value) -> bool {
-    let get = |p: &str, f: fn(&str) -> Option<u64>| str_at(vmi, p).and_then(f);
-    let cpu = (
-        get("/spec/domain/resources/requests/cpu", quantity::millicores),
-        get("/spec/domain/resources/limits/cpu", quantity::millicores),
-    );
-    let mem = (
-        get("/spec/domain/resources/requests/memory", quantity::bytes),
-        get("/spec/domain/resources/limits/memory", quantity::bytes),
-    );
-    matches!(cpu, (Some(a), Some(b)) if a == b && a > 0)
-        && matches!(mem, (Some(a), Some(b)) if a == b && a > 0)
+/// Whether the VMI asks for a Guaranteed pod (`WantsToHaveQOSGuaranteed`, api
+/// `core/v1/types.go`): a CPU request equal to the CPU limit, and a memory limit with no
+/// memory request or an equal one. The CPU request read is the one the mutating webhook
+/// leaves: the CPU limit when only a limit is set (`setDefaultResourceRequests`,
+/// `pkg/defaults/defaults.go`).
+pub fn wants_guaranteed(vmi: &Value) -> bool {
+    let get = |p: &str, f: fn(&str) -> Option<u64>| str_at(vmi, p).and_then(f).filter(|v| *v > 0);
+    let cpu_lim = get("/spec/domain/resources/limits/cpu", quantity::millicores);
+    let cpu_req = get("/spec/domain/resources/requests/cpu", quantity::millicores).or(cpu_lim);
+    let mem_req = get("/spec/domain/resources/requests/memory", quantity::bytes);
+    let mem_lim = get("/spec/domain/resources/limits/memory", quantity::bytes);
+    let memory = match (mem_req, mem_lim) {
+        (None, Some(_)) => true,
+        (Some(r), l) => Some(r) == l,
+        (None, None) => false,
+    };
+    memory && cpu_req.is_some() && cpu_req == cpu_lim
+}
+
+/// Whether the VMI uses AMD SEV or SEV-SNP (`IsSEVVMI`, `pkg/util/amd64.go`).
+pub fn is_sev(vmi: &Value) -> bool {
+    ["sev", "snp"].iter().any(|k| {
+        vmi.pointer(&format!("/spec/domain/launchSecurity/{k}"))
+            .is_some_and(|v| !v.is_null())
+    })
 }
 
 /// KubeVirt's memory overhead O of the launcher pod (reference §2, `GetMemoryOverhead`).
@@ -334,6 +373,9 @@ fn supplemental_threads(vmi: &Value) -> u64 {
         .unwrap_or(0)
 }
 
+/// The SEV device-plugin resource (`SevDevice`, template.go).
+pub const SEV_DEVICE: &str = "devices.kubevirt.io/sev";
+
 /// `ephemeral-storage` KubeVirt adds to the compute container (50M).
 const EPHEMERAL_STORAGE: u64 = 50_000_000;
 
@@ -388,7 +430,8 @@ pub fn resources(vmi: &Value, cfg: &ClusterConfig) -> Value {
         requests.insert("cpu".into(), json!(cpus.to_string()));
         limits.insert("cpu".into(), json!(cpus.to_string()));
     } else {
-        let cpu = match vmi_req("cpu").and_then(quantity::millicores) {
+        // A CPU limit without a request: the webhook copied the limit into the request.
+        let cpu = match vmi_req("cpu").or(vmi_lim("cpu")).and_then(quantity::millicores) {
             Some(m) => m,
             None => {
                 ((vcpus(vmi) + supplemental_threads(vmi)) * 1000).div_ceil(cfg.cpu_allocation_ratio.max(1))
@@ -478,6 +521,18 @@ pub fn resources(vmi: &Value, cfg: &ClusterConfig) -> Value {
             {
                 add(name);
             }
+        }
+    }
+
+    // SEV: one `devices.kubevirt.io/sev` as request and limit (`WithSEV`, renderresources.go).
+    if is_sev(vmi) {
+        for m in [&mut requests, &mut limits] {
+            let n = m
+                .get(SEV_DEVICE)
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            m.insert(SEV_DEVICE.into(), json!((n + 1).to_string()));
         }
     }
 
@@ -640,6 +695,12 @@ pub fn render(vmi: &Value, cfg: &ClusterConfig, migration: Option<(&str, &str, &
             "resources": resources(vmi, cfg),
         }],
     });
+    if let Some(console) = super::console_log::container(vmi, cfg) {
+        spec["containers"]
+            .as_array_mut()
+            .expect("containers is an array")
+            .push(console);
+    }
     if !affinity.is_null() {
         spec["affinity"] = affinity;
     }

@@ -9,10 +9,33 @@ use serde_json::{Value, json};
 /// Access modes of the PVCs in the VMI's namespace, by claim name.
 pub type PvcAccessModes = HashMap<String, Vec<String>>;
 
-/// `(status, reason, message)` of the LiveMigratable condition.
-pub fn live_migratable(vmi: &Value, pvcs: &PvcAccessModes) -> (bool, &'static str, String) {
+/// `(status, reason, message)` of the LiveMigratable condition, checked in the order of
+/// `calculateLiveMigrationCondition` (`pkg/virt-handler/vm.go`). `node_has_host_model`:
+/// whether the VMI's node has a host-model CPU (a `host-model-cpu.node.kubevirt.io/*`
+/// label; arm64 nodes have none), without which a host-model VMI cannot migrate.
+pub fn live_migratable(
+    vmi: &Value,
+    pvcs: &PvcAccessModes,
+    node_has_host_model: bool,
+) -> (bool, &'static str, String) {
     if let Some(msg) = interface_blocker(vmi) {
         return (false, "InterfaceNotLiveMigratable", msg);
+    }
+    // `isHostModelMigratable`: only an explicit `host-model` (the webhook writes it as the
+    // default); host-passthrough is not checked here. The reason string is KubeVirt's own
+    // (`VirtualMachineInstanceReasonCPUModeNotMigratable`, spelled without "Not").
+    if vmi.pointer("/spec/domain/cpu/model").and_then(Value::as_str) == Some("host-model")
+        && !node_has_host_model
+    {
+        let node = vmi
+            .pointer("/status/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return (
+            false,
+            "CPUModeLiveMigratable",
+            format!("the node \"{node}\" does not allow migration with host-model"),
+        );
     }
     let devices = vmi
         .pointer("/spec/domain/devices")
@@ -31,6 +54,48 @@ pub fn live_migratable(vmi: &Value, pvcs: &PvcAccessModes) -> (bool, &'static st
             false,
             "HostDeviceNotLiveMigratable",
             "VMI uses a GPU that cannot be live migrated".into(),
+        );
+    }
+    let set = |p: &str| vmi.pointer(p).is_some_and(|v| !v.is_null());
+    if super::launcher::is_sev(vmi) {
+        return (false, "SEVNotLiveMigratable", "VMI uses SEV".into());
+    }
+    if set("/spec/domain/launchSecurity/tdx") {
+        return (false, "TDXNotLiveMigratable", "VMI uses TDX".into());
+    }
+    if set("/spec/domain/launchSecurity/secureExecution") {
+        return (
+            false,
+            "SecureExecutionNotLiveMigratable",
+            "VMI uses Secure Execution".into(),
+        );
+    }
+    // Reenlightenment without a TSC hint (`RequiredForMigration`); invtsc is required for
+    // boot instead, so it does not block here.
+    let reenlightenment = vmi
+        .pointer("/spec/domain/features/hyperv/reenlightenment/enabled")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let hinted = vmi
+        .pointer("/status/topologyHints/tscFrequency")
+        .and_then(Value::as_u64)
+        .is_some_and(|f| f > 0);
+    if reenlightenment && !super::tsc::required_for_boot(vmi) && !hinted {
+        return (
+            false,
+            "NoTSCFrequencyNotLiveMigratable",
+            "HyperV Reenlightenment VMIs cannot migrate when TSC Frequency is not exposed on the cluster: guest timers might be inconsistent".into(),
+        );
+    }
+    if vmi
+        .pointer("/spec/domain/features/hypervPassthrough/enabled")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        return (
+            false,
+            "HypervPassthroughNotLiveMigratable",
+            "VMI uses hyperv passthrough".into(),
         );
     }
     for vol in vmi
@@ -97,8 +162,8 @@ fn interface_blocker(vmi: &Value) -> Option<String> {
 }
 
 /// The condition as JSON, with `now` as the transition time.
-pub fn condition(vmi: &Value, pvcs: &PvcAccessModes, now: &str) -> Value {
-    let (ok, reason, message) = live_migratable(vmi, pvcs);
+pub fn condition(vmi: &Value, pvcs: &PvcAccessModes, node_has_host_model: bool, now: &str) -> Value {
+    let (ok, reason, message) = live_migratable(vmi, pvcs, node_has_host_model);
     if ok {
         json!({"type": "LiveMigratable", "status": "True", "lastProbeTime": null, "lastTransitionTime": now})
     } else {
@@ -128,17 +193,20 @@ mod tests {
             json!([{"name": "d", "persistentVolumeClaim": {"claimName": "rwx"}}]),
             masq.clone(),
         );
-        assert!(live_migratable(&ok, &pvcs).0);
+        assert!(live_migratable(&ok, &pvcs, true).0);
         let rwo = vmi(
             json!([{"name": "d", "persistentVolumeClaim": {"claimName": "rwo"}}]),
             masq.clone(),
         );
-        assert_eq!(live_migratable(&rwo, &pvcs).1, "DisksNotLiveMigratable");
+        assert_eq!(live_migratable(&rwo, &pvcs, true).1, "DisksNotLiveMigratable");
         let host_disk = vmi(
             json!([{"name": "d", "hostDisk": {"path": "/x", "type": "Disk"}}]),
             masq.clone(),
         );
-        assert_eq!(live_migratable(&host_disk, &pvcs).1, "DisksNotLiveMigratable");
+        assert_eq!(
+            live_migratable(&host_disk, &pvcs, true).1,
+            "DisksNotLiveMigratable"
+        );
         let mut dev = masq.clone();
         dev["hostDevices"] = json!([{"name": "nic", "deviceName": "x/y"}]);
         let hd = vmi(
@@ -146,7 +214,7 @@ mod tests {
             dev,
         );
         assert_eq!(
-            live_migratable(&hd, &pvcs).1,
+            live_migratable(&hd, &pvcs, true).1,
             "HostDeviceNotLiveMigratable",
             "host devices come before disks"
         );
@@ -154,6 +222,9 @@ mod tests {
             json!([]),
             json!({"interfaces": [{"name": "default", "bridge": {}}]}),
         );
-        assert_eq!(live_migratable(&bridge, &pvcs).1, "InterfaceNotLiveMigratable");
+        assert_eq!(
+            live_migratable(&bridge, &pvcs, true).1,
+            "InterfaceNotLiveMigratable"
+        );
     }
 }

@@ -4,14 +4,18 @@
 //! performs the resulting [`Action`]s. Passes run on every watch event and every second.
 
 pub mod config;
+pub mod console_log;
 pub mod evacuation;
 pub mod eviction;
 pub mod launcher;
+pub mod machine;
 pub mod migratable;
 pub mod migration;
 pub mod replicaset;
+pub mod tsc;
 pub mod vm;
 pub mod vmi;
+pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};

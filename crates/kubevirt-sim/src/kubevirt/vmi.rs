@@ -21,7 +21,8 @@ pub const VM_FINALIZER: &str = "kubevirt.io/foregroundDeleteVirtualMachine";
 /// simulator right after creation for VMIs it did not create itself): the effective
 /// eviction strategy from the cluster config (frozen from then on), `memory.guest`,
 /// `spec.architecture` (amd64), the CPU model (the cluster's `cpuModel`, else host-model;
-/// host-passthrough on arm64), the machine type (q35 on amd64), the finalizer and the
+/// host-passthrough on arm64), the machine type (q35 on amd64, virt on arm64), a CPU request
+/// from a CPU limit and the default pod network ([`super::webhook`]), the finalizer and the
 /// observed API version annotations.
 pub fn apply_defaults(vmi: &mut Value, world: &World) {
     if !vmi.get("spec").is_some_and(Value::is_object) {
@@ -70,6 +71,13 @@ pub fn apply_defaults(vmi: &mut Value, world: &World) {
             vmi["spec"]["domain"]["memory"] = json!({});
         }
         vmi["spec"]["domain"]["memory"]["guest"] = json!(mem);
+    }
+    super::webhook::cpu_request_from_limit(vmi);
+    if let Err(e) = super::webhook::default_network(vmi, &world.config) {
+        tracing::warn!(
+            "VMI {}: no default network: {e}",
+            str_at(vmi, "/metadata/name").unwrap_or_default()
+        );
     }
     let mut finalizers: Vec<Value> = vmi
         .pointer("/metadata/finalizers")
@@ -216,6 +224,18 @@ pub fn reconcile(vmi: &Value, pods: &[&Value], world: &World) -> Vec<Action> {
         if let Some(mem) = stamped.pointer("/spec/domain/memory") {
             p["spec"]["domain"]["memory"] = mem.clone();
         }
+        if let Some(nets) = stamped.pointer("/spec/networks")
+            && vmi.pointer("/spec/networks") != Some(nets)
+        {
+            p["spec"]["networks"] = nets.clone();
+            p["spec"]["domain"]["devices"] =
+                json!({"interfaces": stamped["spec"]["domain"]["devices"]["interfaces"]});
+        }
+        if let Some(cpu) = stamped.pointer("/spec/domain/resources/requests/cpu")
+            && vmi.pointer("/spec/domain/resources/requests/cpu") != Some(cpu)
+        {
+            p["spec"]["domain"]["resources"] = json!({"requests": {"cpu": cpu}});
+        }
         let status = Map::from_iter([
             ("guestOSInfo".to_string(), json!({})),
             ("qosClass".to_string(), json!("Burstable")),
@@ -239,6 +259,14 @@ pub fn reconcile(vmi: &Value, pods: &[&Value], world: &World) -> Vec<Action> {
     match phase {
         "" | "Pending" => match pod {
             None if world.expecting_pod(&uid) => vec![],
+            // virt-controller sets the TSC hint before it renders the pod (topology hinter).
+            None if vmi.pointer("/status/topologyHints/tscFrequency").is_none()
+                && let Some(freq) = super::tsc::hint(vmi, &world.node_labels, &|_| false) =>
+            {
+                vec![patch(
+                    json!({"status": {"topologyHints": {"tscFrequency": freq}}}),
+                )]
+            }
             None => vec![Action::CreatePod {
                 vmi_uid: uid,
                 pod: launcher::render(vmi, &world.config, None),
@@ -314,6 +342,19 @@ fn scheduling(
     vec![]
 }
 
+/// Whether the node of `pod` (the VMI's) has a host-model CPU label, as virt-handler's
+/// `hostCpuModel` (empty on arm64 nodes, which get no host-model labels).
+fn node_has_host_model(vmi: &Value, pod: Option<&Value>, world: &World) -> bool {
+    let node = pod
+        .and_then(|p| str_at(p, "/spec/nodeName"))
+        .or_else(|| str_at(vmi, "/status/nodeName"))
+        .unwrap_or_default();
+    world
+        .node_labels
+        .get(node)
+        .is_some_and(|l| l.keys().any(|k| k.starts_with(launcher::HOST_MODEL_CPU_PREFIX)))
+}
+
 fn current_conditions(vmi: &Value) -> Value {
     vmi.pointer("/status/conditions").cloned().unwrap_or(json!([]))
 }
@@ -346,7 +387,7 @@ fn running(vmi: &Value, pod: &Value, world: &World) -> Value {
             } else {
                 cond("Ready", "False", Some("PodNotReady"), None, now)
             },
-            migratable::condition(vmi, pvcs, now),
+            migratable::condition(vmi, pvcs, node_has_host_model(vmi, Some(pod), world), now),
         ],
         &["PodScheduled"],
     )
@@ -354,7 +395,18 @@ fn running(vmi: &Value, pod: &Value, world: &World) -> Value {
     let guest = launcher::guest_memory(vmi)
         .map(crate::quantity::format_bytes)
         .unwrap_or_default();
+    let node = str_at(pod, "/spec/nodeName").unwrap_or_default();
+    let requested = str_at(vmi, "/spec/domain/machine/type")
+        .filter(|m| !m.is_empty())
+        .unwrap_or(match str_at(vmi, "/spec/architecture") {
+            Some("arm64") => "virt",
+            Some("s390x") => "s390-ccw-virtio",
+            _ => "q35",
+        });
+    let no_labels = Default::default();
+    let machine = super::machine::expanded(requested, world.node_labels.get(node).unwrap_or(&no_labels));
     let status = Map::from_iter([
+        ("machine".to_string(), json!({"type": machine})),
         ("conditions".to_string(), json!(conditions)),
         (
             "interfaces".to_string(),
@@ -454,7 +506,12 @@ fn running_checks(
             .pvcs
             .get(str_at(vmi, "/metadata/namespace").unwrap_or_default())
             .unwrap_or(&world.no_pvcs);
-        new.push(migratable::condition(vmi, pvcs, now));
+        new.push(migratable::condition(
+            vmi,
+            pvcs,
+            node_has_host_model(vmi, Some(pod), world),
+            now,
+        ));
     }
     match merge_conditions(vmi, &new, &remove) {
         Some(conds) => vec![patch(json!({"status": {"conditions": conds}}))],
