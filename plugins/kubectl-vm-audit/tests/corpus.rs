@@ -65,10 +65,14 @@ fn the_documented_shapes_get_exactly_the_findings_kubevirt_behaviour_supports() 
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let expected: BTreeSet<(String, String, String)> = [
-        // fedora-rwo: CDI creates PVC fedora-rwo-root from the template's spec.pvc as written,
-        // ReadWriteOnce; KubeVirt sets LiveMigratable=False (DisksNotLiveMigratable) for a VMI
-        // with a non-shared PVC, and with evictionStrategy LiveMigrate its eviction webhook
-        // refuses every eviction of the launcher pod: each drain of its node waits for ever.
+        // fedora-rwo declares no interface, as KubeVirt's own example does: the webhook gives
+        // it the pod network with the cluster's default binding, bridge when no KubeVirt CR
+        // says otherwise (none in the input), and virt-handler sets LiveMigratable=False
+        // (InterfaceNotLiveMigratable, the first reason it checks) for bridge on the pod
+        // network. Its disk would block it too: CDI creates PVC fedora-rwo-root from the
+        // template's spec.pvc as written, ReadWriteOnce (DisksNotLiveMigratable). With
+        // evictionStrategy LiveMigrate the eviction webhook refuses every eviction of the
+        // launcher pod: each drain of its node waits for ever.
         ("VirtualMachine", "fedora-rwo", "live-migrate-not-migratable"),
         // The guide asks for liveness and readiness probes; it has neither.
         ("VirtualMachine", "fedora-rwo", "probes-liveness-missing"),
@@ -119,11 +123,10 @@ fn the_documented_shapes_get_exactly_the_findings_kubevirt_behaviour_supports() 
     assert_eq!(findings(&doc), expected, "{doc:#}");
     assert_eq!(doc["summary"]["objects"], 6, "{doc:#}");
 
-    // The words name the DataVolume and the PVC that CDI creates from it.
+    // The words name KubeVirt's reason and the default binding that causes it.
     let rwo = message(&doc, "fedora-rwo", "live-migrate-not-migratable");
     assert!(
-        rwo.contains("DataVolume fedora-rwo-root (PVC fedora-rwo-root that CDI creates")
-            && rwo.contains("ReadWriteOnce"),
+        rwo.contains("InterfaceNotLiveMigratable") && rwo.contains("declares no interface"),
         "{rwo}"
     );
     // The probe's arithmetic is shown.
@@ -164,4 +167,30 @@ fn the_same_object_in_two_files_is_an_input_error_naming_both() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "no report for a bad input");
+}
+
+/// fedora-rwo under a KubeVirt CR whose `network.defaultNetworkInterface` is masquerade
+/// (`pkg/network/vmispec/defaults.go`): its pod network no longer blocks, and its disk is what
+/// KubeVirt reports, with the words naming the DataVolume and the PVC that CDI creates from it.
+#[test]
+fn with_masquerade_as_the_cluster_default_the_rwo_disk_is_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = std::fs::read_to_string(corpus().join("fedora-datavolume-pvc.yaml")).unwrap();
+    std::fs::write(dir.path().join("vm.yaml"), vm).unwrap();
+    std::fs::write(
+        dir.path().join("kubevirt.yaml"),
+        "apiVersion: kubevirt.io/v1\nkind: KubeVirt\nmetadata: {name: kubevirt, namespace: kubevirt}\n\
+spec: {configuration: {network: {defaultNetworkInterface: masquerade}}}\n",
+    )
+    .unwrap();
+    let out = audit(&["-f", dir.path().to_str().unwrap(), "-o", "json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rwo = message(&doc, "fedora-rwo", "live-migrate-not-migratable");
+    assert!(
+        rwo.contains("DisksNotLiveMigratable")
+            && rwo.contains("DataVolume fedora-rwo-root (PVC fedora-rwo-root that CDI creates")
+            && rwo.contains("ReadWriteOnce")
+            && !rwo.contains("InterfaceNotLiveMigratable"),
+        "{rwo}"
+    );
 }
