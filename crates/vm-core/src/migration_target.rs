@@ -15,6 +15,12 @@ use crate::placement::{Constraints, pod_is_finished, pod_requests};
 use crate::resources::{Requests, dedicated_cpus, launcher_requests};
 use crate::snapshot::ClusterSnapshot;
 
+mod cpu_model;
+mod tsc;
+
+pub use cpu_model::{HOST_MODEL, HOST_PASSTHROUGH, effective_cpu_model};
+pub use tsc::{TSC_FREQUENCY_PREFIX, needs_tsc_frequency, tsc_frequency_label};
+
 /// Label prefixes the node-labeller writes and migration targets select.
 pub const VENDOR_PREFIX: &str = "cpu-vendor.node.kubevirt.io/";
 /// The node's host CPU model.
@@ -88,18 +94,10 @@ impl<'a> TargetSources<'a> {
 }
 
 /// Whether the guest's CPU model is host-model (the default when neither the VMI nor the
-/// cluster names one).
+/// cluster names one, except on arm64: see [`effective_cpu_model`]).
 #[must_use]
 pub fn is_host_model(vmi: &VirtualMachineInstance, cluster: &ClusterConfig) -> bool {
-    let model = vmi
-        .spec
-        .domain
-        .cpu
-        .as_ref()
-        .and_then(|c| c.model.clone())
-        .filter(|m| !m.is_empty())
-        .or_else(|| cluster.cpu_model.clone());
-    model.is_none_or(|m| m == "host-model")
+    effective_cpu_model(vmi, cluster).0 == HOST_MODEL
 }
 
 /// The launcher pod's constraints rendered from the VMI spec as virt-controller does
@@ -110,7 +108,13 @@ pub fn is_host_model(vmi: &VirtualMachineInstance, cluster: &ClusterConfig) -> b
 /// obsolete-host-model label (host-model guests) and for each forbidden CPU feature.
 ///
 /// The machine type is the expanded one virt-handler reported in the VMI's status where there
-/// is one: a migration target of this VMI is rendered with it.
+/// is one: a migration target of this VMI is rendered with it. A guest that needs an invariant
+/// TSC selects the frequency of its topology hints.
+///
+/// Where KubeVirt derives a selector (dedicated CPUs, CPU model and features, machine type,
+/// TSC, realtime, confidential computing) it writes `"true"` over any value the VMI's own
+/// nodeSelector gives the same key (`nodeselectorrenderer.go` `Render` runs after the VMI's
+/// selectors are merged); the architecture and the cluster-wide selectors yield to the VMI's.
 #[must_use]
 pub fn rendered_constraints(vmi: &VirtualMachineInstance, cluster: &ClusterConfig) -> Constraints {
     render(vmi, cluster, true)
@@ -126,17 +130,15 @@ fn render(vmi: &VirtualMachineInstance, cluster: &ClusterConfig, reported_machin
             .insert(k.clone(), "KubeVirt's cluster-wide nodeSelectors".into());
     }
     let arch = architecture(vmi);
+    if !c.node_selector.contains_key(ARCH_LABEL) {
+        c.node_selector.insert(ARCH_LABEL.into(), arch.clone());
+        c.origins
+            .insert(ARCH_LABEL.into(), format!("the VM's architecture {arch}"));
+    }
     let mut add = |key: String, value: String, why: String| {
-        if !c.node_selector.contains_key(&key) {
-            c.node_selector.insert(key.clone(), value);
-            c.origins.insert(key, why);
-        }
+        c.node_selector.insert(key.clone(), value);
+        c.origins.insert(key, why);
     };
-    add(
-        ARCH_LABEL.into(),
-        arch.clone(),
-        format!("the VM's architecture {arch}"),
-    );
     let machine = machine_type(vmi, &arch, reported_machine);
     add(
         format!("{MACHINE_TYPE_PREFIX}{machine}"),
@@ -147,17 +149,8 @@ fn render(vmi: &VirtualMachineInstance, cluster: &ClusterConfig, reported_machin
         add(CPU_MANAGER_LABEL.into(), "true".into(), "dedicated CPUs".into());
     }
     let cpu = vmi.spec.domain.cpu.as_ref();
-    let model = cpu
-        .and_then(|c| c.model.as_deref())
-        .filter(|m| !m.is_empty())
-        .map(|m| (m.to_string(), format!("CPU model {m}")))
-        .or_else(|| {
-            let m = cluster.cpu_model.as_deref()?;
-            Some((m.to_string(), format!("the cluster's default CPU model {m}")))
-        });
-    if let Some((model, why)) =
-        model.filter(|(m, _)| !matches!(m.as_str(), "host-model" | "host-passthrough"))
-    {
+    let (model, why) = effective_cpu_model(vmi, cluster);
+    if model != HOST_MODEL && model != HOST_PASSTHROUGH {
         add(format!("{MODEL_PREFIX}{model}"), "true".into(), why);
     }
     let features = cpu.map(|c| c.features.as_slice()).unwrap_or_default();
@@ -175,6 +168,13 @@ fn render(vmi: &VirtualMachineInstance, cluster: &ClusterConfig, reported_machin
             format!("{FEATURE_PREFIX}vmx"),
             "true".into(),
             "required CPU feature vmx (Hyper-V EVMCS)".into(),
+        );
+    }
+    if let Some((key, hz)) = tsc_frequency_label(vmi) {
+        add(
+            key,
+            "true".into(),
+            format!("invariant TSC at the cluster's {hz} Hz (status.topologyHints)"),
         );
     }
     if cpu.is_some_and(|c| c.realtime.is_some()) {
@@ -370,6 +370,7 @@ pub fn migration_target_with(
             for (k, v) in vmi.spec.node_selector.iter().flatten() {
                 c.node_selector.insert(k.clone(), v.clone());
             }
+            use_reported_machine_type(&mut c, vmi);
             c.tolerations = vmi.spec.tolerations.clone().unwrap_or_default();
             (c, pod_requests(pod))
         }
@@ -380,6 +381,28 @@ pub fn migration_target_with(
     };
     add_migration_selectors(&mut constraints, vmi, cluster, source, snapshot)?;
     Ok((constraints, requests))
+}
+
+/// The running pod selects the machine type its VMI asked for (`q35`), but KubeVirt renders the
+/// target from `status.machine.type`, the expanded name virt-handler reported
+/// (`pc-q35-rhel9.6.0`; `template.go` `newNodeSelectorRenderer`, `pkg/virt-handler/vm.go`
+/// `updateMachineType`): the pod's machine-type selector gives way to the status's.
+fn use_reported_machine_type(c: &mut Constraints, vmi: &VirtualMachineInstance) {
+    let Some(reported) = vmi
+        .status
+        .as_ref()
+        .and_then(|s| s.machine.as_ref())
+        .and_then(|m| m.type_.as_deref())
+        .filter(|t| !t.is_empty())
+    else {
+        return;
+    };
+    c.node_selector.retain(|k, _| !k.starts_with(MACHINE_TYPE_PREFIX));
+    c.origins.retain(|k, _| !k.starts_with(MACHINE_TYPE_PREFIX));
+    let key = format!("{MACHINE_TYPE_PREFIX}{reported}");
+    c.node_selector.insert(key.clone(), "true".into());
+    c.origins
+        .insert(key, format!("machine type {reported} (status.machine.type)"));
 }
 
 /// The constraints of the launcher pod `vmi` runs in now, rendered from its spec for a VMI

@@ -331,3 +331,149 @@ fn cluster_wide_selectors_and_the_cluster_cpu_model_apply_and_the_vmi_wins() {
     // A named cluster default is not host-model: no obsolete-host-model term.
     assert!(c.required_terms.is_empty(), "{c:?}");
 }
+
+/// The nodes of `s` (but the source n1) that admit `c`'s labels, sorted.
+fn admitting(s: &ClusterSnapshot, c: &Constraints) -> Vec<String> {
+    let mut names: Vec<String> = crate::planning::other_nodes(s, "n1")
+        .iter()
+        .filter(|n| c.admits_labels(n))
+        .map(|n| n.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `pkg/virt-controller/services/template.go` `newNodeSelectorRenderer`: the target pod selects
+/// `machine-type.node.kubevirt.io/<status.machine.type>`, the expanded name virt-handler wrote
+/// (`pkg/virt-handler/vm.go` `updateMachineType`), not the `q35` the running pod selects.
+#[test]
+fn a_live_target_selects_the_machine_type_the_status_reports_not_the_pods_alias() {
+    let pod: Pod = serde_yaml::from_str(
+        "metadata: {name: virt-launcher-vm-abc, namespace: ns, labels: {kubevirt.io/created-by: u1}}
+spec:
+  nodeName: n1
+  nodeSelector: {kubevirt.io/schedulable: 'true', machine-type.node.kubevirt.io/q35: 'true'}
+  containers: [{name: compute, resources: {requests: {memory: 1290Mi}}}]
+status: {phase: Running}",
+    )
+    .unwrap();
+    const SCHEDULABLE: &str = "kubevirt.io/schedulable";
+    let q35 = "machine-type.node.kubevirt.io/q35";
+    let rhel96 = "machine-type.node.kubevirt.io/pc-q35-rhel9.6.0";
+    let s = snapshot(
+        vec![
+            node("n1", &[SCHEDULABLE, q35, rhel96]),
+            node("n2", &[SCHEDULABLE, q35, rhel96]),
+            node(
+                "n3",
+                &[SCHEDULABLE, q35, "machine-type.node.kubevirt.io/pc-q35-rhel9.4.0"],
+            ),
+        ],
+        vec![pod],
+    );
+    let v: VirtualMachineInstance = serde_yaml::from_str(
+        "metadata: {name: vm, namespace: ns, uid: u1}\nspec: {domain: {cpu: {model: host-passthrough}}}\n\
+status: {nodeName: n1, phase: Running, machine: {type: pc-q35-rhel9.6.0}}",
+    )
+    .unwrap();
+    let (c, _) = migration_target(&s, &v, &ClusterConfig::defaults()).unwrap();
+    assert!(!c.node_selector.contains_key(q35), "{c:?}");
+    assert_eq!(c.node_selector.get(rhel96).map(String::as_str), Some("true"));
+    assert_eq!(admitting(&s, &c), vec!["n2".to_string()]);
+}
+
+/// `pkg/defaults/arm64.go`: an arm64 VMI without a model gets host-passthrough (before the
+/// cluster's `cpuModel`), so no host-model affinity, no cpu-model selector, no host-model
+/// target selectors, and no NoSuitableNodesForHostModelMigration; arm64 nodes carry no vendor
+/// label, so none is selected (`migration.go` takes it from the source node's labels).
+#[test]
+fn an_arm64_vm_without_a_model_is_host_passthrough() {
+    let mut cluster = ClusterConfig::defaults();
+    cluster.cpu_model = Some("Cascadelake-Server".into());
+    let v = vmi("spec: {architecture: arm64, domain: {resources: {requests: {memory: 1Gi}}}}");
+    assert!(!is_host_model(&v, &cluster));
+    assert_eq!(effective_cpu_model(&v, &cluster).0, HOST_PASSTHROUGH);
+    let arm = &["kubernetes.io/arch", "machine-type.node.kubevirt.io/virt"];
+    // The amd64 node n2 carries host-model labels: a host-model guest on n1 would be refused.
+    let s = snapshot(vec![node("n1", arm), node("n2", SKYLAKE)], vec![]);
+    let (c, _) = migration_target(&s, &v, &cluster).unwrap();
+    assert!(c.required_terms.is_empty(), "{c:?}");
+    assert!(
+        c.node_selector.keys().all(|k| !k.starts_with(MODEL_PREFIX)
+            && !k.starts_with(MIGRATION_MODEL_PREFIX)
+            && !k.starts_with(VENDOR_PREFIX)),
+        "{c:?}"
+    );
+    assert!(c.node_selector.contains_key("machine-type.node.kubevirt.io/virt"));
+}
+
+/// `pkg/virt-controller/services/nodeselectorrenderer.go` `Render`: the derived labels are
+/// written `"true"` after the VMI's own selectors are merged, so they win; the architecture
+/// and the cluster-wide selectors are merged under the VMI's.
+#[test]
+fn derived_selectors_replace_the_vmis_own_value_for_the_same_key() {
+    let v = vmi(
+        "spec: {nodeSelector: {machine-type.node.kubevirt.io/q35: 'false', cpu-model.node.kubevirt.io/Haswell: 'no', \
+kubernetes.io/arch: s390x}, domain: {cpu: {model: Haswell}}}",
+    );
+    let c = rendered_constraints(&v, &ClusterConfig::defaults());
+    assert_eq!(c.node_selector["machine-type.node.kubevirt.io/q35"], "true");
+    assert_eq!(c.node_selector["cpu-model.node.kubevirt.io/Haswell"], "true");
+    assert_eq!(
+        c.origins["cpu-model.node.kubevirt.io/Haswell"],
+        "CPU model Haswell"
+    );
+    assert_eq!(
+        c.node_selector[ARCH_LABEL], "s390x",
+        "the VMI's own architecture selector stays"
+    );
+}
+
+/// `pkg/virt-controller/watch/topology/tsc.go`: invtsc (require or force) or enabled
+/// reenlightenment select `scheduling.node.kubevirt.io/tsc-frequency-<Hz>` from
+/// `status.topologyHints.tscFrequency`, only when it is above 0.
+#[test]
+fn an_invariant_tsc_selects_the_frequency_of_the_topology_hints() {
+    let with = |spec: &str, hz: i64| -> VirtualMachineInstance {
+        serde_yaml::from_str(&format!(
+            "metadata: {{name: vm, namespace: ns, uid: u1}}\nspec: {spec}\n\
+status: {{nodeName: n1, topologyHints: {{tscFrequency: {hz}}}}}"
+        ))
+        .unwrap()
+    };
+    let key = "scheduling.node.kubevirt.io/tsc-frequency-2400000000";
+    for spec in [
+        "{domain: {cpu: {features: [{name: invtsc, policy: require}]}}}",
+        "{domain: {cpu: {features: [{name: invtsc, policy: force}]}}}",
+        "{domain: {features: {hyperv: {reenlightenment: {enabled: true}}}}}",
+    ] {
+        let c = rendered_constraints(&with(spec, 2_400_000_000), &ClusterConfig::defaults());
+        assert_eq!(
+            c.node_selector.get(key).map(String::as_str),
+            Some("true"),
+            "{spec}"
+        );
+    }
+    for (spec, hz) in [
+        (
+            "{domain: {cpu: {features: [{name: invtsc, policy: optional}]}}}",
+            2_400_000_000,
+        ),
+        (
+            "{domain: {features: {hyperv: {reenlightenment: {}}}}}",
+            2_400_000_000,
+        ),
+        (
+            "{domain: {cpu: {features: [{name: invtsc, policy: require}]}}}",
+            0,
+        ),
+    ] {
+        let c = rendered_constraints(&with(spec, hz), &ClusterConfig::defaults());
+        assert!(
+            !c.node_selector
+                .keys()
+                .any(|k| k.starts_with(TSC_FREQUENCY_PREFIX)),
+            "{spec} {hz}: {c:?}"
+        );
+    }
+}
