@@ -198,3 +198,125 @@ async fn host_model_migrations_stay_on_the_source_cpu_and_hugepages_render_as_ku
     assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{:#}", pod["status"]);
     drop(sandbox);
 }
+
+/// An SEV VM needs a node labelled `kubevirt.io/sev` with the `devices.kubevirt.io/sev`
+/// device plugin, and is never live-migratable; an arm64 VM gets host-passthrough and the
+/// `virt` machine type, lands on the arm64 node (which has no CPU model, vendor or host-model
+/// labels) and stays migratable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sev_and_arm64_vms_render_and_report_as_kubevirt_does() {
+    let mut sev = NodeTemplate::worker("sev-1", "32", "128Gi", "110");
+    sev.labels = cpu_labels("vendor=AMD model=EPYC-Milan features=avx2,svm,sev").unwrap();
+    sev.labels.insert("kubevirt.io/sev".into(), "true".into());
+    sev.extra_capacity
+        .insert("devices.kubevirt.io/sev".into(), "15".into());
+    let mut arm = NodeTemplate::worker("arm-1", "32", "128Gi", "110");
+    arm.labels = [
+        ("kubernetes.io/arch", "arm64"),
+        ("beta.kubernetes.io/arch", "arm64"),
+        ("machine-type.node.kubevirt.io/virt", "true"),
+        ("machine-type.node.kubevirt.io/virt-rhel9.6.0", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = SandboxConfig {
+        nodes: vec![NodeTemplate::worker("intel-1", "32", "128Gi", "110"), sev, arm],
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let c = sandbox.client();
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let vmis: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "default", &kubevirt_resource("VirtualMachineInstance"));
+    let vms: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "default", &kubevirt_resource("VirtualMachine"));
+    let vm = |name: &str, spec: Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"runStrategy": "Always", "template": {"spec": spec}},
+        }))
+        .unwrap()
+    };
+    let masquerade = json!({"interfaces": [{"name": "default", "masquerade": {}}]});
+    vms.create(
+        &PostParams::default(),
+        &vm(
+            "conf",
+            json!({"domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": masquerade,
+                   "launchSecurity": {"sev": {"policy": {"encryptedState": false}}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    vms.create(
+        &PostParams::default(),
+        &vm(
+            "arm",
+            json!({"architecture": "arm64", "domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": masquerade}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let condition = |v: &Value| {
+        v["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "LiveMigratable")
+            .cloned()
+            .unwrap()
+    };
+    let launcher = |vmi: &Value| {
+        let uid = vmi["metadata"]["uid"].as_str().unwrap().to_string();
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("kubevirt.io/created-by={uid}")))
+                .await
+                .unwrap();
+            serde_json::to_value(list.items.into_iter().next().expect("a launcher pod")).unwrap()
+        }
+    };
+
+    let conf = running_vmi(&vmis, "conf", None).await;
+    assert_eq!(conf["status"]["nodeName"], "sev-1");
+    let c = condition(&conf);
+    assert_eq!(
+        (c["status"].as_str(), c["reason"].as_str()),
+        (Some("False"), Some("SEVNotLiveMigratable"))
+    );
+    let pod = launcher(&conf).await;
+    assert_eq!(pod["spec"]["nodeSelector"]["kubevirt.io/sev"], "true");
+    assert!(pod["spec"]["nodeSelector"].get("kubevirt.io/sev-es").is_none());
+    let compute = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(compute["requests"]["devices.kubevirt.io/sev"], "1");
+    assert_eq!(compute["limits"]["devices.kubevirt.io/sev"], "1");
+    // 1Gi + 290Mi + 256Mi for SEV.
+    assert_eq!(
+        quantity::bytes(compute["requests"]["memory"].as_str().unwrap()),
+        Some((1024 + 290 + 256) << 20)
+    );
+
+    let arm = running_vmi(&vmis, "arm", None).await;
+    assert_eq!(arm["status"]["nodeName"], "arm-1");
+    assert_eq!(arm["spec"]["domain"]["cpu"]["model"], "host-passthrough");
+    assert_eq!(arm["spec"]["domain"]["machine"]["type"], "virt");
+    assert_eq!(arm["status"]["machine"]["type"], "virt-rhel9.6.0");
+    assert_eq!(
+        condition(&arm)["status"],
+        "True",
+        "host-passthrough is not checked"
+    );
+    let pod = launcher(&arm).await;
+    assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/arch"], "arm64");
+    assert_eq!(
+        pod["spec"]["nodeSelector"]["machine-type.node.kubevirt.io/virt"],
+        "true"
+    );
+    assert!(
+        pod["spec"].get("affinity").is_none(),
+        "no obsolete-host-model term"
+    );
+}

@@ -11,6 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::confidential::{self, SEV_DEVICE};
 use super::config::ClusterConfig;
 use crate::quantity;
 
@@ -171,22 +172,7 @@ pub fn node_selector(vmi: &Value, cfg: &ClusterConfig) -> Map<String, Value> {
     {
         derived.push("kubevirt.io/realtime".into());
     }
-    if is_sev(vmi) {
-        derived.push("kubevirt.io/sev".into());
-    }
-    if vmi
-        .pointer("/spec/domain/launchSecurity/sev/policy/encryptedState")
-        .and_then(Value::as_bool)
-        == Some(true)
-    {
-        derived.push("kubevirt.io/sev-es".into());
-    }
-    if vmi
-        .pointer("/spec/domain/launchSecurity/snp")
-        .is_some_and(|v| !v.is_null())
-    {
-        derived.push("kubevirt.io/sev-snp".into());
-    }
+    derived.extend(confidential::selector_labels(vmi));
     for label in derived {
         sel.insert(label, json!("true"));
     }
@@ -294,14 +280,6 @@ pub fn wants_guaranteed(vmi: &Value) -> bool {
     memory && cpu_req.is_some() && cpu_req == cpu_lim
 }
 
-/// Whether the VMI uses AMD SEV or SEV-SNP (`IsSEVVMI`, `pkg/util/amd64.go`).
-pub fn is_sev(vmi: &Value) -> bool {
-    ["sev", "snp"].iter().any(|k| {
-        vmi.pointer(&format!("/spec/domain/launchSecurity/{k}"))
-            .is_some_and(|v| !v.is_null())
-    })
-}
-
 /// KubeVirt's memory overhead O of the launcher pod (reference §2, `GetMemoryOverhead`).
 pub fn memory_overhead(vmi: &Value) -> u64 {
     let devices = vmi
@@ -345,9 +323,7 @@ pub fn memory_overhead(vmi: &Value) -> u64 {
     if probes > 0 {
         overhead += 100 * MI;
     }
-    if vmi.pointer("/spec/domain/launchSecurity/sev").is_some()
-        || vmi.pointer("/spec/domain/launchSecurity/snp").is_some()
-    {
+    if confidential::is_sev(vmi) {
         overhead += 256 * MI;
     }
     if devices.get("tpm").is_some_and(|t| !t.is_null()) {
@@ -372,9 +348,6 @@ fn supplemental_threads(vmi: &Value) -> u64 {
         .and_then(Value::as_u64)
         .unwrap_or(0)
 }
-
-/// The SEV device-plugin resource (`SevDevice`, template.go).
-pub const SEV_DEVICE: &str = "devices.kubevirt.io/sev";
 
 /// `ephemeral-storage` KubeVirt adds to the compute container (50M).
 const EPHEMERAL_STORAGE: u64 = 50_000_000;
@@ -525,7 +498,7 @@ pub fn resources(vmi: &Value, cfg: &ClusterConfig) -> Value {
     }
 
     // SEV: one `devices.kubevirt.io/sev` as request and limit (`WithSEV`, renderresources.go).
-    if is_sev(vmi) {
+    if confidential::is_sev(vmi) {
         for m in [&mut requests, &mut limits] {
             let n = m
                 .get(SEV_DEVICE)
@@ -1006,6 +979,20 @@ mod tests {
         // The VMI's own selectors win.
         assert_eq!(sel["zone"], "mine");
         assert_eq!(sel["kubevirt.io/schedulable"], "maybe");
+        // ... except over a key KubeVirt derives: its "true" replaces the VMI's value
+        // (nodeselectorrenderer.go enables derived labels after merging the VMI's).
+        v["spec"]["nodeSelector"] = json!({"zone": "mine", "kubevirt.io/schedulable": "maybe",
+            "cpu-model.node.kubevirt.io/Haswell": "false", "cpu-feature.node.kubevirt.io/avx2": "no",
+            "machine-type.node.kubevirt.io/q35": "false", "kubernetes.io/arch": "arm64"});
+        let sel = node_selector(&v, &cfg);
+        assert_eq!(sel["cpu-model.node.kubevirt.io/Haswell"], t);
+        assert_eq!(sel["cpu-feature.node.kubevirt.io/avx2"], t);
+        assert_eq!(sel["machine-type.node.kubevirt.io/q35"], t);
+        assert_eq!(
+            sel["kubernetes.io/arch"], "arm64",
+            "the arch is not a derived label"
+        );
+        v["spec"]["nodeSelector"] = json!({"zone": "mine"});
         // status.machine.type (the expanded name) wins over the spec's.
         v["status"] = json!({"machine": {"type": "pc-q35-rhel9.6.0"}});
         let sel = node_selector(&v, &cfg);

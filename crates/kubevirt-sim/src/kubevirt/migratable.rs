@@ -57,7 +57,7 @@ pub fn live_migratable(
         );
     }
     let set = |p: &str| vmi.pointer(p).is_some_and(|v| !v.is_null());
-    if super::launcher::is_sev(vmi) {
+    if super::confidential::is_sev(vmi) {
         return (false, "SEVNotLiveMigratable", "VMI uses SEV".into());
     }
     if set("/spec/domain/launchSecurity/tdx") {
@@ -225,6 +225,62 @@ mod tests {
         assert_eq!(
             live_migratable(&bridge, &pvcs, true).1,
             "InterfaceNotLiveMigratable"
+        );
+    }
+
+    fn masq_vmi(domain_extra: Value) -> Value {
+        let mut v = vmi(
+            json!([]),
+            json!({"interfaces": [{"name": "default", "masquerade": {}}]}),
+        );
+        if let (Some(d), Value::Object(extra)) = (v["spec"]["domain"].as_object_mut(), domain_extra) {
+            d.extend(extra);
+        }
+        v
+    }
+
+    #[test]
+    fn cpu_mode_launch_security_tsc_and_hyperv_reasons() {
+        let pvcs = PvcAccessModes::new();
+        // host-model needs a node with a host-model CPU (none on arm64 nodes);
+        // host-passthrough (the arm64 default) is not checked by virt-handler.
+        let host_model = masq_vmi(json!({"cpu": {"model": "host-model"}}));
+        assert!(live_migratable(&host_model, &pvcs, true).0);
+        assert_eq!(
+            live_migratable(&host_model, &pvcs, false).1,
+            "CPUModeLiveMigratable"
+        );
+        let passthrough = masq_vmi(json!({"cpu": {"model": "host-passthrough"}}));
+        assert!(live_migratable(&passthrough, &pvcs, false).0);
+        // SEV and SNP, TDX.
+        for ls in [json!({"sev": {}}), json!({"snp": {}})] {
+            let v = masq_vmi(json!({"launchSecurity": ls}));
+            assert_eq!(
+                live_migratable(&v, &pvcs, true),
+                (false, "SEVNotLiveMigratable", "VMI uses SEV".to_string())
+            );
+        }
+        let tdx = masq_vmi(json!({"launchSecurity": {"tdx": {}}}));
+        assert_eq!(live_migratable(&tdx, &pvcs, true).1, "TDXNotLiveMigratable");
+        // The interface is checked first.
+        let mut bridge_sev = masq_vmi(json!({"launchSecurity": {"sev": {}}}));
+        bridge_sev["spec"]["domain"]["devices"]["interfaces"] = json!([{"name": "default", "bridge": {}}]);
+        assert_eq!(
+            live_migratable(&bridge_sev, &pvcs, true).1,
+            "InterfaceNotLiveMigratable"
+        );
+        // Reenlightenment without a TSC hint, then with one.
+        let mut re = masq_vmi(json!({"features": {"hyperv": {"reenlightenment": {"enabled": true}}}}));
+        assert_eq!(
+            live_migratable(&re, &pvcs, true).1,
+            "NoTSCFrequencyNotLiveMigratable"
+        );
+        re["status"] = json!({"topologyHints": {"tscFrequency": 2_400_000_000u64}});
+        assert!(live_migratable(&re, &pvcs, true).0);
+        let hp = masq_vmi(json!({"features": {"hypervPassthrough": {"enabled": true}}}));
+        assert_eq!(
+            live_migratable(&hp, &pvcs, true).1,
+            "HypervPassthroughNotLiveMigratable"
         );
     }
 }

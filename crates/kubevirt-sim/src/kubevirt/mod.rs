@@ -3,6 +3,7 @@
 //! decides per object what KubeVirt would do (pure functions in [`vm`] and [`vmi`]) and
 //! performs the resulting [`Action`]s. Passes run on every watch event and every second.
 
+pub mod confidential;
 pub mod config;
 pub mod console_log;
 pub mod evacuation;

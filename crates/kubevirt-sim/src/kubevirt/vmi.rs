@@ -36,13 +36,17 @@ pub fn apply_defaults(vmi: &mut Value, world: &World) {
     }
     let arch = str_at(vmi, "/spec/architecture").unwrap_or("amd64").to_string();
     if str_at(vmi, "/spec/domain/cpu/model").is_none_or(str::is_empty) {
-        let model = world.config.cpu_model.clone().unwrap_or_else(|| {
-            if arch == "arm64" {
-                "host-passthrough".into()
-            } else {
-                "host-model".into()
-            }
-        });
+        // arm64 defaults run first and set host-passthrough, so the cluster's cpuModel never
+        // applies there (`setDefaultCPUArch`, `pkg/defaults/defaults.go` and `arm64.go`).
+        let model = if arch == "arm64" {
+            "host-passthrough".to_string()
+        } else {
+            world
+                .config
+                .cpu_model
+                .clone()
+                .unwrap_or_else(|| "host-model".into())
+        };
         if !vmi.pointer("/spec/domain/cpu").is_some_and(Value::is_object) {
             vmi["spec"]["domain"]["cpu"] = json!({});
         }
@@ -590,18 +594,32 @@ mod tests {
         assert_eq!(v["spec"]["domain"]["memory"]["guest"], "1Gi");
         assert_eq!(v["spec"]["evictionStrategy"], "None");
 
-        // What is set stays; the cluster's cpuModel is the default.
-        let mut v = json!({"spec": {"architecture": "arm64", "domain": {"cpu": {"cores": 2}}}});
+        // What is set stays; the cluster's cpuModel is the default on amd64 ...
         let cfg = ClusterConfig {
             cpu_model: Some("Haswell".into()),
             ..ClusterConfig::default()
         };
-        apply_defaults(&mut v, &world(cfg));
+        let mut v = json!({"spec": {"domain": {"cpu": {"cores": 2}}}});
+        apply_defaults(&mut v, &world(cfg.clone()));
         assert_eq!(
             v["spec"]["domain"]["cpu"],
             json!({"cores": 2, "model": "Haswell"})
         );
+        // ... but not on arm64, whose defaults set host-passthrough first.
+        let mut v = json!({"spec": {"architecture": "arm64", "domain": {"cpu": {"cores": 2}}}});
+        apply_defaults(&mut v, &world(cfg));
+        assert_eq!(
+            v["spec"]["domain"]["cpu"],
+            json!({"cores": 2, "model": "host-passthrough"})
+        );
         assert_eq!(v["spec"]["domain"]["machine"]["type"], "virt");
+        // No host-model: no obsolete-host-model term, no model selector; +128Mi overhead.
+        assert!(launcher::affinity(&v).is_null());
+        assert!(
+            !launcher::node_selector(&v, &ClusterConfig::default())
+                .keys()
+                .any(|k| k.starts_with(launcher::CPU_MODEL_PREFIX))
+        );
         let mut v =
             json!({"spec": {"domain": {"cpu": {"model": "EPYC"}, "machine": {"type": "pc-q35-rhel9.6.0"}}}});
         apply_defaults(&mut v, &world(ClusterConfig::default()));
@@ -611,5 +629,34 @@ mod tests {
         let mut v = json!({"spec": {"architecture": "arm64", "domain": {}}});
         apply_defaults(&mut v, &world(ClusterConfig::default()));
         assert_eq!(v["spec"]["domain"]["cpu"]["model"], "host-passthrough");
+    }
+
+    #[test]
+    fn webhook_defaults_the_pod_network_and_the_cpu_request() {
+        // No interfaces, no networks: the pod network with bridge, not live-migratable.
+        let mut v = json!({"metadata": {"name": "v"}, "spec": {"domain": {
+            "resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}}});
+        apply_defaults(&mut v, &world(ClusterConfig::default()));
+        assert_eq!(v["spec"]["domain"]["resources"]["requests"]["cpu"], "2");
+        assert_eq!(
+            v["spec"]["domain"]["devices"]["interfaces"],
+            json!([{"name": "default", "bridge": {}}])
+        );
+        let pvcs = migratable::PvcAccessModes::new();
+        assert_eq!(
+            migratable::live_migratable(&v, &pvcs, true).1,
+            "InterfaceNotLiveMigratable"
+        );
+        // ... unless the VMI carries the opt-in annotation.
+        v["metadata"]["annotations"]["kubevirt.io/allow-pod-bridge-network-live-migration"] = json!("");
+        assert!(migratable::live_migratable(&v, &pvcs, true).0);
+        // A cluster default of masquerade: migratable.
+        let cfg = ClusterConfig {
+            default_network_interface: "masquerade".into(),
+            ..ClusterConfig::default()
+        };
+        let mut v = json!({"metadata": {"name": "v"}, "spec": {"domain": {}}});
+        apply_defaults(&mut v, &world(cfg));
+        assert!(migratable::live_migratable(&v, &pvcs, true).0);
     }
 }
