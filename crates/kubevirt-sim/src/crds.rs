@@ -118,6 +118,20 @@ fn kubevirt_columns() -> Value {
 }
 
 const CRDS: &[Crd] = &[
+    // Multus's NetworkAttachmentDefinition: virt-controller reads the
+    // `k8s.v1.cni.cncf.io/resourceName` annotation of the NADs a VMI's networks name.
+    Crd {
+        group: "k8s.cni.cncf.io",
+        versions: &["v1"],
+        kind: "NetworkAttachmentDefinition",
+        plural: "network-attachment-definitions",
+        singular: "network-attachment-definition",
+        short: &["net-attach-def"],
+        namespaced: true,
+        status: false,
+        scale: false,
+        columns: no_columns,
+    },
     Crd {
         group: "kubevirt.io",
         versions: &["v1", "v1alpha3"],

@@ -713,3 +713,59 @@ async fn a_limits_only_vm_gets_a_guaranteed_pod_the_console_log_and_the_default_
     )
     .await;
 }
+
+/// A Multus network whose NetworkAttachmentDefinition names a device-plugin resource
+/// (`k8s.v1.cni.cncf.io/resourceName`) makes the compute container ask for one, so the VM
+/// can only run where that pool has room; until its NAD exists, the VMI gets no pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multus_network_asks_for_its_nads_resource() {
+    let mut config = SandboxConfig::with_nodes(2);
+    config.nodes[1]
+        .extra_capacity
+        .insert("intel.com/sriov_a".into(), "4".into());
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    let extra = json!({
+        "domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": {"interfaces": [
+            {"name": "default", "masquerade": {}}, {"name": "fast", "sriov": {}}]}},
+        "networks": [{"name": "default", "pod": {}}, {"name": "fast", "multus": {"networkName": "sriov-a"}}],
+    });
+    apis.vms
+        .create(&PostParams::default(), &vm("net", Some("Always"), None, extra))
+        .await
+        .unwrap();
+    // No NAD yet: the VMI stays Pending without a pod.
+    let vmi = wait_for("the VMI to be Pending", Duration::from_secs(30), || async {
+        let v = apis.vmi("net").await?;
+        (v["status"]["phase"] == "Pending").then_some(v)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let uid = vmi["metadata"]["uid"].as_str().unwrap();
+    let pods = apis
+        .pods
+        .list(&ListParams::default().labels(&format!("kubevirt.io/created-by={uid}")))
+        .await
+        .unwrap();
+    assert!(pods.items.is_empty(), "no launcher pod without its NAD");
+
+    let nads: Api<DynamicObject> = Api::namespaced_with(
+        sandbox.client(),
+        "default",
+        &kubevirt_resource("NetworkAttachmentDefinition"),
+    );
+    let nad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "sriov-a", "namespace": "default",
+                     "annotations": {"k8s.v1.cni.cncf.io/resourceName": "intel.com/sriov_a"}},
+        "spec": {"config": "{\"cniVersion\": \"0.3.1\", \"type\": \"sriov\"}"},
+    }))
+    .unwrap();
+    nads.create(&PostParams::default(), &nad).await.unwrap();
+    let vmi = apis.running_vmi("net", None).await;
+    assert_eq!(vmi["status"]["nodeName"], "node-2", "the only node with the pool");
+    let pod = apis.launcher_pod(&vmi).await;
+    let compute = pod.spec.unwrap().containers[0].resources.clone().unwrap();
+    assert_eq!(compute.requests.unwrap()["intel.com/sriov_a"].0, "1");
+    assert_eq!(compute.limits.unwrap()["intel.com/sriov_a"].0, "1");
+}

@@ -366,7 +366,8 @@ const EPHEMERAL_STORAGE: u64 = 50_000_000;
 ///   `devices.kubevirt.io/kvm`, `tun` and `vhost-net`, one per GPU and host device.
 /// - `ephemeral-storage`: the VMI's request + 50M.
 ///
-/// A Multus network's `k8s.v1.cni.cncf.io/resourceName` (NAD annotation) is not added.
+/// A Multus network's `k8s.v1.cni.cncf.io/resourceName` (NAD annotation) is added by
+/// [`super::nad`], which needs the cluster's NADs.
 pub fn resources(vmi: &Value, cfg: &ClusterConfig) -> Value {
     let mut requests = Map::new();
     let mut limits = Map::new();

@@ -269,10 +269,18 @@ pub fn reconcile(inputs: &Inputs, world: &World, timings: MigrationTimings) -> V
                                         }
                                     }
                                 }
-                                actions.push(Action::CreatePod {
-                                    vmi_uid: uid.clone(),
-                                    pod,
-                                });
+                                // NAD resources, as for the source pod; a missing NAD
+                                // fails the rendering and the controller tries again.
+                                match super::nad::network_resources(vmi, &world.nads) {
+                                    Ok(resources) => {
+                                        super::nad::add_to_pod(&mut pod, &resources);
+                                        actions.push(Action::CreatePod {
+                                            vmi_uid: uid.clone(),
+                                            pod,
+                                        });
+                                    }
+                                    Err(e) => tracing::warn!("migration {name}: no target pod: {e}"),
+                                }
                             }
                             Err(reason) => fail(&mut actions, &reason),
                         }

@@ -12,6 +12,7 @@ pub mod launcher;
 pub mod machine;
 pub mod migratable;
 pub mod migration;
+pub mod nad;
 pub mod replicaset;
 pub mod tsc;
 pub mod vm;
@@ -60,6 +61,8 @@ pub struct World {
     /// Labels of every node, by node name (the migration controller reads the source
     /// node's CPU labels).
     pub node_labels: HashMap<String, BTreeMap<String, String>>,
+    /// The NetworkAttachmentDefinitions, with their device-plugin resource names.
+    pub nads: nad::Nads,
 }
 
 impl World {
@@ -273,6 +276,11 @@ pub async fn run(sim: Simulator) {
         &kubevirt_resource("VirtualMachineInstanceMigration"),
         notify.clone(),
     );
+    let nads = dyn_store(
+        &client,
+        &kubevirt_resource("NetworkAttachmentDefinition"),
+        notify.clone(),
+    );
     let replica_sets = dyn_store(
         &client,
         &kubevirt_resource("VirtualMachineInstanceReplicaSet"),
@@ -299,6 +307,7 @@ pub async fn run(sim: Simulator) {
         vms.wait_until_ready(),
         vmis.wait_until_ready(),
         kubevirts.wait_until_ready(),
+        nads.wait_until_ready(),
     ] {
         let _ = ready.await;
     }
@@ -386,6 +395,11 @@ pub async fn run(sim: Simulator) {
                     )
                 })
                 .collect(),
+            nads: nads
+                .state()
+                .iter()
+                .map(|n| nad::entry(cache.view("nad", n.as_ref()).as_ref()))
+                .collect(),
         };
         // What every VMI decision also depends on: the KubeVirt config, PVCs, down nodes.
         let world_sig = {
@@ -395,6 +409,11 @@ pub async fn run(sim: Simulator) {
                 .state()
                 .iter()
                 .filter_map(|p| p.metadata.resource_version.clone())
+                .chain(
+                    nads.state()
+                        .iter()
+                        .filter_map(|n| n.metadata.resource_version.clone()),
+                )
                 .collect::<Vec<_>>()
                 .join(",");
             format!(

@@ -271,10 +271,17 @@ pub fn reconcile(vmi: &Value, pods: &[&Value], world: &World) -> Vec<Action> {
                     json!({"status": {"topologyHints": {"tscFrequency": freq}}}),
                 )]
             }
-            None => vec![Action::CreatePod {
-                vmi_uid: uid,
-                pod: launcher::render(vmi, &world.config, None),
-            }],
+            None => match super::nad::network_resources(vmi, &world.nads) {
+                Ok(resources) => {
+                    let mut pod = launcher::render(vmi, &world.config, None);
+                    super::nad::add_to_pod(&mut pod, &resources);
+                    vec![Action::CreatePod { vmi_uid: uid, pod }]
+                }
+                Err(e) => {
+                    tracing::warn!("VMI {ns}/{name}: no launcher pod: {e}");
+                    vec![]
+                }
+            },
             Some(_) => vec![patch(phase_patch(vmi, "Scheduling", now, Map::new()))],
         },
         "Scheduling" => scheduling(vmi, pod, world, &patch),
@@ -580,6 +587,7 @@ mod tests {
             pods_expected: Default::default(),
             no_pvcs: Default::default(),
             start_backoff_base_ms: 10_000,
+            nads: Default::default(),
             node_labels: Default::default(),
         }
     }
