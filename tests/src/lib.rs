@@ -1,5 +1,7 @@
 //! Helpers for end-to-end tests: the plugins' binaries and the real kubectl, pointed at a sandbox.
 
+pub mod scheduler_message;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -81,6 +83,24 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("kubectl prints UTF-8")
+}
+
+/// The PodDisruptionBudget API version to write fixtures in, from the server's discovery
+/// (`kubectl api-versions`): `policy/v1` where it is served (1.21 and later; 1.25 removed
+/// `policy/v1beta1`), else `policy/v1beta1` (1.20, the sandbox's).
+#[must_use]
+pub fn pdb_api_version(kubeconfig: &Path) -> &'static str {
+    pdb_api_version_of(&kubectl(kubeconfig, &["api-versions"]))
+}
+
+/// [`pdb_api_version`] for the output of `kubectl api-versions`.
+#[must_use]
+pub fn pdb_api_version_of(api_versions: &str) -> &'static str {
+    if api_versions.lines().any(|l| l.trim() == "policy/v1") {
+        "policy/v1"
+    } else {
+        "policy/v1beta1"
+    }
 }
 
 /// The repository's `examples/` directory.
@@ -220,13 +240,16 @@ pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// A VirtualMachine in `default` that runs Always, live-migrates on eviction and asks for 1Gi:
-/// the plain VM of the node-operation tests.
+/// the plain VM of the node-operation tests. Its pod network interface is masquerade, as
+/// KubeVirt's examples declare it: a VM that declares none gets the cluster's default binding
+/// (bridge), which KubeVirt does not live-migrate.
 #[must_use]
 pub fn always_vm(name: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
 spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      \
-         domain: {{resources: {{requests: {{memory: 1Gi}}}}}}\n"
+         domain: {{resources: {{requests: {{memory: 1Gi}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      \
+         networks: [{{name: default, pod: {{}}}}]\n"
     )
 }
 
@@ -279,13 +302,25 @@ pub async fn start_on(kubeconfig: &Path, node: &str, nodes: &[&str], manifests: 
 
 #[cfg(test)]
 mod tests {
+    /// Discovery as 1.20 answers it (policy/v1beta1 only), as 1.21 to 1.24 (both), and as
+    /// 1.25 and later (policy/v1 only).
+    #[test]
+    fn the_pdb_version_is_v1_wherever_it_is_served() {
+        let v1_20 = "apps/v1\nbatch/v1\nbatch/v1beta1\npolicy/v1beta1\nv1\n";
+        let v1_21 = "apps/v1\nbatch/v1\npolicy/v1\npolicy/v1beta1\nv1\n";
+        let v1_36 = "apps/v1\nbatch/v1\npolicy/v1\nv1\n";
+        assert_eq!(super::pdb_api_version_of(v1_20), "policy/v1beta1");
+        assert_eq!(super::pdb_api_version_of(v1_21), "policy/v1");
+        assert_eq!(super::pdb_api_version_of(v1_36), "policy/v1");
+    }
+
     /// The VM's domain sits under `spec.template.spec`: a string continuation in the template
     /// once ate its indentation, which made it a top-level key and the VMs ask for no memory.
     #[test]
     fn the_plain_vm_asks_for_its_memory_in_its_template() {
         let vm = super::always_vm("web");
         assert!(
-            vm.contains("\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {resources: {requests: {memory: 1Gi}}}\n"),
+            vm.contains("\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {resources: {requests: {memory: 1Gi}}, devices: {interfaces: [{name: default, masquerade: {}}]}}\n      networks: [{name: default, pod: {}}]\n"),
             "{vm}"
         );
     }

@@ -29,6 +29,7 @@ use kubevirt_sim::nodes::{CAPACITY_ANNOTATION, NodeTemplate, cpu_labels};
 use kubevirt_sim::quantity;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
+use vm_e2e::scheduler_message::{self, Filter};
 use vm_e2e::{drain_plan, kubectl};
 
 const NAMESPACE: &str = "agree";
@@ -604,36 +605,24 @@ async fn cancel(kc: &Path, id: &str) {
 }
 
 /// The constraints a kube-scheduler "0/7 nodes are available: ..." message names, with how
-/// many nodes each (1.20's wording and today's).
+/// many nodes each, in the words [`plan_constraints`] uses. The message is read by filter
+/// ([`scheduler_message::parse`]), 1.20's wording and today's; the PostFilter sentence
+/// (preemption, DRA) names no constraint and is not read.
 fn scheduler_constraints(message: &str) -> BTreeMap<String, u32> {
     let mut found = BTreeMap::new();
-    let body = message.split_once(": ").map_or(message, |(_, b)| b);
-    for part in body.trim_end_matches('.').split(", ") {
-        let (count, what) = part
-            .split_once(' ')
-            .and_then(|(n, rest)| Some((n.parse::<u32>().ok()?, rest)))
-            .unwrap_or((1, part));
-        let kind = if what.contains("were unschedulable") || what.contains("unschedulable: true") {
-            "cordoned".to_string()
-        } else if what.contains("node selector") || what.contains("node affinity") {
-            "node selector".to_string()
-        } else if what.contains("taint") {
-            "taint".to_string()
-        } else if let Some(resource) = what.strip_prefix("Insufficient ") {
-            format!("insufficient {resource}")
-        } else if what.contains("Too many pods") {
-            "pod count".to_string()
-        } else if what.contains("topology spread") {
-            "topology spread".to_string()
-        } else if what.contains("affinity") {
-            "inter-pod affinity".to_string()
-        } else if what.contains("that the pod didn't tolerate") {
-            // The tail of a taint phrase that contained ", ".
-            continue;
-        } else {
-            format!("other: {what}")
+    for reason in scheduler_message::parse(message) {
+        let kind = match reason.filter {
+            Filter::NodeUnschedulable => "cordoned".to_string(),
+            Filter::NodeAffinity => "node selector".to_string(),
+            Filter::TaintToleration(_) => "taint".to_string(),
+            Filter::NodeResourcesFit(resource) if resource == "pods" => "pod count".to_string(),
+            Filter::NodeResourcesFit(resource) => format!("insufficient {resource}"),
+            Filter::PodTopologySpread => "topology spread".to_string(),
+            Filter::InterPodAffinity(_) => "inter-pod affinity".to_string(),
+            other => format!("other: {other:?}"),
         };
-        *found.entry(kind).or_default() += count;
+        // A PreFilter's words (no count) reject every node: one is enough to be named.
+        *found.entry(kind).or_default() += reason.nodes.unwrap_or(1);
     }
     found
 }
