@@ -7,6 +7,9 @@ use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
 use vm_e2e::{drain_plan, kubectl, resource_versions, run_plugin, start_vms_on_node_1};
 
+/// The VMs' pod network interface is masquerade, as KubeVirt's examples declare it: one that
+/// declares none gets the cluster's default binding (bridge), which KubeVirt does not
+/// live-migrate, and every VM here would be blocked for that.
 const VMS: &str = r#"
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -21,7 +24,8 @@ spec:
   template:
     spec:
       evictionStrategy: LiveMigrate
-      domain: {resources: {requests: {memory: 1Gi}}}
+      domain: {resources: {requests: {memory: 1Gi}}, devices: {interfaces: [{name: default, masquerade: {}}]}}
+      networks: [{name: default, pod: {}}]
 ---
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
@@ -32,7 +36,8 @@ spec:
     spec:
       evictionStrategy: LiveMigrate
       nodeSelector: {disk: nvme}
-      domain: {resources: {requests: {memory: 1Gi}}}
+      domain: {resources: {requests: {memory: 1Gi}}, devices: {interfaces: [{name: default, masquerade: {}}]}}
+      networks: [{name: default, pod: {}}]
 ---
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
@@ -46,7 +51,8 @@ spec:
         nodeAffinity:
           requiredDuringSchedulingIgnoredDuringExecution:
             nodeSelectorTerms: [{matchExpressions: [{key: disk, operator: In, values: [nvme]}]}]
-      domain: {resources: {requests: {memory: 1Gi}}}
+      domain: {resources: {requests: {memory: 1Gi}}, devices: {interfaces: [{name: default, masquerade: {}}]}}
+      networks: [{name: default, pod: {}}]
 ---
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
@@ -56,7 +62,8 @@ spec:
   template:
     spec:
       evictionStrategy: LiveMigrate
-      domain: {resources: {requests: {memory: 1Gi}}}
+      domain: {resources: {requests: {memory: 1Gi}}, devices: {interfaces: [{name: default, masquerade: {}}]}}
+      networks: [{name: default, pod: {}}]
       volumes: [{name: data, persistentVolumeClaim: {claimName: db-data}}]
 ---
 apiVersion: v1
@@ -65,12 +72,15 @@ metadata: {name: singleton, namespace: default, labels: {app: singleton}}
 spec:
   nodeName: node-1
   containers: [{name: c, image: busybox}]
----
-apiVersion: policy/v1beta1
-kind: PodDisruptionBudget
-metadata: {name: singleton, namespace: default}
-spec: {minAvailable: 1, selector: {matchLabels: {app: singleton}}}
 "#;
+
+/// The PDB that keeps `singleton` on the node, in the API version the server serves.
+fn singleton_pdb(api_version: &str) -> String {
+    format!(
+        "---\napiVersion: {api_version}\nkind: PodDisruptionBudget\nmetadata: {{name: singleton, namespace: default}}\n\
+spec: {{minAvailable: 1, selector: {{matchLabels: {{app: singleton}}}}}}\n"
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preflight_names_every_blocker_and_changes_nothing() {
@@ -79,7 +89,8 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
         .expect("sandbox starts");
     let kc = sandbox.kubeconfig();
     let _ = kubectl(&kc, &["label", "node", "node-1", "disk=nvme"]);
-    start_vms_on_node_1(&kc, VMS, 4);
+    let manifests = format!("{VMS}{}", singleton_pdb(vm_e2e::pdb_api_version(&kc)));
+    start_vms_on_node_1(&kc, &manifests, 4);
     tokio::time::sleep(Duration::from_secs(3)).await; // the disruption controller computes the PDB
 
     let before = resource_versions(&kc);
@@ -164,7 +175,7 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
 fn small_vm(name: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 3Gi}}}}}}\n"
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 3Gi}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      networks: [{{name: default, pod: {{}}}}]\n"
     )
 }
 
