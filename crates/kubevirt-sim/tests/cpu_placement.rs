@@ -320,3 +320,83 @@ async fn sev_and_arm64_vms_render_and_report_as_kubevirt_does() {
         "no obsolete-host-model term"
     );
 }
+
+/// A VM with `invtsc` gets the cluster's lowest TSC frequency as its topology hint and its
+/// launcher pod selects the scheduling label of that frequency, which virt-controller writes
+/// on the nodes that can serve it: within 250 ppm of their own, or lower on a scalable TSC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invtsc_vm_selects_the_lowest_tsc_frequency_of_the_cluster() {
+    use kubevirt_sim::kubevirt::tsc;
+    let mut nodes = NodeTemplate::workers(3, "32", "128Gi", "110");
+    nodes[0].labels.extend(tsc::node_labels(2_400_000_000, false));
+    nodes[1].labels.extend(tsc::node_labels(2_500_000_000, true));
+    nodes[2].labels.extend(tsc::node_labels(2_600_000_000, false));
+    // The invtsc feature itself is required too (cpu-feature label).
+    for n in &mut nodes {
+        n.labels
+            .insert("cpu-feature.node.kubevirt.io/invtsc".into(), "true".into());
+    }
+    let sandbox = Sandbox::start(SandboxConfig {
+        nodes,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let c = sandbox.client();
+    let node_api: Api<Node> = Api::all(c.clone());
+    let label = "scheduling.node.kubevirt.io/tsc-frequency-2400000000";
+    let has = |labels: &std::collections::BTreeMap<String, String>, k: &str| {
+        labels.get(k).map(String::as_str) == Some("true")
+    };
+    let labelled = wait_for("the TSC scheduling labels", Duration::from_secs(30), || async {
+        let list = node_api.list(&ListParams::default()).await.ok()?;
+        let by_name: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> = list
+            .items
+            .into_iter()
+            .map(|n| {
+                (
+                    n.metadata.name.unwrap_or_default(),
+                    n.metadata.labels.unwrap_or_default(),
+                )
+            })
+            .collect();
+        (has(&by_name["node-1"], label) && has(&by_name["node-2"], label)).then_some(by_name)
+    })
+    .await;
+    assert!(
+        !labelled["node-3"].contains_key(label),
+        "2.4 GHz is beyond node-3's tolerance"
+    );
+    assert!(has(
+        &labelled["node-3"],
+        "scheduling.node.kubevirt.io/tsc-frequency-2600000000"
+    ));
+    assert!(!labelled["node-1"].contains_key("scheduling.node.kubevirt.io/tsc-frequency-2500000000"));
+
+    let vms: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "default", &kubevirt_resource("VirtualMachine"));
+    let vm: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": "timer", "namespace": "default"},
+        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {
+            "cpu": {"features": [{"name": "invtsc", "policy": "require"}]},
+            "resources": {"requests": {"memory": "1Gi"}},
+            "devices": {"interfaces": [{"name": "default", "masquerade": {}}]}}}}},
+    }))
+    .unwrap();
+    vms.create(&PostParams::default(), &vm).await.unwrap();
+    let vmis: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "default", &kubevirt_resource("VirtualMachineInstance"));
+    let vmi = running_vmi(&vmis, "timer", None).await;
+    assert_eq!(vmi["status"]["topologyHints"]["tscFrequency"], 2_400_000_000u64);
+    assert_ne!(vmi["status"]["nodeName"], "node-3");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let uid = vmi["metadata"]["uid"].as_str().unwrap();
+    let pod = pods
+        .list(&ListParams::default().labels(&format!("kubevirt.io/created-by={uid}")))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert_eq!(pod.spec.unwrap().node_selector.unwrap()[label], "true");
+}

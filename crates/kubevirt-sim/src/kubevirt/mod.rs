@@ -125,6 +125,13 @@ pub enum Action {
         /// UID precondition.
         uid: String,
     },
+    /// Merge patch on a node (virt-controller's node topology updater: TSC labels).
+    PatchNode {
+        /// Name.
+        name: String,
+        /// Merge patch.
+        patch: Value,
+    },
     /// Merge patch on a VM's spec.
     PatchVm {
         /// Namespace.
@@ -212,6 +219,7 @@ impl Action {
                 str_at(vmi, "/metadata/name").unwrap_or_default()
             ),
             Action::DeleteVmi { ns, name, .. } => format!("delete-vmi/{ns}/{name}"),
+            Action::PatchNode { name, .. } => format!("patch-node/{name}"),
             Action::PatchVm { ns, name, .. } => format!("patch-vm/{ns}/{name}"),
             Action::PatchVmStatus { ns, name, .. } => format!("patch-vm-status/{ns}/{name}"),
             Action::PatchVmim { ns, name, .. } => format!("patch-vmim/{ns}/{name}"),
@@ -466,6 +474,37 @@ pub async fn run(sim: Simulator) {
             note_quiet(&mut quiet, key, &inputs, actions.is_empty());
             work.extend(actions.into_iter().map(|a| (a, inputs.clone())));
         }
+        // virt-controller's node topology updater: TSC scheduling labels per node.
+        {
+            let running_on: HashSet<&str> = vmi_values
+                .iter()
+                .filter(|v| !is_final(str_at(v, "/status/phase").unwrap_or_default()))
+                .filter_map(|v| str_at(v, "/status/nodeName"))
+                .collect();
+            let mut required: Vec<u64> = vmi_values
+                .iter()
+                .filter_map(|v| {
+                    v.pointer("/status/topologyHints/tscFrequency")
+                        .and_then(Value::as_u64)
+                })
+                .filter(|f| *f > 0)
+                .collect();
+            required.extend(tsc::lowest_frequency(&world.node_labels, &|n| {
+                running_on.contains(n)
+            }));
+            for (name, labels) in &world.node_labels {
+                if let Some(patch) = tsc::node_label_patch(labels, &required) {
+                    let inputs = patch.to_string();
+                    work.push((
+                        Action::PatchNode {
+                            name: name.clone(),
+                            patch,
+                        },
+                        inputs,
+                    ));
+                }
+            }
+        }
         for vm_obj in vms.state() {
             let v = cache.view("vm", vm_obj.as_ref());
             let (ns, name) = (
@@ -706,6 +745,10 @@ async fn perform(client: &kube::Client, action: &Action) -> Result<(), kube::Err
                     .map(|_| ()),
             )
         }
+        Action::PatchNode { name, patch } => Api::<Node>::all(client.clone())
+            .patch(name, &pp, &Patch::Merge(patch))
+            .await
+            .map(|_| ()),
         Action::PatchVm { ns, name, patch } => ignore(
             dyn_api("VirtualMachine", ns)
                 .patch(name, &pp, &Patch::Merge(patch))

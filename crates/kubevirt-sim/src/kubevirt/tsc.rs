@@ -74,9 +74,24 @@ pub fn node_frequency(labels: &BTreeMap<String, String>) -> Option<(u64, bool)> 
     ))
 }
 
-/// The hint for a new VMI (`TopologyHintsForVMI`): amd64 VMIs that need one get the lowest
-/// frequency among the nodes that have one and are schedulable (`kubevirt.io/schedulable`)
-/// or run VMIs (`running` says which do).
+/// The lowest TSC frequency of the cluster (`LowestTSCFrequencyOnCluster`): among the
+/// nodes that have one and are schedulable (`kubevirt.io/schedulable`) or run VMIs
+/// (`running` says which do).
+pub fn lowest_frequency<'a>(
+    nodes: impl IntoIterator<Item = (&'a String, &'a BTreeMap<String, String>)>,
+    running: &dyn Fn(&str) -> bool,
+) -> Option<u64> {
+    nodes
+        .into_iter()
+        .filter(|(name, labels)| {
+            labels.get("kubevirt.io/schedulable").map(String::as_str) == Some("true") || running(name)
+        })
+        .filter_map(|(_, labels)| node_frequency(labels).map(|(f, _)| f))
+        .min()
+}
+
+/// The hint for a new VMI (`TopologyHintsForVMI`): amd64 VMIs that need one get the
+/// [`lowest_frequency`].
 pub fn hint<'a>(
     vmi: &Value,
     nodes: impl IntoIterator<Item = (&'a String, &'a BTreeMap<String, String>)>,
@@ -85,13 +100,41 @@ pub fn hint<'a>(
     if !required(vmi) || vmi.pointer("/spec/architecture").and_then(Value::as_str) != Some("amd64") {
         return None;
     }
-    nodes
+    lowest_frequency(nodes, running)
+}
+
+/// The merge patch of a node's labels that the node topology updater would write
+/// (`calculateNodeLabelChanges`): `"true"` for each frequency to add, null for each
+/// scheduling label to remove; `None` when nothing changes or the node has no TSC
+/// frequency. `required` are the frequencies in use by VMIs plus the cluster's lowest
+/// (`requiredFrequencies`).
+pub fn node_label_patch(labels: &BTreeMap<String, String>, required: &[u64]) -> Option<Value> {
+    let (frequency, scalable) = node_frequency(labels)?;
+    let wanted: Vec<String> = node_scheduling_frequencies(required, frequency, scalable)
         .into_iter()
-        .filter(|(name, labels)| {
-            labels.get("kubevirt.io/schedulable").map(String::as_str) == Some("true") || running(name)
-        })
-        .filter_map(|(_, labels)| node_frequency(labels).map(|(f, _)| f))
-        .min()
+        .map(|f| format!("{SCHEDULING_PREFIX}{f}"))
+        .collect();
+    let mut patch = serde_json::Map::new();
+    for key in labels.keys().filter(|k| k.starts_with(SCHEDULING_PREFIX)) {
+        if !wanted.contains(key) {
+            patch.insert(key.clone(), Value::Null);
+        }
+    }
+    for key in wanted {
+        if labels.get(&key).map(String::as_str) != Some("true") {
+            patch.insert(key, Value::String("true".into()));
+        }
+    }
+    (!patch.is_empty()).then(|| serde_json::json!({"metadata": {"labels": patch}}))
+}
+
+/// The labels the node-labeller writes for a node with this TSC (`node_labeller.go`): add
+/// them to a scenario node (`NodeTemplate::labels`) to give it a TSC frequency.
+pub fn node_labels(frequency: u64, scalable: bool) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (FREQUENCY_LABEL.to_string(), frequency.to_string()),
+        (SCALABLE_LABEL.to_string(), scalable.to_string()),
+    ])
 }
 
 /// The `scheduling.node.kubevirt.io/tsc-frequency-<Hz>` frequencies a node with
@@ -103,6 +146,7 @@ pub fn node_scheduling_frequencies(in_use: &[u64], frequency: u64, scalable: boo
         .iter()
         .copied()
         .chain([frequency])
+        .filter(|f| *f > 0)
         .filter(|f| {
             let near = f.abs_diff(frequency) <= tolerance;
             if scalable { near || *f <= frequency } else { near }
@@ -178,6 +222,27 @@ mod tests {
         assert_eq!(hint(&vmi, &nodes, &|n| n == "c"), Some(1000));
         vmi["spec"]["architecture"] = json!("arm64");
         assert_eq!(hint(&vmi, &nodes, &|_| false), None);
+    }
+
+    #[test]
+    fn node_label_patches_add_and_remove_scheduling_labels() {
+        let mut node = node_labels(2_400_000_000, false);
+        node.insert(format!("{SCHEDULING_PREFIX}1000"), "true".into());
+        let patch = node_label_patch(&node, &[2_399_800_000]).unwrap();
+        assert_eq!(
+            patch,
+            json!({"metadata": {"labels": {
+                "scheduling.node.kubevirt.io/tsc-frequency-1000": null,
+                "scheduling.node.kubevirt.io/tsc-frequency-2399800000": "true",
+                "scheduling.node.kubevirt.io/tsc-frequency-2400000000": "true",
+            }}})
+        );
+        node.remove(&format!("{SCHEDULING_PREFIX}1000"));
+        node.insert(format!("{SCHEDULING_PREFIX}2399800000"), "true".into());
+        node.insert(format!("{SCHEDULING_PREFIX}2400000000"), "true".into());
+        assert_eq!(node_label_patch(&node, &[2_399_800_000]), None, "up to date");
+        // A node without a TSC frequency is left alone.
+        assert_eq!(node_label_patch(&BTreeMap::new(), &[1]), None);
     }
 
     #[test]
