@@ -24,6 +24,7 @@ use crate::migratability::Migratability;
 use crate::migration_target::{TargetSources, migration_target_with};
 use crate::placement::{Demand, Occupancy, Placement, PodTerms, place_jointly_except};
 use crate::planning::{all_nodes, migration_blocker, summarise, vmi_migratability};
+use crate::resources::{network_resources, unknown_network_resources_note};
 use crate::snapshot::ClusterSnapshot;
 
 pub use pods::{PodAction, PodPlan, controller_kind, is_mirror_pod, stays_on_node};
@@ -266,6 +267,15 @@ pub fn plan_drain_with(
                 plan.reasons.push(target.err().unwrap_or_default());
             }
             None => {
+                // A running pod carries its NAD resources; one rendered from the spec needs the
+                // NADs, and says so when they are not known.
+                if launchers.of_vmi(vmi).is_none() {
+                    let namespace = vmi.metadata.namespace.as_deref().unwrap_or("default");
+                    let nads = &snapshot.network_attachment_definitions;
+                    let unknown = network_resources(&vmi.spec, namespace, nads).unknown;
+                    plan.reasons
+                        .extend(unknown_network_resources_note(&unknown, snapshot.where_looked()));
+                }
                 if eviction.raw != "LiveMigrate" && eviction.raw != "LiveMigrateIfPossible" {
                     plan.reasons.push(format!(
                         "evictionStrategy {}: a plain kubectl drain would {}; vm-drain-safe migrates it instead",

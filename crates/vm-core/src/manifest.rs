@@ -305,6 +305,9 @@ fn add_value(
         ("cdi.kubevirt.io", "DataVolume") => push!(snapshot.data_volumes),
         ("cdi.kubevirt.io", "StorageProfile") => push!(snapshot.storage_profiles),
         ("storage.k8s.io", "StorageClass") => push!(snapshot.storage_classes),
+        ("k8s.cni.cncf.io", "NetworkAttachmentDefinition") => {
+            push!(snapshot.network_attachment_definitions)
+        }
         ("v1", "Node") => push!(snapshot.nodes),
         ("v1", "Pod") => push!(snapshot.pods),
         ("v1", "PersistentVolumeClaim") => push!(snapshot.pvcs),

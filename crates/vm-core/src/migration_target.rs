@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm
 use crate::effective::ClusterConfig;
 use crate::kubevirt::VirtualMachineInstance;
 use crate::placement::{Constraints, pod_is_finished, pod_requests};
-use crate::resources::{Requests, dedicated_cpus, launcher_requests};
+use crate::resources::{Requests, dedicated_cpus, vmi_launcher_requests};
 use crate::snapshot::ClusterSnapshot;
 
 mod cpu_model;
@@ -376,7 +376,7 @@ pub fn migration_target_with(
         }
         None => (
             running_launcher_constraints(snapshot, vmi, cluster),
-            launcher_requests(&vmi.spec, None, cluster).unwrap_or_default(),
+            vmi_launcher_requests(snapshot, vmi, cluster).unwrap_or_default(),
         ),
     };
     add_migration_selectors(&mut constraints, vmi, cluster, source, snapshot)?;

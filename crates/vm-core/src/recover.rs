@@ -24,7 +24,7 @@ use crate::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use crate::migration_target::{TargetSources, launcher_constraints, migration_target_with};
 use crate::placement::{Demand, Occupancy, Placement, PodTerms, place_jointly_except};
 use crate::planning::{migration_blocker, other_nodes, summarise, vmi_migratability};
-use crate::resources::launcher_requests;
+use crate::resources::vmi_launcher_requests;
 use crate::snapshot::ClusterSnapshot;
 
 pub use crate::drain::PlanError;
@@ -297,7 +297,7 @@ impl Planner<'_> {
         }
         Ok(Demand {
             id,
-            requests: launcher_requests(&vmi.spec, None, &self.cluster).unwrap_or_default(),
+            requests: vmi_launcher_requests(self.snapshot, vmi, &self.cluster).unwrap_or_default(),
             constraints: launcher_constraints(self.snapshot, vmi, &self.cluster),
             pod: PodTerms::of_vmi(vmi, None),
         })

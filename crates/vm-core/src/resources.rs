@@ -10,10 +10,15 @@ use std::collections::BTreeMap;
 
 mod console_log;
 mod devices;
+mod nad;
 mod webhook;
 
 pub use console_log::{console_log_enabled, console_log_requests};
 pub use devices::{KVM_DEVICE, SEV_DEVICE, TDX_DEVICE, TUN_DEVICE, VHOST_NET_DEVICE, is_sev, is_tdx};
+pub use nad::{
+    NetworkResources, RESOURCE_NAME_ANNOTATION, network_resources, unknown_network_resources_note,
+    vmi_launcher_requests,
+};
 pub use webhook::{cpu_request, memory_request, wants_guaranteed_qos};
 
 use crate::effective::ClusterConfig;

@@ -13,9 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::audit::ObjectRef;
 use crate::kubevirt::{
-    DataVolume, HyperConverged, KubeVirt, MigrationPolicy, StorageProfile, VirtualMachine,
-    VirtualMachineClusterInstancetype, VirtualMachineInstance, VirtualMachineInstanceMigration,
-    VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype, VirtualMachinePool,
+    DataVolume, HyperConverged, KubeVirt, MigrationPolicy, NetworkAttachmentDefinition, StorageProfile,
+    VirtualMachine, VirtualMachineClusterInstancetype, VirtualMachineInstance,
+    VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype,
+    VirtualMachinePool,
 };
 
 /// Where a snapshot came from; findings word themselves accordingly ("in the cluster" or "in
@@ -65,6 +66,10 @@ pub struct ClusterSnapshot {
     /// or `storageclass.kubevirt.io/is-default-virt-class`) is the class of a DataVolume that
     /// names none.
     pub storage_classes: Vec<StorageClass>,
+    /// Multus NetworkAttachmentDefinitions (namespaced): the device-plugin resource named by
+    /// their `k8s.v1.cni.cncf.io/resourceName` annotation (SR-IOV VFs, say) is requested by
+    /// every launcher pod on that network.
+    pub network_attachment_definitions: Vec<NetworkAttachmentDefinition>,
     /// Where each object read from a manifest came from (empty for live snapshots).
     pub origins: BTreeMap<ObjectRef, Origin>,
     /// Where every copy of each named object came from, in input order, when the input was

@@ -11,9 +11,10 @@ use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use vm_core::kubevirt::{
-    DataVolume, HyperConverged, KubeVirt, MigrationPolicy, StorageProfile, VirtualMachine,
-    VirtualMachineClusterInstancetype, VirtualMachineInstance, VirtualMachineInstanceMigration,
-    VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype, VirtualMachinePool,
+    DataVolume, HyperConverged, KubeVirt, MigrationPolicy, NetworkAttachmentDefinition, StorageProfile,
+    VirtualMachine, VirtualMachineClusterInstancetype, VirtualMachineInstance,
+    VirtualMachineInstanceMigration, VirtualMachineInstanceReplicaSet, VirtualMachineInstancetype,
+    VirtualMachinePool,
 };
 use vm_core::snapshot::{ClusterSnapshot, SnapshotSource};
 
@@ -114,6 +115,20 @@ where
     list_all(api, selector, scope, need).await
 }
 
+/// Multus NetworkAttachmentDefinitions, read only for the device-plugin resources they name: a
+/// cluster without Multus does not serve the kind (none, then), and a user who may not list
+/// them still gets a snapshot (the running launcher pods carry those resources anyway; only
+/// VMs not running go uncounted, and the planners say so).
+async fn list_nads(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Result<Vec<NetworkAttachmentDefinition>, ApiError> {
+    match list_ns::<NetworkAttachmentDefinition>(client, namespace, None, Need::Optional).await {
+        Err(ApiError::Forbidden { .. }) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// PDBs through policy/v1, or policy/v1beta1 on clusters older than 1.21.
 async fn list_pdbs(client: &Client, namespace: Option<&str>) -> Result<Vec<PodDisruptionBudget>, ApiError> {
     let (api, scope) = scoped::<PodDisruptionBudget>(client, namespace);
@@ -210,7 +225,7 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
         ),
     )?;
     // CDI's kinds exist only where CDI is installed; a cluster without it has no DataVolumes.
-    let (data_volumes, storage_profiles, storage_classes) = try_join!(
+    let (data_volumes, storage_profiles, storage_classes, network_attachment_definitions) = try_join!(
         list_ns::<DataVolume>(client, ns, None, Need::Optional),
         list_all(
             Api::<StorageProfile>::all(client.clone()),
@@ -224,12 +239,14 @@ pub async fn snapshot(client: &Client, scope: &LiveScope) -> Result<ClusterSnaps
             Scope::Cluster,
             Need::Optional
         ),
+        list_nads(client, ns),
     )?;
     Ok(ClusterSnapshot {
         source: SnapshotSource::Live,
         data_volumes,
         storage_profiles,
         storage_classes,
+        network_attachment_definitions,
         nodes,
         pods,
         pvcs,

@@ -10,7 +10,7 @@ use crate::kubevirt::common_instancetypes::{RELEASE, common_cluster_instancetype
 use crate::kubevirt::{InstancetypeMatcher, InstancetypeSpec};
 use crate::migratability::{Migratability, MigratabilityInput, live_migratability};
 use crate::placement::NodeView;
-use crate::resources::{Requests, launcher_requests};
+use crate::resources::{NetworkResources, Requests, launcher_requests, network_resources};
 use crate::snapshot::{ClusterSnapshot, SnapshotSource};
 
 /// What the operator asks of an audit beyond the objects: limits that have no KubeVirt default
@@ -190,13 +190,27 @@ impl<'a> AuditContext<'a> {
         )
     }
 
-    /// What the subject's launcher pod requests, when its memory is sized at all.
+    /// What the subject's launcher pod requests, when its memory is sized at all, the
+    /// resources of its Multus networks' NADs included (see [`Self::network_resources`]).
     #[must_use]
     pub fn requests(&self, subject: &Subject<'_>) -> Option<Requests> {
-        launcher_requests(
+        let mut requests = launcher_requests(
             subject.running_spec(),
             self.instancetype_of(subject),
             &self.cluster,
+        )?;
+        requests += &self.network_resources(subject).requests;
+        Some(requests)
+    }
+
+    /// The device-plugin resources the subject's Multus networks add, and the NADs that are
+    /// not known.
+    #[must_use]
+    pub fn network_resources(&self, subject: &Subject<'_>) -> NetworkResources {
+        network_resources(
+            subject.running_spec(),
+            subject.namespace(),
+            &self.snapshot.network_attachment_definitions,
         )
     }
 }

@@ -46,6 +46,7 @@ pub static RULES: &[&Rule] = &[
     &node_placement::NO_MIGRATION_TARGET,
     &capacity::EXCEEDS_EVERY_NODE,
     &capacity::NODE_EVACUATION,
+    &capacity::NETWORK_RESOURCE_UNKNOWN,
     &probes::LIVENESS_MISSING,
     &probes::READINESS_MISSING,
     &probes::INVALID,

@@ -130,6 +130,15 @@ fn options_for(rule: &str) -> AuditOptions {
     }
 }
 
+/// The baseline VM with a second, SR-IOV network on NAD `prod/sriov-net`.
+const SRIOV_NETWORK: &str = "spec: {template: {spec: {domain: {devices: {interfaces: [{name: default, masquerade: {}}, \
+{name: sriov, sriov: {}}]}}, networks: [{name: default, pod: {}}, {name: sriov, multus: {networkName: sriov-net}}]}}}";
+
+/// The NAD of [`SRIOV_NETWORK`], whose VFs are the device-plugin resource `intel.com/sriov`.
+const SRIOV_NAD: &str = "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n\
+metadata: {name: sriov-net, namespace: prod, annotations: {k8s.v1.cni.cncf.io/resourceName: intel.com/sriov}}\n\
+spec: {config: '{}'}\n";
+
 /// The baseline VM with `memory` of guest (requests and limits).
 const VM_64GI: &str =
     "spec: {template: {spec: {domain: {resources: {requests: {memory: 64Gi}, limits: {memory: 64Gi}}}}}}";
@@ -385,6 +394,12 @@ fn cases() -> Vec<Case> {
                 "spec: {template: {spec: {domain: {resources: {requests: {memory: 30Gi}, limits: {memory: 30Gi}}}}}}",
                 "",
             ),
+        },
+        // pkg/network/multus/nad.go: an SR-IOV network whose NAD is not in the input.
+        Case {
+            rule: "capacity-network-resource-unknown",
+            fire: (SRIOV_NETWORK, ""),
+            silent: (SRIOV_NETWORK, SRIOV_NAD),
         },
         // Each of the three 20Gi VMs alone fits on node-2 or node-3, all three together do not.
         Case {

@@ -289,3 +289,55 @@ fn without_a_pod_interface_there_is_no_tun_device() {
     let r = launcher_requests(&s, None, &defaults()).unwrap();
     assert_eq!((r.get(TUN_DEVICE), r.get(VHOST_NET_DEVICE)), (0.0, 0.0));
 }
+
+/// `pkg/network/multus/nad.go` `NetworkToResource` and `NetAttachDefNamespacedName`: one of the
+/// NAD's `k8s.v1.cni.cncf.io/resourceName` per Multus network, the NAD looked up in the VMI's
+/// namespace unless `networkName` says `ns/name`; a NAD that is not known is listed, and said.
+#[test]
+fn multus_networks_request_the_resource_their_nad_names() {
+    let nads: Vec<crate::kubevirt::NetworkAttachmentDefinition> = [
+        "metadata: {name: sriov-a, namespace: prod, annotations: {k8s.v1.cni.cncf.io/resourceName: intel.com/sriov_a}}",
+        "metadata: {name: sriov-b, namespace: infra, annotations: {k8s.v1.cni.cncf.io/resourceName: intel.com/sriov_b}}",
+        "metadata: {name: plain, namespace: prod}",
+    ]
+    .iter()
+    .map(|y| serde_yaml::from_str(y).unwrap())
+    .collect();
+    let s = spec(
+        "domain: {resources: {requests: {memory: 1Gi}}}
+networks:
+- {name: default, pod: {}}
+- {name: a1, multus: {networkName: sriov-a}}
+- {name: a2, multus: {networkName: prod/sriov-a}}
+- {name: b, multus: {networkName: infra/sriov-b}}
+- {name: p, multus: {networkName: plain}}
+- {name: gone, multus: {networkName: missing}}",
+    );
+    let r = network_resources(&s, "prod", &nads);
+    assert_eq!(r.requests.get("intel.com/sriov_a"), 2.0);
+    assert_eq!(r.requests.get("intel.com/sriov_b"), 1.0);
+    assert_eq!(r.requests.extended.len(), 2, "{r:?}");
+    assert_eq!(r.unknown, vec!["prod/missing".to_string()]);
+    let note = unknown_network_resources_note(&r.unknown, "in the input").unwrap();
+    assert!(
+        note.contains("NetworkAttachmentDefinition prod/missing is not in the input"),
+        "{note}"
+    );
+    assert_eq!(unknown_network_resources_note(&[], "in the input"), None);
+
+    // Through the snapshot: the launcher's requests carry them.
+    let vmi: crate::kubevirt::VirtualMachineInstance = serde_yaml::from_value(
+        serde_yaml::to_value(serde_json::json!({
+            "metadata": {"name": "vm", "namespace": "prod"},
+            "spec": serde_json::to_value(&s).unwrap(),
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let snapshot = crate::snapshot::ClusterSnapshot {
+        network_attachment_definitions: nads,
+        ..Default::default()
+    };
+    let r = vmi_launcher_requests(&snapshot, &vmi, &defaults()).unwrap();
+    assert_eq!(r.get("intel.com/sriov_a"), 2.0);
+}

@@ -23,7 +23,7 @@ use crate::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceStatus};
 use crate::migration_target::{TargetSources, migration_target_with, running_launcher_constraints};
 use crate::placement::inter_pod::CREATED_BY_LABEL;
 use crate::placement::{NodeView, PodTerms, SCHEDULABLE_LABEL, pod_is_finished, pod_requests};
-use crate::resources::{Requests, launcher_requests};
+use crate::resources::{Requests, vmi_launcher_requests};
 use crate::snapshot::ClusterSnapshot;
 
 /// The phase a stopped VMI and its pod are given: finished, so they neither hold room nor
@@ -317,7 +317,7 @@ fn rendered_pod(
     cluster: &ClusterConfig,
 ) -> Pod {
     let constraints = running_launcher_constraints(snapshot, vmi, cluster);
-    let requests = launcher_requests(&vmi.spec, None, cluster).unwrap_or_default();
+    let requests = vmi_launcher_requests(snapshot, vmi, cluster).unwrap_or_default();
     let requests: BTreeMap<String, Quantity> = requests
         .iter()
         .map(|(name, amount)| (name.to_string(), Quantity(format!("{amount}"))))

@@ -15,7 +15,7 @@ use crate::migration_target::{launcher_constraints, migration_target_with};
 use crate::placement::{Constraints, Demand, Occupancy, Placement, Placer, PodTerms, shortfall};
 use crate::planning::{summarise, vmi_migratability};
 use crate::quantity::{format_bytes, format_cpu};
-use crate::resources::launcher_requests;
+use crate::resources::{unknown_network_resources_note, vmi_launcher_requests};
 
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
@@ -41,7 +41,32 @@ selectors and tolerations. When they do not all fit, maintenance of this node bl
 leaves VMs down.\n\nFix: add capacity, or spread the VMs' constraints over more nodes.",
 };
 
+pub(crate) static NETWORK_RESOURCE_UNKNOWN: Rule = Rule {
+    id: "capacity-network-resource-unknown",
+    category: Category::Capacity,
+    severity: Severity::Info,
+    summary: "a Multus network's NetworkAttachmentDefinition is not known, so its device resource is not counted",
+    explanation: "For each Multus network of a VMI whose NetworkAttachmentDefinition carries the \
+annotation k8s.v1.cni.cncf.io/resourceName (SR-IOV VFs, typically), KubeVirt makes the launcher \
+pod request one of that device-plugin resource (pkg/network/multus/nad.go, renderresources.go), \
+and only nodes with a free one can run the VM or take its migration. The NetworkAttachmentDefinition \
+(k8s.cni.cncf.io/v1, in the VM's namespace unless networkName says ns/name) is not among the objects \
+audited, so the capacity rules counted the pod without that resource.\n\nFix: add the \
+NetworkAttachmentDefinition to the input, or audit the live cluster.",
+};
+
 pub(crate) fn check(ctx: &AuditContext<'_>, subject: &Subject<'_>, out: &mut Out<'_>) {
+    let unknown = ctx.network_resources(subject).unknown;
+    if let Some(note) = unknown_network_resources_note(&unknown, ctx.snapshot.where_looked()) {
+        out.emit(
+            &NETWORK_RESOURCE_UNKNOWN,
+            note,
+            format!(
+                "add NetworkAttachmentDefinition {} to the input",
+                unknown.join(", ")
+            ),
+        );
+    }
     let Some(requests) = ctx.requests(subject) else {
         return;
     };
@@ -128,7 +153,7 @@ pub(crate) fn check_nodes<'a>(
                     }
                 }
             } else {
-                let Some(requests) = launcher_requests(&vmi.spec, None, &ctx.cluster) else {
+                let Some(requests) = vmi_launcher_requests(ctx.snapshot, vmi, &ctx.cluster) else {
                     continue;
                 };
                 Demand {
