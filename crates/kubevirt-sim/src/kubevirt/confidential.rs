@@ -87,6 +87,29 @@ mod tests {
         assert_eq!(sel["kubevirt.io/sev-snp"], "true");
     }
 
+    /// How a scenario declares an SEV node: the labeller's `kubevirt.io/sev` label and the
+    /// device plugin's capacity, as on a real node; the sandbox keeps both.
+    #[test]
+    fn a_scenario_declares_an_sev_node_with_its_label_and_capacity() {
+        let yaml = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: sev-1
+  annotations: {sandbox.kubevirt-sim.io/cpu: "vendor=AMD model=EPYC-Milan features=svm,sev"}
+  labels: {kubevirt.io/sev: "true", kubevirt.io/sev-es: "true"}
+status:
+  capacity: {cpu: "64", memory: 256Gi, devices.kubevirt.io/sev: "15"}
+"#;
+        let default = crate::nodes::NodeTemplate::worker("", "32", "128Gi", "110");
+        let scenario = crate::scenario::Scenario::parse(yaml, &default).unwrap();
+        let node = &scenario.nodes[0];
+        assert_eq!(node.labels["kubevirt.io/sev"], "true");
+        assert_eq!(node.labels["kubevirt.io/sev-es"], "true");
+        assert_eq!(node.capacity()[SEV_DEVICE], "15");
+        assert_eq!(node.allocatable()[SEV_DEVICE], "15");
+    }
+
     #[test]
     fn sev_device_and_overhead() {
         let cfg = ClusterConfig::default();

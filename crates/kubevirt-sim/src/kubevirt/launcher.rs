@@ -669,11 +669,11 @@ pub fn render(vmi: &Value, cfg: &ClusterConfig, migration: Option<(&str, &str, &
             "resources": resources(vmi, cfg),
         }],
     });
-    if let Some(console) = super::console_log::container(vmi, cfg) {
-        spec["containers"]
-            .as_array_mut()
-            .expect("containers is an array")
-            .push(console);
+    if let (Some(console), Some(containers)) = (
+        super::console_log::container(vmi, cfg),
+        spec["containers"].as_array_mut(),
+    ) {
+        containers.push(console);
     }
     if !affinity.is_null() {
         spec["affinity"] = affinity;
