@@ -380,3 +380,43 @@ status: {phase: Running, nodeName: node-1, conditions: [{type: LiveMigratable, s
         "{reasons}"
     );
 }
+
+/// `pkg/network/multus/nad.go`: a VMI read without its launcher pod needs its Multus networks'
+/// NADs to count their `k8s.v1.cni.cncf.io/resourceName`; the plan says when one is missing, and
+/// with it places the VM only where the resource is allocatable.
+#[test]
+fn an_sriov_network_counts_its_nad_resource_or_says_it_could_not() {
+    let sriov = ", networks: [{name: default, pod: {}}, {name: vf, multus: {networkName: sriov-net}}]";
+    let mut docs = vec![
+        node("node-1", "", "64Gi", ""),
+        node("node-2", "", "64Gi", ""),
+        // node-3 offers the VFs (the status replaces the helper's: allocatable with them).
+        "---\napiVersion: v1\nkind: Node\nmetadata: {name: node-3, labels: {kubernetes.io/hostname: node-3, kubevirt.io/schedulable: 'true'}}\n\
+status: {allocatable: {cpu: '16', memory: 64Gi, pods: '110', intel.com/sriov: '4'}, conditions: [{type: Ready, status: 'True'}]}\n"
+            .to_string(),
+        vmi("db", "node-1", "4Gi", sriov, ""),
+    ];
+    let p = plan(&docs, &DrainPolicy::default());
+    assert!(
+        p.vms[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("NetworkAttachmentDefinition prod/sriov-net is not in the input")),
+        "{:?}",
+        p.vms[0].reasons
+    );
+    docs.push(
+        "---\napiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\n\
+metadata: {name: sriov-net, namespace: prod, annotations: {k8s.v1.cni.cncf.io/resourceName: intel.com/sriov}}\n"
+            .to_string(),
+    );
+    let p = plan(&docs, &DrainPolicy::default());
+    assert!(p.feasible, "{:?}", p.blockers);
+    assert_eq!(p.vms[0].target.as_deref(), Some("node-3"), "{:?}", p.vms[0]);
+    assert!(
+        p.vms[0]
+            .reasons
+            .iter()
+            .all(|r| !r.contains("NetworkAttachmentDefinition"))
+    );
+}
