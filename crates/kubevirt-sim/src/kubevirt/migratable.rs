@@ -135,29 +135,40 @@ pub fn live_migratable(
     (true, "", String::new())
 }
 
-/// The primary pod-network interface must use masquerade or passt (bridge only with the
-/// opt-in annotation).
+/// `VerifyVMIMigratable` (`pkg/network/vmispec/interface.go`): the interface of the pod
+/// network must use masquerade or `passtBinding`, a binding plugin (assumed migratable: the
+/// simulator does not model plugins' `migration` setting), or bridge with the VMI annotation
+/// `kubevirt.io/allow-pod-bridge-network-live-migration`; a pod network without its
+/// interface blocks too. No interfaces or no pod network: nothing to check.
 fn interface_blocker(vmi: &Value) -> Option<String> {
-    let networks = vmi.pointer("/spec/networks").and_then(Value::as_array)?;
-    let pod_net = networks
+    let ifaces = vmi
+        .pointer("/spec/domain/devices/interfaces")
+        .and_then(Value::as_array)
+        .filter(|i| !i.is_empty())?;
+    let pod_net = vmi
+        .pointer("/spec/networks")
+        .and_then(Value::as_array)?
         .iter()
         .find(|n| n.get("pod").is_some())?
         .get("name")
-        .and_then(Value::as_str)?;
-    let iface = vmi
-        .pointer("/spec/domain/devices/interfaces")
-        .and_then(Value::as_array)?
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(iface) = ifaces
         .iter()
-        .find(|i| i.get("name").and_then(Value::as_str) == Some(pod_net))?;
-    let allowed = iface.get("masquerade").is_some()
-        || iface.get("passt").is_some()
-        || iface.get("binding").is_some()
-        || (iface.get("bridge").is_some()
+        .find(|i| i.get("name").and_then(Value::as_str) == Some(pod_net))
+    else {
+        return Some(format!("no primary interface found for network {pod_net}"));
+    };
+    let has = |k: &str| iface.get(k).is_some_and(|v| !v.is_null());
+    let allowed = has("masquerade")
+        || has("passtBinding")
+        || has("binding")
+        || (has("bridge")
             && vmi
                 .pointer("/metadata/annotations/kubevirt.io~1allow-pod-bridge-network-live-migration")
                 .is_some());
     (!allowed).then(|| {
-        "cannot migrate VMI which does not use masquerade, bridge with kubevirt.io/allow-pod-bridge-network-live-migration VM annotation or a migratable plugin to connect to the pod network".to_string()
+        "cannot migrate VMI which does not use masquerade or a migratable plugin to connect to the pod network".to_string()
     })
 }
 
@@ -237,6 +248,42 @@ mod tests {
             d.extend(extra);
         }
         v
+    }
+
+    #[test]
+    fn pod_network_interface_rules() {
+        let pvcs = PvcAccessModes::new();
+        let with = |iface: Value| vmi(json!([]), json!({"interfaces": [iface]}));
+        for ok in [
+            json!({"name": "default", "masquerade": {}}),
+            json!({"name": "default", "passtBinding": {}}),
+            json!({"name": "default", "binding": {"name": "passt"}}),
+        ] {
+            assert!(live_migratable(&with(ok.clone()), &pvcs, true).0, "{ok}");
+        }
+        // The deprecated `passt` field is not a migratable binding.
+        let (ok, reason, msg) = live_migratable(&with(json!({"name": "default", "passt": {}})), &pvcs, true);
+        assert_eq!((ok, reason), (false, "InterfaceNotLiveMigratable"));
+        assert_eq!(
+            msg,
+            "cannot migrate VMI which does not use masquerade or a migratable plugin to connect to the pod network"
+        );
+        // Bridge with the opt-in annotation.
+        let mut bridge = with(json!({"name": "default", "bridge": {}}));
+        assert!(!live_migratable(&bridge, &pvcs, true).0);
+        bridge["metadata"]["annotations"] =
+            json!({"kubevirt.io/allow-pod-bridge-network-live-migration": ""});
+        assert!(live_migratable(&bridge, &pvcs, true).0);
+        // The pod network without its interface.
+        let other = with(json!({"name": "other", "masquerade": {}}));
+        assert_eq!(
+            live_migratable(&other, &pvcs, true).2,
+            "no primary interface found for network default"
+        );
+        // Only secondary networks: nothing to check.
+        let mut multus = with(json!({"name": "fast", "sriov": {}}));
+        multus["spec"]["networks"] = json!([{"name": "fast", "multus": {"networkName": "sriov"}}]);
+        assert!(live_migratable(&multus, &pvcs, true).0);
     }
 
     #[test]
