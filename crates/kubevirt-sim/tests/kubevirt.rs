@@ -769,3 +769,52 @@ async fn a_multus_network_asks_for_its_nads_resource() {
     assert_eq!(compute.requests.unwrap()["intel.com/sriov_a"].0, "1");
     assert_eq!(compute.limits.unwrap()["intel.com/sriov_a"].0, "1");
 }
+
+/// The KubeVirt CR's settings reach the rendering: `network.defaultNetworkInterface:
+/// masquerade` makes a VM without interfaces migratable, `virtualMachineOptions.
+/// disableSerialConsoleLog` drops the console-log container (a VMI's own `logSerialConsole:
+/// true` brings it back), and `supportContainerResources` sizes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubevirt_cr_sets_the_default_binding_and_the_console_log() {
+    let mut config = SandboxConfig::with_nodes(1);
+    config.kubevirt_configuration = json!({
+        "network": {"defaultNetworkInterface": "masquerade"},
+        "virtualMachineOptions": {"disableSerialConsoleLog": {}},
+        "supportContainerResources": [{"type": "guest-console-log", "resources": {"limits": {"memory": "100M"}}}],
+    });
+    let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+    let apis = Apis::new(&sandbox);
+    let plain =
+        json!({"domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": {}}, "networks": []});
+    let logged = json!({"domain": {"resources": {"requests": {"memory": "1Gi"}}, "devices": {"logSerialConsole": true}}, "networks": []});
+    for (name, extra) in [("plain", plain), ("logged", logged)] {
+        apis.vms
+            .create(&PostParams::default(), &vm(name, Some("Always"), None, extra))
+            .await
+            .unwrap();
+    }
+    let vmi = apis.running_vmi("plain", None).await;
+    assert_eq!(
+        vmi["spec"]["domain"]["devices"]["interfaces"],
+        json!([{"name": "default", "masquerade": {}}])
+    );
+    let migratable = vmi["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "LiveMigratable")
+        .cloned()
+        .unwrap();
+    assert_eq!(migratable["status"], "True");
+    let pod = apis.launcher_pod(&vmi).await;
+    let names: Vec<String> = pod.spec.unwrap().containers.into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["compute"]);
+
+    let vmi = apis.running_vmi("logged", None).await;
+    let pod = apis.launcher_pod(&vmi).await;
+    let containers = pod.spec.unwrap().containers;
+    assert_eq!(containers[1].name, "guest-console-log");
+    let r = containers[1].resources.clone().unwrap();
+    assert_eq!(r.limits.unwrap()["memory"].0, "100M");
+    assert_eq!(r.requests.unwrap()["memory"].0, "35M");
+}
