@@ -8,10 +8,12 @@ use std::time::Duration;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use vm_e2e::{kubectl, migration_phases, plugin_bin, run_plugin, start_vms_on_node_1, vmi_placements};
 
+/// A LiveMigrate VM of 512Mi on a masquerade pod interface (the default bridge binding does
+/// not live-migrate); `extra` is appended to its template's spec.
 fn vm(name: &str, extra: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: {}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 512Mi}}}}}}\n{extra}",
+spec:\n  runStrategy: {}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 512Mi}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      networks: [{{name: default, pod: {{}}}}]\n{extra}",
         if extra.contains("RerunOnFailure") {
             "RerunOnFailure"
         } else {
@@ -25,8 +27,7 @@ fn replica_set(replicas: u32) -> String {
     let head = "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachineInstanceReplicaSet\nmetadata: {name: pool, namespace: default}\n";
     let selector =
         "  selector: {matchLabels: {app: pool}}\n  template:\n    metadata: {labels: {app: pool}}\n";
-    let spec =
-        "    spec: {evictionStrategy: LiveMigrate, domain: {resources: {requests: {memory: 512Mi}}}}\n";
+    let spec = "    spec: {evictionStrategy: LiveMigrate, domain: {resources: {requests: {memory: 512Mi}}, devices: {interfaces: [{name: default, masquerade: {}}]}}, networks: [{name: default, pod: {}}]}\n";
     format!("{head}spec:\n  replicas: {replicas}\n{selector}{spec}")
 }
 

@@ -38,7 +38,8 @@ const NODE_LABEL: &str = "vm-drain-safe.kubevirt.io/node";
 /// The test-only variable that shortens the lock's lease (60 s by default).
 const LOCK_SECONDS_ENV: &str = "VM_DRAIN_SAFE_LOCK_SECONDS";
 
-/// A LiveMigrate VM of `memory` (its migration takes longer the more memory it has).
+/// A LiveMigrate VM of `memory` (its migration takes longer the more memory it has), on a
+/// masquerade pod interface (the default bridge binding does not live-migrate).
 fn vm(name: &str, memory: &str, extra: &str) -> String {
     let strategy = if extra.contains("RerunOnFailure") {
         "RerunOnFailure"
@@ -47,7 +48,7 @@ fn vm(name: &str, memory: &str, extra: &str) -> String {
     };
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: {strategy}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: {memory}}}}}}}\n{extra}"
+spec:\n  runStrategy: {strategy}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: {memory}}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      networks: [{{name: default, pod: {{}}}}]\n{extra}"
     )
 }
 
