@@ -368,7 +368,10 @@ pub fn migration_target_with(
             let mut c = Constraints::of_pod(pod);
             drop_earlier_added_selector(&mut c, pod, snapshot, vmi);
             for (k, v) in vmi.spec.node_selector.iter().flatten() {
-                c.node_selector.insert(k.clone(), v.clone());
+                // A key KubeVirt derives keeps the value it rendered into the pod.
+                if !(is_derived_key(k) && c.node_selector.contains_key(k)) {
+                    c.node_selector.insert(k.clone(), v.clone());
+                }
             }
             use_reported_machine_type(&mut c, vmi);
             c.tolerations = vmi.spec.tolerations.clone().unwrap_or_default();
@@ -381,6 +384,31 @@ pub fn migration_target_with(
     };
     add_migration_selectors(&mut constraints, vmi, cluster, source, snapshot)?;
     Ok((constraints, requests))
+}
+
+/// Whether KubeVirt derives selector `key` from the VMI (`nodeselectorrenderer.go` `Render`
+/// writes these after the VMI's own selectors, so a VMI value for the same key never reaches the
+/// pod).
+fn is_derived_key(key: &str) -> bool {
+    [
+        MACHINE_TYPE_PREFIX,
+        MODEL_PREFIX,
+        FEATURE_PREFIX,
+        TSC_FREQUENCY_PREFIX,
+        "hyperv.node.kubevirt.io/",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+        || matches!(
+            key,
+            CPU_MANAGER_LABEL
+                | "kubevirt.io/realtime"
+                | "kubevirt.io/sev"
+                | "kubevirt.io/sev-es"
+                | "kubevirt.io/sev-snp"
+                | "kubevirt.io/s390-pv"
+                | "kubevirt.io/tdx"
+        )
 }
 
 /// The running pod selects the machine type its VMI asked for (`q35`), but KubeVirt renders the

@@ -477,3 +477,26 @@ status: {{nodeName: n1, topologyHints: {{tscFrequency: {hz}}}}}"
         );
     }
 }
+
+/// `nodeselectorrenderer.go` `Render`, live: the VMI's own value for a key KubeVirt derives
+/// (here its CPU model) does not replace the `"true"` the running pod carries; its other
+/// selectors do reach the target.
+#[test]
+fn a_live_target_keeps_the_derived_value_over_the_vmis_own() {
+    let pod: Pod = serde_yaml::from_str(
+        "metadata: {name: virt-launcher-vm-abc, namespace: ns, labels: {kubevirt.io/created-by: u1}}
+spec:
+  nodeName: n1
+  nodeSelector: {cpu-model.node.kubevirt.io/Haswell: 'true', disk: hdd}
+  containers: [{name: compute, resources: {requests: {memory: 1290Mi}}}]
+status: {phase: Running}",
+    )
+    .unwrap();
+    let s = snapshot(vec![node("n1", &[])], vec![pod]);
+    let v = vmi(
+        "spec: {nodeSelector: {cpu-model.node.kubevirt.io/Haswell: 'no', disk: ssd}, domain: {cpu: {model: Haswell}}}",
+    );
+    let (c, _) = migration_target(&s, &v, &ClusterConfig::defaults()).unwrap();
+    assert_eq!(c.node_selector["cpu-model.node.kubevirt.io/Haswell"], "true");
+    assert_eq!(c.node_selector["disk"], "ssd");
+}
