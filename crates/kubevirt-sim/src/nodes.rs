@@ -230,7 +230,14 @@ impl NodeTemplate {
         let written = node.metadata.labels.clone().unwrap_or_default();
         let mut labels = match annotations.get(CPU_ANNOTATION) {
             Some(spec) => cpu_labels(spec).map_err(|e| Error::Other(format!("node {name}: {e}")))?,
-            None if !written.keys().any(|k| is_labeller_label(k)) => cpu_labels(DEFAULT_CPU)?,
+            // The default identity is an Intel CPU: not for arm64 nodes, on which the labeller
+            // writes no CPU model, feature, host-model or vendor labels (`arch_labeller.go`);
+            // they only get their machine types below.
+            None if !written.keys().any(|k| is_labeller_label(k))
+                && written.get("kubernetes.io/arch").map(String::as_str) != Some("arm64") =>
+            {
+                cpu_labels(DEFAULT_CPU)?
+            }
             None => BTreeMap::new(),
         };
         labels.extend(written);
@@ -555,6 +562,24 @@ mod tests {
             "metadata: {name: d, annotations: {sandbox.kubevirt-sim.io/cpu: \"vendor=AMD machine-types=\"}}",
         );
         assert!(!none.labels.keys().any(|k| k.starts_with("machine-type.")));
+    }
+
+    #[test]
+    fn an_arm64_scenario_node_gets_no_intel_identity_but_the_virt_machine_type() {
+        let t = scenario_node("metadata:\n  name: arm-1\n  labels: {kubernetes.io/arch: arm64}\n");
+        let labels = t.to_node().metadata.labels.unwrap();
+        assert_eq!(labels["kubernetes.io/arch"], "arm64");
+        assert_eq!(labels["machine-type.node.kubevirt.io/virt"], "true");
+        assert!(
+            !labels
+                .keys()
+                .any(|k| k.starts_with("machine-type.node.kubevirt.io/pc-q35")
+                    || k == "machine-type.node.kubevirt.io/q35")
+        );
+        assert!(!labels.keys().any(|k| k.starts_with("cpu-model")
+            || k.starts_with("cpu-feature.")
+            || k.starts_with("cpu-vendor.")
+            || k.starts_with("host-model")));
     }
 
     #[test]
