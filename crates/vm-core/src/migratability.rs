@@ -101,6 +101,18 @@ pub fn live_migratability(input: &MigratabilityInput<'_>) -> Migratability {
             );
         }
     }
+    let passthrough = spec
+        .domain
+        .features
+        .as_ref()
+        .and_then(|f| f.pointer("/hypervPassthrough/enabled"))
+        .and_then(serde_json::Value::as_bool);
+    if passthrough == Some(true) {
+        return not(
+            "HypervPassthroughNotLiveMigratable",
+            "VMI uses hyperv passthrough".into(),
+        );
+    }
     let mut unknown = None;
     for volume in &spec.volumes {
         if let Some(disk) = &volume.host_disk
@@ -284,15 +296,33 @@ mod tests {
     }
 
     /// `pkg/virt-handler/vm.go` `calculateLiveMigrationCondition`: SEV and SNP are
-    /// SEVNotLiveMigratable ("VMI uses SEV"), TDX is TDXNotLiveMigratable.
+    /// SEVNotLiveMigratable ("VMI uses SEV"), TDX is TDXNotLiveMigratable, launchSecurity on
+    /// s390x is Secure Execution, and Hyper-V passthrough is HypervPassthroughNotLiveMigratable.
     #[test]
     fn confidential_computing_reasons_are_kubevirts() {
-        for (ls, reason, message) in [
-            ("{sev: {}}", "SEVNotLiveMigratable", "VMI uses SEV"),
-            ("{snp: {}}", "SEVNotLiveMigratable", "VMI uses SEV"),
-            ("{tdx: {}}", "TDXNotLiveMigratable", "VMI uses TDX"),
+        for (domain, reason, message) in [
+            (
+                "launchSecurity: {sev: {}}",
+                "SEVNotLiveMigratable",
+                "VMI uses SEV",
+            ),
+            (
+                "launchSecurity: {snp: {}}",
+                "SEVNotLiveMigratable",
+                "VMI uses SEV",
+            ),
+            (
+                "launchSecurity: {tdx: {}}",
+                "TDXNotLiveMigratable",
+                "VMI uses TDX",
+            ),
+            (
+                "features: {hypervPassthrough: {enabled: true}}",
+                "HypervPassthroughNotLiveMigratable",
+                "VMI uses hyperv passthrough",
+            ),
         ] {
-            let v = verdict(&format!("domain: {{launchSecurity: {ls}}}"), &[], None, &[]);
+            let v = verdict(&format!("domain: {{{domain}}}"), &[], None, &[]);
             assert_eq!(
                 v,
                 Migratability::NotMigratable {
@@ -300,9 +330,28 @@ mod tests {
                     message: message.into(),
                     reported: false
                 },
-                "{ls}"
+                "{domain}"
             );
         }
+        let s390x = verdict(
+            "architecture: s390x\ndomain: {launchSecurity: {}}",
+            &[],
+            None,
+            &[],
+        );
+        assert!(
+            matches!(s390x, Migratability::NotMigratable { ref reason, .. } if reason == "SecureExecutionNotLiveMigratable"),
+            "{s390x:?}"
+        );
+        assert_eq!(
+            verdict(
+                "domain: {features: {hypervPassthrough: {enabled: false}}}",
+                &[],
+                None,
+                &[]
+            ),
+            Migratability::Migratable
+        );
     }
 
     const RWO: &str = "metadata: {name: data, namespace: prod}\nspec: {accessModes: [ReadWriteOnce]}";
