@@ -2,7 +2,16 @@
 //! two CPU vendors with two host-model generations each, hugepages on some nodes, a GPU node,
 //! CPU-manager nodes, allocatable below capacity, pod-count limits, cordons, taints, pods
 //! with required anti-affinity, and VMs with dedicated CPUs, hugepages, named CPU models, pod
-//! affinity and anti-affinity (pairs and groups) and topology spread constraints.
+//! affinity and anti-affinity (pairs and groups) and topology spread constraints. Also what
+//! KubeVirt's renderer adds: nodes of two machine-type sets (a VM started on the newer one
+//! carries the expanded type in its status), arm64 clusters with some amd64 nodes, SEV nodes
+//! and SEV guests, TSC frequencies and guests that need one (Hyper-V reenlightenment), CPU
+//! limits without requests, the serial console log on and off (per VM and cluster-wide), and
+//! VMs without an interface on clusters whose default binding is bridge or masquerade.
+//!
+//! Before the probes, each VM's live-migratability as `vm-audit` reads it from the manifests
+//! (with the KubeVirt CR and the nodes) is compared with the `LiveMigratable` condition the
+//! simulator gave its VMI; a VM the plan does not migrate for that reason must name it.
 //!
 //! For each scenario the dry-run plan of the source node is compared, VM by VM and in the
 //! order the planner places them, with what the scheduler does with the real target pods
@@ -83,10 +92,26 @@ impl Rng {
     }
 }
 
+/// Machine types a node's libvirt offers, as the node-labeller lists them (aliases included):
+/// nodes of an older minor release lack the newest versioned type, so a VM started on a newer
+/// node cannot move back (its `status.machine.type` is the expanded name).
+const MACHINE_TYPES: [&str; 2] = ["q35,pc-q35-rhel9.4.0", "q35,pc-q35-rhel9.4.0,pc-q35-rhel9.6.0"];
+const ARM_MACHINE_TYPES: [&str; 2] = ["virt,virt-rhel9.4.0", "virt,virt-rhel9.4.0,virt-rhel9.6.0"];
+/// TSC frequencies in Hz: the first two are within qemu's 250 ppm of each other.
+const TSC_FREQUENCIES: [u64; 4] = [2_400_000_000, 2_400_300_000, 2_500_000_000, 3_000_000_000];
+
 /// One node's part of a scenario.
 struct NodeSetup {
     name: &'static str,
     cpu: usize,
+    /// `amd64` or `arm64` (no CPU model, feature or vendor labels: the node-labeller writes none
+    /// on arm64).
+    arch: &'static str,
+    machine_types: &'static str,
+    /// `kubevirt.io/sev` and the SEV device plugin.
+    sev: bool,
+    /// The node-labeller's TSC frequency and whether it is scalable.
+    tsc: Option<(u64, bool)>,
     zone: &'static str,
     cpu_manager: bool,
     cordoned: bool,
@@ -107,6 +132,12 @@ struct Scenario {
     vm_count: usize,
     /// VMI name → `spec` fields to merge into the running VMI.
     live_updates: BTreeMap<String, Value>,
+    /// The KubeVirt CR's `spec.configuration` for this scenario: the default pod network
+    /// binding (bridge or masquerade) and whether the serial console log is off cluster-wide.
+    kubevirt_configuration: Value,
+    /// How many of each new shape the scenario has (printed, so that a run shows what it
+    /// covered).
+    shapes: BTreeMap<&'static str, usize>,
 }
 
 fn gi(n: u64) -> String {
@@ -115,10 +146,42 @@ fn gi(n: u64) -> String {
 
 fn scenario(rng: &mut Rng) -> Scenario {
     let source_cpu = rng.below(CPUS.len());
+    // One scenario in six is an arm64 cluster's: its VMs ask for arm64, some targets are
+    // amd64 nodes they cannot use.
+    let arm64 = rng.chance(17);
+    let source_arch = if arm64 { "arm64" } else { "amd64" };
+    let source_sev = !arm64 && rng.chance(50);
+    // TSC frequencies on every node; the source's TSC is scalable, so that it serves the
+    // cluster's lowest frequency and the VMs that need one start there.
+    let with_tsc = !arm64 && rng.chance(40);
+    let tsc = |rng: &mut Rng| with_tsc.then(|| (*rng.pick(&TSC_FREQUENCIES), rng.chance(50)));
+    let machine_types = |rng: &mut Rng, arch: &str| {
+        if arch == "arm64" {
+            *rng.pick(&ARM_MACHINE_TYPES)
+        } else {
+            *rng.pick(&MACHINE_TYPES)
+        }
+    };
+    let mut shapes: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut count = |shape: &'static str| *shapes.entry(shape).or_default() += 1;
+    if arm64 {
+        count("arm64 cluster");
+    }
+    if with_tsc {
+        count("TSC frequencies");
+    }
+    let kubevirt_configuration = json!({
+        "network": {"defaultNetworkInterface": if rng.chance(50) { "bridge" } else { "masquerade" }},
+        "virtualMachineOptions": {"disableSerialConsoleLog": rng.chance(20)},
+    });
 
     let mut nodes = vec![NodeSetup {
         name: SOURCE,
         cpu: source_cpu,
+        arch: source_arch,
+        machine_types: machine_types(rng, source_arch),
+        sev: source_sev,
+        tsc: tsc(rng).map(|(f, _)| (f, true)),
         zone: ZONES[rng.below(ZONES.len())],
         cpu_manager: true,
         cordoned: false,
@@ -159,9 +222,14 @@ fn scenario(rng: &mut Rng) -> Scenario {
             capacity.insert("nvidia.com/gpu".into(), "2".into());
             allocatable.insert("nvidia.com/gpu".into(), "2".into());
         }
+        let arch = if arm64 && rng.chance(60) { "arm64" } else { "amd64" };
         nodes.push(NodeSetup {
             name,
             cpu,
+            arch,
+            machine_types: machine_types(rng, arch),
+            sev: arch == "amd64" && rng.chance(30),
+            tsc: tsc(rng),
             zone: ZONES[rng.below(ZONES.len())],
             cpu_manager: rng.chance(40),
             cordoned: rng.chance(15),
@@ -169,6 +237,16 @@ fn scenario(rng: &mut Rng) -> Scenario {
             capacity,
             allocatable,
         });
+    }
+
+    // The SEV device plugin's slots (KubeVirt requests one per SEV guest).
+    for node in nodes.iter_mut().filter(|n| n.sev) {
+        node.capacity
+            .insert("devices.kubevirt.io/sev".into(), "15".into());
+        if !node.allocatable.is_empty() {
+            node.allocatable
+                .insert("devices.kubevirt.io/sev".into(), "15".into());
+        }
     }
 
     let mut residents = String::new();
@@ -205,21 +283,58 @@ fn scenario(rng: &mut Rng) -> Scenario {
     for k in 1..=vm_count {
         let name = format!("vm-{k:02}");
         let app = *rng.pick(&APPS);
-        let mut domain = json!({"devices": {}, "resources": {"requests": {"memory": *rng.pick(&["512Mi", "1Gi", "2Gi", "3Gi"])}}});
+        let memory = *rng.pick(&["512Mi", "1Gi", "2Gi", "3Gi"]);
+        let mut domain = json!({"devices": {}, "resources": {"requests": {"memory": memory}}});
+        let mut limits_only = false;
         match rng.below(100) {
             0..15 => {
                 domain["cpu"] = json!({"cores": 2, "dedicatedCpuPlacement": true});
             }
-            15..25 => {
+            15..25 if !arm64 => {
                 domain["cpu"] = json!({"model": *rng.pick(NAMED_MODELS[source_cpu])});
+            }
+            25..40 => {
+                // Limits alone: the webhook copies them into the requests, and the pod is
+                // Guaranteed (more overhead, the console log at its limits).
+                domain["resources"] = json!({"limits": {"cpu": "2", "memory": memory}});
+                limits_only = true;
+                count("VM with limits only");
             }
             _ => {}
         }
-        if rng.chance(20) {
+        if !limits_only && rng.chance(20) {
             domain["resources"]["requests"]["memory"] = json!(gi(2));
             domain["memory"] = json!({"hugepages": {"pageSize": "1Gi"}});
         }
+        if source_sev && rng.chance(12) {
+            domain["launchSecurity"] = json!({"sev": {}});
+            count("SEV VM");
+        }
+        if with_tsc && rng.chance(15) {
+            // Hyper-V reenlightenment needs an invariant TSC: the VMI gets the cluster's lowest
+            // frequency as a topology hint and its pods select it.
+            domain["features"] = json!({"hyperv": {"reenlightenment": {"enabled": true}}});
+            count("TSC-bound VM");
+        }
+        if rng.chance(25) {
+            domain["devices"]["logSerialConsole"] = json!(false);
+            count("VM without console log");
+        }
+        // Most VMs declare the pod network with masquerade; the rest declare no interface and
+        // get the cluster's default binding (bridge: not live-migratable).
+        let declares_interface = rng.chance(70);
+        if declares_interface {
+            domain["devices"]["interfaces"] = json!([{"name": "default", "masquerade": {}}]);
+        }
         let mut spec = json!({"evictionStrategy": "LiveMigrate", "domain": domain});
+        if declares_interface {
+            spec["networks"] = json!([{"name": "default", "pod": {}}]);
+        } else {
+            count("VM without interface");
+        }
+        if arm64 {
+            spec["architecture"] = json!("arm64");
+        }
         if rng.chance(35) {
             spec["tolerations"] =
                 json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]);
@@ -272,12 +387,34 @@ fn scenario(rng: &mut Rng) -> Scenario {
             live_updates.insert(name, Value::Object(update));
         }
     }
+    let default_binding = kubevirt_configuration["network"]["defaultNetworkInterface"] == "bridge";
+    count(if default_binding {
+        "default binding bridge"
+    } else {
+        "default binding masquerade"
+    });
+    if kubevirt_configuration["virtualMachineOptions"]["disableSerialConsoleLog"] == true {
+        count("console log off cluster-wide");
+    }
+    for node in &nodes {
+        if node.sev {
+            count("SEV node");
+        }
+        if node.arch == "arm64" {
+            count("arm64 node");
+        }
+        if node.machine_types.ends_with("9.6.0") {
+            count("node with the newer machine type");
+        }
+    }
     Scenario {
         nodes,
         residents,
         vms,
         vm_count,
         live_updates,
+        kubevirt_configuration,
+        shapes,
     }
 }
 
@@ -323,8 +460,25 @@ async fn set_up_nodes(kc: &Path, scenario: &Scenario) {
                 labels.insert(key.clone(), Value::Null);
             }
         }
-        for (k, v) in cpu_labels(CPUS[setup.cpu]).unwrap() {
+        let cpu = if setup.arch == "arm64" {
+            ""
+        } else {
+            CPUS[setup.cpu]
+        };
+        for (k, v) in cpu_labels(&format!("{cpu} machine-types={}", setup.machine_types)).unwrap() {
             labels.insert(k, json!(v));
+        }
+        for key in ["kubernetes.io/arch", "beta.kubernetes.io/arch"] {
+            labels.insert(key.into(), json!(setup.arch));
+        }
+        labels.insert(
+            "kubevirt.io/sev".into(),
+            if setup.sev { json!("true") } else { Value::Null },
+        );
+        if let Some((frequency, scalable)) = setup.tsc {
+            for (k, v) in kubevirt_sim::kubevirt::tsc::node_labels(frequency, scalable) {
+                labels.insert(k, json!(v));
+            }
         }
         labels.insert(ZONE.into(), json!(setup.zone));
         labels.insert(
@@ -670,21 +824,108 @@ fn plan_constraints(reasons: &[String]) -> BTreeSet<String> {
     found
 }
 
+/// A VMI's `LiveMigratable=True`, in the words of [`reported_migratability`].
+const MIGRATABLE: &str = "migratable";
+
+/// Each VMI's `LiveMigratable` condition as the simulator set it: [`MIGRATABLE`], or the
+/// reason of a False one.
+fn reported_migratability(kc: &Path) -> BTreeMap<String, String> {
+    let vmis = get_json(kc, &["get", "vmi", "-n", NAMESPACE]);
+    vmis["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| {
+            let name = v["metadata"]["name"].as_str()?.to_string();
+            let condition = v["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "LiveMigratable")?;
+            let verdict = if condition["status"] == "True" {
+                MIGRATABLE.to_string()
+            } else {
+                condition["reason"].as_str().unwrap_or("False").to_string()
+            };
+            Some((name, verdict))
+        })
+        .collect()
+}
+
+/// Each VM's live-migratability as `vm-audit` reads it from files: the scenario's
+/// VirtualMachines, the KubeVirt CR and the nodes as the cluster has them, with no VMI (so
+/// nothing KubeVirt reported): [`MIGRATABLE`], or the reason its finding names. A reading
+/// of the manifests independent of the simulator's.
+fn migratability_from_files(kc: &Path, scenario: &Scenario) -> BTreeMap<String, String> {
+    let kubevirt = kubectl(
+        kc,
+        &["get", "kubevirt", "kubevirt", "-n", "kubevirt", "-o", "yaml"],
+    );
+    let nodes = kubectl(kc, &["get", "nodes", "-o", "yaml"]);
+    let file = std::env::temp_dir().join(format!("agreement-input-{}.yaml", std::process::id()));
+    std::fs::write(&file, format!("{}\n---\n{kubevirt}\n---\n{nodes}", scenario.vms)).unwrap();
+    let out = vm_e2e::run_plugin(
+        "kubectl-vm_audit",
+        kc,
+        &["-f", file.to_str().unwrap(), "-o", "json"],
+    );
+    let _ = std::fs::remove_file(&file);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("vm-audit prints JSON ({e}): {}", vm_e2e::output_text(&out)));
+    let mut verdicts: BTreeMap<String, String> = (1..=scenario.vm_count)
+        .map(|k| (format!("vm-{k:02}"), MIGRATABLE.to_string()))
+        .collect();
+    for finding in report["findings"].as_array().expect("findings") {
+        let rule = finding["rule"].as_str().unwrap_or_default();
+        if !matches!(
+            rule,
+            "live-migrate-not-migratable" | "live-migration-not-migratable"
+        ) {
+            continue;
+        }
+        let message = finding["message"].as_str().unwrap_or_default();
+        let reason = message
+            .split_once("not live-migratable (")
+            .and_then(|(_, rest)| rest.split([',', ')']).next())
+            .unwrap_or(message);
+        if let Some(name) = finding["name"].as_str() {
+            verdicts.insert(name.to_string(), reason.to_string());
+        }
+    }
+    verdicts
+}
+
 /// What one scenario probed.
 #[derive(Default)]
 struct Tally {
     migrated: usize,
     blocked: usize,
+    /// VMs the plan and KubeVirt's condition agree cannot be live-migrated.
+    not_migratable: usize,
     /// The constraints the scheduler named for the blocked VMs, with how often.
     constraints: BTreeMap<String, usize>,
     disagreements: Vec<String>,
 }
 
 /// Runs one scenario.
-async fn run_scenario(kc: &Path, seed: u64) -> Tally {
+async fn run_scenario(kc: &Path, seed: u64) -> (BTreeMap<&'static str, usize>, Tally) {
     let mut rng = Rng(seed);
     let scenario = scenario(&mut rng);
     set_cordons(kc, &[]);
+    let patch = json!({"spec": {"configuration": scenario.kubevirt_configuration}});
+    let _ = kubectl(
+        kc,
+        &[
+            "patch",
+            "kubevirt",
+            "kubevirt",
+            "-n",
+            "kubevirt",
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+        ],
+    );
     set_up_nodes(kc, &scenario).await;
     start(kc, &scenario).await;
     let scenario_cordons: Vec<&str> = std::iter::once(SOURCE)
@@ -694,13 +935,37 @@ async fn run_scenario(kc: &Path, seed: u64) -> Tally {
 
     let (_, plan) = drain_plan(kc, SOURCE);
     let mut tally = Tally::default();
+    let reported = reported_migratability(kc);
+    for (vm, file_mode) in migratability_from_files(kc, &scenario) {
+        let simulated = reported
+            .get(&vm)
+            .cloned()
+            .unwrap_or_else(|| "no LiveMigratable condition".into());
+        if file_mode != simulated {
+            tally.disagreements.push(format!(
+                "seed {seed}: {vm} from files: {file_mode}; the simulator's VMI: {simulated}"
+            ));
+        }
+    }
     let disagreements = &mut tally.disagreements;
     for vm in in_placement_order(kc, &plan) {
         if vm.action != "migrate" && !vm.blocked_by_placement {
-            disagreements.push(format!(
-                "seed {seed}: {} is {} for a reason other than placement: {:?}",
-                vm.name, vm.action, vm.reasons
-            ));
+            // Not migratable: the plan must say why as KubeVirt's condition does.
+            match reported.get(&vm.name) {
+                Some(verdict)
+                    if verdict != MIGRATABLE
+                        && vm
+                            .reasons
+                            .iter()
+                            .any(|r| verdict.contains(r.as_str()) || r.contains(verdict.as_str())) =>
+                {
+                    tally.not_migratable += 1;
+                }
+                verdict => disagreements.push(format!(
+                    "seed {seed}: {} is {} for a reason other than placement: {:?}; the VMI: {verdict:?}",
+                    vm.name, vm.action, vm.reasons
+                )),
+            }
             continue;
         }
         let id = format!("probe-{}", vm.name);
@@ -763,7 +1028,7 @@ async fn run_scenario(kc: &Path, seed: u64) -> Tally {
         }
     }
     clean_up(kc).await;
-    tally
+    (scenario.shapes, tally)
 }
 
 fn sandbox_config() -> SandboxConfig {
@@ -801,19 +1066,21 @@ async fn the_plan_and_the_scheduler_agree_on_random_heterogeneous_clusters() {
     let mut vms = 0;
     let mut disagreements = Vec::new();
     for i in 0..scenarios {
-        let tally = run_scenario(&kc, base_seed + i).await;
+        let (shapes, tally) = run_scenario(&kc, base_seed + i).await;
+        println!("scenario seed {}: {shapes:?}", base_seed + i);
         println!(
-            "scenario seed {}: {} VMs migrated, {} blocked (the scheduler names {:?}), {} disagreements",
+            "scenario seed {}: {} VMs migrated, {} blocked (the scheduler names {:?}), {} not migratable, {} disagreements",
             base_seed + i,
             tally.migrated,
             tally.blocked,
             tally.constraints,
+            tally.not_migratable,
             tally.disagreements.len()
         );
         for d in &tally.disagreements {
             println!("  {d}");
         }
-        vms += tally.migrated + tally.blocked;
+        vms += tally.migrated + tally.blocked + tally.not_migratable;
         disagreements.extend(tally.disagreements);
     }
     println!(
