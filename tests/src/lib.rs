@@ -239,17 +239,26 @@ pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-/// A VirtualMachine in `default` that runs Always, live-migrates on eviction and asks for 1Gi:
-/// the plain VM of the node-operation tests. Its pod network interface is masquerade, as
-/// KubeVirt's examples declare it: a VM that declares none gets the cluster's default binding
-/// (bridge), which KubeVirt does not live-migrate.
+/// The `domain` and `networks` lines of a test VM's template spec (indented for
+/// `spec.template.spec`): `memory` requested, and the pod network on a masquerade interface,
+/// as KubeVirt's examples declare it. A VM that declares no interface gets the cluster's
+/// default binding (bridge), which KubeVirt does not live-migrate.
+#[must_use]
+pub fn vm_domain(memory: &str) -> String {
+    format!(
+        "      domain: {{resources: {{requests: {{memory: {memory}}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      \
+         networks: [{{name: default, pod: {{}}}}]\n"
+    )
+}
+
+/// A VirtualMachine in `default` that runs Always, live-migrates on eviction and asks for 1Gi
+/// on a masquerade pod interface ([`vm_domain`]): the plain VM of the node-operation tests.
 #[must_use]
 pub fn always_vm(name: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      \
-         domain: {{resources: {{requests: {{memory: 1Gi}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      \
-         networks: [{{name: default, pod: {{}}}}]\n"
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n{}",
+        vm_domain("1Gi")
     )
 }
 

@@ -12,15 +12,14 @@ use std::time::Duration;
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::json;
-use vm_e2e::{drain_plan, kubectl, migration_phases, start_vms_on_node_1};
+use vm_e2e::{drain_plan, kubectl, migration_phases, start_vms_on_node_1, vm_domain};
 
 fn vm(name: &str, memory: &str, placement: &str) -> String {
     let head = format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n"
     );
     let spec = "spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n";
-    let domain = format!("      domain: {{resources: {{requests: {{memory: {memory}}}}}}}\n");
-    format!("{head}{spec}{domain}{placement}")
+    format!("{head}{spec}{}{placement}", vm_domain(memory))
 }
 
 /// node-1 (16Gi, `disk=nvme`) runs four 3Gi VMs and two small ones that only node-1 admits (a

@@ -6,19 +6,22 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
-use vm_e2e::{kubectl, migration_phases, plugin_bin, run_plugin, start_vms_on_node_1, vmi_placements};
+use vm_e2e::{
+    kubectl, migration_phases, plugin_bin, run_plugin, start_vms_on_node_1, vm_domain, vmi_placements,
+};
 
 /// A LiveMigrate VM of 512Mi on a masquerade pod interface (the default bridge binding does
 /// not live-migrate); `extra` is appended to its template's spec.
 fn vm(name: &str, extra: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: {}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 512Mi}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      networks: [{{name: default, pod: {{}}}}]\n{extra}",
+spec:\n  runStrategy: {}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n{}{extra}",
         if extra.contains("RerunOnFailure") {
             "RerunOnFailure"
         } else {
             "Always"
-        }
+        },
+        vm_domain("512Mi")
     )
 }
 

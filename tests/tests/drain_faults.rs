@@ -27,7 +27,7 @@ use kubevirt_sim::controlplane::ControlPlaneOptions;
 use kubevirt_sim::interference::{ANNOTATION, Editor, Target};
 use kubevirt_sim::{Sandbox, SandboxConfig, SimConfig};
 use serde_json::{Value, json};
-use vm_e2e::{kubectl, output_text as text, plugin_bin, start_vms_on_node_1, vmi_placements};
+use vm_e2e::{kubectl, output_text as text, plugin_bin, start_vms_on_node_1, vm_domain, vmi_placements};
 
 /// Held for the whole of each test: one sandbox and one drain at a time (see the module doc).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -48,7 +48,8 @@ fn vm(name: &str, memory: &str, extra: &str) -> String {
     };
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: {strategy}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: {memory}}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      networks: [{{name: default, pod: {{}}}}]\n{extra}"
+spec:\n  runStrategy: {strategy}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n{}{extra}",
+        vm_domain(memory)
     )
 }
 

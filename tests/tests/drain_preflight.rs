@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{drain_plan, kubectl, resource_versions, run_plugin, start_vms_on_node_1};
+use vm_e2e::{drain_plan, kubectl, resource_versions, run_plugin, start_vms_on_node_1, vm_domain};
 
 /// The VMs' pod network interface is masquerade, as KubeVirt's examples declare it: one that
 /// declares none gets the cluster's default binding (bridge), which KubeVirt does not
@@ -175,7 +175,8 @@ async fn the_preflight_names_every_blocker_and_changes_nothing() {
 fn small_vm(name: &str) -> String {
     format!(
         "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: {name}, namespace: default}}\n\
-spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      domain: {{resources: {{requests: {{memory: 3Gi}}}}, devices: {{interfaces: [{{name: default, masquerade: {{}}}}]}}}}\n      networks: [{{name: default, pod: {{}}}}]\n"
+spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n{}",
+        vm_domain("3Gi")
     )
 }
 

@@ -5,7 +5,7 @@
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{kubectl, node_ready, run_plugin, start_vms_on_node_1, vmi_placements, wait_until};
+use vm_e2e::{kubectl, node_ready, run_plugin, start_vms_on_node_1, vm_domain, vmi_placements, wait_until};
 
 fn vm(name: &str, strategy: &str, extra: &str) -> String {
     sized_vm(name, strategy, "1Gi", extra)
@@ -18,7 +18,7 @@ fn sized_vm(name: &str, strategy: &str, memory: &str, extra: &str) -> String {
     let spec = format!(
         "spec:\n  runStrategy: {strategy}\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n"
     );
-    format!("{head}{spec}      domain: {{resources: {{requests: {{memory: {memory}}}}}}}\n{extra}")
+    format!("{head}{spec}{}{extra}", vm_domain(memory))
 }
 
 const RWO: &str = "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: default}\n\

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use kubevirt_sim::nodes::NodeTemplate;
 use kubevirt_sim::{Sandbox, SandboxConfig};
 use serde_json::Value;
-use vm_e2e::{always_vm, kubectl, resource_versions, run_plugin, vmi_placements, wait_until};
+use vm_e2e::{
+    always_vm, apply_manifests, kubectl, resource_versions, run_plugin, vm_domain, vmi_placements, wait_until,
+};
 
 const ROUND: [&str; 4] = ["node-1", "node-2", "node-3", "node-4"];
 const ALL: [&str; 5] = ["node-1", "node-2", "node-3", "node-4", "node-5"];
@@ -120,13 +122,13 @@ async fn a_rolling_round_is_planned_with_each_vm_moved_once_and_blocks_on_a_pinn
     assert_eq!(resource_versions(&kc), before, "planning changed nothing");
 
     // A VM pinned to node-3 by hostname: the round stops at node-3's step, naming it.
-    let pinned = "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: pinned, namespace: default}\n\
+    let pinned = format!(
+        "---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {{name: pinned, namespace: default}}\n\
 spec:\n  runStrategy: Always\n  template:\n    spec:\n      evictionStrategy: LiveMigrate\n      \
-nodeSelector: {kubernetes.io/hostname: node-3}\n      domain: {resources: {requests: {memory: 1Gi}}}\n";
-    let file = std::env::temp_dir().join(format!("rolling-pinned-{}.yaml", std::process::id()));
-    std::fs::write(&file, pinned).unwrap();
-    let _ = kubectl(&kc, &["apply", "-f", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
+nodeSelector: {{kubernetes.io/hostname: node-3}}\n{}",
+        vm_domain("1Gi")
+    );
+    apply_manifests(&kc, &pinned);
     wait_until("the pinned VM runs on node-3", || {
         vmi_placements(&kc).contains(&"pinned=Running/node-3".to_string())
     })
