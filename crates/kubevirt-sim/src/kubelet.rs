@@ -36,26 +36,29 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::Notify;
 
 use crate::history::{Recorder, StopReason};
-use crate::sim::Simulator;
+use crate::shared::Shared;
 use crate::storage::VolumeView;
 
 const MANAGER: &str = "kubevirt-sim-kubelet";
 
 /// Runs the simulated kubelets of all nodes until aborted.
-pub async fn run(sim: Simulator) {
+pub async fn run(shared: Shared) {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (pods, pod_writer) = reflector::store::<Pod>();
     let pod_events = Arc::new(Notify::new());
     let node_stream = reflector(
         node_writer,
-        watcher(Api::<Node>::all(sim.client.clone()), watcher::Config::default()),
+        watcher(
+            Api::<Node>::all(shared.client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .for_each(|_| async {});
     let notify = pod_events.clone();
     let pod_stream = reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(sim.client.clone()), watcher::Config::default()),
+        watcher(Api::<Pod>::all(shared.client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |_| {
@@ -65,12 +68,12 @@ pub async fn run(sim: Simulator) {
     tokio::spawn(node_stream);
     tokio::spawn(pod_stream);
     // Attachments notify the pod loop too: a pod waiting for its volume starts on them.
-    let volumes = VolumeView::start(&sim.client, pod_events.clone());
+    let volumes = VolumeView::start(&shared.client, pod_events.clone());
     let _ = nodes.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;
     volumes.wait_until_ready().await;
-    tokio::spawn(heartbeats(sim.clone(), nodes.clone()));
-    pod_loop(sim, nodes, pods, volumes, pod_events).await;
+    tokio::spawn(heartbeats(shared.clone(), nodes.clone()));
+    pod_loop(shared, nodes, pods, volumes, pod_events).await;
 }
 
 fn now() -> jiff::Timestamp {
@@ -78,15 +81,15 @@ fn now() -> jiff::Timestamp {
 }
 
 /// Lease renewals and node status for every node that is up and reachable.
-async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
+async fn heartbeats(shared: Shared, nodes: reflector::Store<Node>) {
     let mut last_status: HashMap<String, Instant> = HashMap::new();
     let mut was_down: HashSet<String> = HashSet::new();
     let mut indexes: HashMap<String, u32> = HashMap::new();
-    let mut ticker = tokio::time::interval(sim.config.heartbeat_interval());
+    let mut ticker = tokio::time::interval(shared.config.heartbeat_interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let unreachable = sim.nodes_unreachable();
+        let unreachable = shared.nodes_unreachable();
         let mut all = nodes.state();
         all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut work = Vec::new();
@@ -107,7 +110,7 @@ async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             let stale = last_status
                 .get(&name)
-                .is_none_or(|t| t.elapsed() >= sim.config.node_status_interval());
+                .is_none_or(|t| t.elapsed() >= shared.config.node_status_interval());
             let post_status = !ready || stale || was_down.remove(&name);
             if post_status {
                 last_status.insert(name.clone(), Instant::now());
@@ -115,9 +118,9 @@ async fn heartbeats(sim: Simulator, nodes: reflector::Store<Node>) {
             work.push((node, index, post_status));
         }
         stream::iter(work)
-            .for_each_concurrent(sim.config.concurrency, |(node, index, post_status)| {
-                let client = sim.client.clone();
-                let lease_seconds = lease_duration_seconds(sim.config.heartbeat_interval());
+            .for_each_concurrent(shared.config.concurrency, |(node, index, post_status)| {
+                let client = shared.client.clone();
+                let lease_seconds = lease_duration_seconds(shared.config.heartbeat_interval());
                 async move {
                     if let Err(e) = renew_lease(&client, &node, lease_seconds).await {
                         tracing::warn!("lease of {:?}: {e}", node.metadata.name);
@@ -212,7 +215,7 @@ enum Outcome {
 /// Pods bound to up, reachable nodes: start them once their volumes are attached, follow
 /// their readiness gates, finish deletions; record the launcher pods that run.
 async fn pod_loop(
-    sim: Simulator,
+    shared: Shared,
     nodes: reflector::Store<Node>,
     pods: reflector::Store<Pod>,
     volumes: VolumeView,
@@ -222,14 +225,14 @@ async fn pod_loop(
     // write is forgotten, so that it is made again.
     let mut done: HashMap<String, String> = HashMap::new();
     let mut pod_ips: HashMap<String, u32> = HashMap::new();
-    let mut history = Recorder::open(sim.run_history.clone());
+    let mut history = Recorder::open(shared.run_history.clone());
     loop {
         tokio::select! {
             _ = events.notified() => {},
             _ = tokio::time::sleep(Duration::from_secs(1)) => {},
         }
-        let down = sim.nodes_down();
-        let partitioned = sim.nodes_partitioned();
+        let down = shared.nodes_down();
+        let partitioned = shared.nodes_partitioned();
         let node_ips: HashMap<String, String> = nodes
             .state()
             .iter()
@@ -285,13 +288,13 @@ async fn pod_loop(
         }
         let outcomes: Vec<(Arc<Pod>, String, Outcome)> = stream::iter(work)
             .map(|(pod, node, action)| {
-                let client = sim.client.clone();
+                let client = shared.client.clone();
                 async move {
                     let outcome = act(client, &pod, action).await;
                     (pod, node, outcome)
                 }
             })
-            .buffer_unordered(sim.config.concurrency.max(1))
+            .buffer_unordered(shared.config.concurrency.max(1))
             .collect()
             .await;
         for (pod, node, outcome) in outcomes {

@@ -35,6 +35,7 @@ pub mod quantity;
 pub mod room;
 pub mod sandbox;
 pub mod scenario;
+pub mod shared;
 pub mod sim;
 pub mod state;
 pub mod storage;

@@ -3,83 +3,16 @@
 //! attach/detach controller, [`crate::storage`]), non-graceful node shutdown
 //! ([`crate::outofservice`]) and KubeVirt's controllers ([`crate::kubevirt`]). It runs
 //! either inside `vm-sandbox` (a background process) or on a thread of the test fixture.
+//! This module only wires them: what they share is [`crate::shared::Shared`].
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::Result;
-use crate::state::{read_nodes_down, read_nodes_partitioned};
-
-/// Timings of the simulation. Real clusters count in minutes; the defaults are short so
-/// that a failure test takes seconds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SimConfig {
-    /// How often each up node renews its Lease (kubelet: 10 s).
-    pub heartbeat_interval_ms: u64,
-    /// How often each up node re-posts its status even when nothing changed (kubelet: 5 min
-    /// when leases are used).
-    pub node_status_interval_ms: u64,
-    /// How many API calls the simulated kubelets make at once.
-    pub concurrency: usize,
-    /// How often virt-handler stamps its node heartbeat (KubeVirt: 1 min).
-    pub handler_heartbeat_ms: u64,
-    /// After how long without heartbeat a node's virt-handler counts as unresponsive
-    /// (KubeVirt: 5 min).
-    pub handler_timeout_ms: u64,
-    /// Whether to run the simulated KubeVirt (off: kubelets only).
-    pub kubevirt: bool,
-    /// Fixed duration of every live migration, ms.
-    pub migration_base_ms: u64,
-    /// Extra migration time per GiB of guest memory, ms.
-    pub migration_ms_per_gib: u64,
-    /// How long a migration target pod may stay unschedulable before the migration fails
-    /// (KubeVirt: 5 min).
-    pub migration_unschedulable_timeout_ms: u64,
-    /// First retry delay of the evacuation controller after a failed evacuation migration
-    /// (KubeVirt: 20 s, doubling).
-    pub evacuation_backoff_ms: u64,
-    /// Base of the VM start-failure backoff (KubeVirt: 10 s × failures²).
-    pub start_backoff_base_ms: u64,
-    /// After how long a VolumeAttachment that no pod needs any more, pinned to a node that
-    /// is down, is force-detached (Kubernetes: 6 min); 0 = never (only deleting it, or the
-    /// out-of-service taint, releases it).
-    pub force_detach_timeout_ms: u64,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            heartbeat_interval_ms: 2_000,
-            node_status_interval_ms: 60_000,
-            concurrency: 16,
-            handler_heartbeat_ms: 30_000,
-            handler_timeout_ms: 15_000,
-            kubevirt: true,
-            migration_base_ms: 1_000,
-            migration_ms_per_gib: 1_000,
-            migration_unschedulable_timeout_ms: 20_000,
-            evacuation_backoff_ms: 20_000,
-            start_backoff_base_ms: 10_000,
-            force_detach_timeout_ms: 0,
-        }
-    }
-}
-
-impl SimConfig {
-    /// [`SimConfig::heartbeat_interval_ms`] as a duration.
-    pub fn heartbeat_interval(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_interval_ms.max(100))
-    }
-    /// [`SimConfig::node_status_interval_ms`] as a duration.
-    pub fn node_status_interval(&self) -> Duration {
-        Duration::from_millis(self.node_status_interval_ms.max(100))
-    }
-}
+use crate::shared::Shared;
+pub use crate::shared::SimConfig;
 
 /// The simulator.
 #[derive(Clone)]
@@ -99,32 +32,42 @@ pub struct Simulator {
 }
 
 impl Simulator {
+    /// The state the controllers share.
+    fn shared(&self) -> Shared {
+        Shared {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            nodes_down_dir: self.nodes_down_dir.clone(),
+            nodes_partitioned_dir: self.nodes_partitioned_dir.clone(),
+            run_history: self.run_history.clone(),
+        }
+    }
+
     /// The nodes that are down (powered off): their guests are stopped.
     pub fn nodes_down(&self) -> HashSet<String> {
-        read_nodes_down(&self.nodes_down_dir)
+        self.shared().nodes_down()
     }
 
     /// The nodes cut off from the network: their guests keep running, unseen.
     pub fn nodes_partitioned(&self) -> HashSet<String> {
-        read_nodes_partitioned(&self.nodes_partitioned_dir)
+        self.shared().nodes_partitioned()
     }
 
     /// The nodes whose kubelet and virt-handler cannot reach the API server: down or
     /// partitioned. To the control plane (and to KubeVirt's controllers) both look alike.
     pub fn nodes_unreachable(&self) -> HashSet<String> {
-        let mut all = self.nodes_down();
-        all.extend(self.nodes_partitioned());
-        all
+        self.shared().nodes_unreachable()
     }
 
     /// Runs until `shutdown` turns true (or its sender is dropped).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let kubelets = tokio::spawn(crate::kubelet::run(self.clone()));
+        let shared = self.shared();
+        let kubelets = tokio::spawn(crate::kubelet::run(shared.clone()));
         let kubevirt = self
             .config
             .kubevirt
-            .then(|| tokio::spawn(crate::kubevirt::run(self.clone())));
-        let storage = tokio::spawn(crate::storage::run(self.clone()));
+            .then(|| tokio::spawn(crate::kubevirt::run(shared.clone())));
+        let storage = tokio::spawn(crate::storage::run(shared));
         let out_of_service = tokio::spawn(crate::outofservice::run(self.client.clone()));
         loop {
             if *shutdown.borrow() {

@@ -50,7 +50,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::sim::Simulator;
+use crate::shared::Shared;
 
 /// The simulated CSI driver: provisioner of the PVs and attacher of their VolumeAttachments.
 pub const DRIVER: &str = "sim.csi.kubevirt.io";
@@ -579,9 +579,9 @@ fn failed_attach_event(pod: &Pod, message: &str) -> Event {
 }
 
 /// Runs the provisioner and the attach/detach controller until aborted.
-pub async fn run(sim: Simulator) {
+pub async fn run(shared: Shared) {
     let notify = Arc::new(Notify::new());
-    let client = sim.client.clone();
+    let client = shared.client.clone();
     let pods: Store<Pod> = crate::watch::store(
         Api::all(client.clone()),
         watcher::Config::default(),
@@ -590,8 +590,8 @@ pub async fn run(sim: Simulator) {
     let view = VolumeView::start(&client, notify.clone());
     let _ = pods.wait_until_ready().await;
     view.wait_until_ready().await;
-    let force = (sim.config.force_detach_timeout_ms > 0)
-        .then(|| Duration::from_millis(sim.config.force_detach_timeout_ms));
+    let force = (shared.config.force_detach_timeout_ms > 0)
+        .then(|| Duration::from_millis(shared.config.force_detach_timeout_ms));
     let mut controller = Controller::new(force);
     let mut recent: HashMap<String, Instant> = HashMap::new();
     loop {
@@ -606,7 +606,7 @@ pub async fn run(sim: Simulator) {
             view.attachments.state(),
         );
         // A partitioned node cannot report its unmounts either.
-        let nodes_down = sim.nodes_unreachable();
+        let nodes_down = shared.nodes_unreachable();
         let world = Snapshot {
             pods: &pods,
             pvcs: &pvcs,
@@ -644,7 +644,7 @@ pub async fn run(sim: Simulator) {
                     }
                 }
             })
-            .buffer_unordered(sim.config.concurrency.max(1))
+            .buffer_unordered(shared.config.concurrency.max(1))
             .filter_map(|k| async move { k })
             .collect()
             .await;

@@ -34,7 +34,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::crds::kubevirt_resource;
-use crate::sim::Simulator;
+use crate::shared::Shared;
 use config::ClusterConfig;
 use migratable::PvcAccessModes;
 
@@ -269,9 +269,9 @@ fn dyn_store(client: &kube::Client, ar: &ApiResource, notify: Arc<Notify>) -> St
 }
 
 /// Runs the simulated KubeVirt until aborted.
-pub async fn run(sim: Simulator) {
+pub async fn run(shared: Shared) {
     let notify = Arc::new(Notify::new());
-    let client = sim.client.clone();
+    let client = shared.client.clone();
     let vms = dyn_store(&client, &kubevirt_resource("VirtualMachine"), notify.clone());
     let vmis = dyn_store(
         &client,
@@ -322,7 +322,7 @@ pub async fn run(sim: Simulator) {
     let _ = pods.wait_until_ready().await;
     let _ = pvcs.wait_until_ready().await;
     let _ = node_store.wait_until_ready().await;
-    tokio::spawn(handler_heartbeats(sim.clone()));
+    tokio::spawn(handler_heartbeats(shared.clone()));
     let _webhook = match eviction::start(client.clone()).await {
         Ok(task) => Some(AbortOnDrop(task)),
         Err(e) => {
@@ -388,11 +388,11 @@ pub async fn run(sim: Simulator) {
         let world = World {
             config: ClusterConfig::from_kubevirt(kv.as_deref()),
             pvcs: pvc_modes,
-            nodes_down: sim.nodes_unreachable(),
+            nodes_down: shared.nodes_unreachable(),
             now: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             pods_expected: expected.keys().cloned().collect(),
             no_pvcs: PvcAccessModes::new(),
-            start_backoff_base_ms: sim.config.start_backoff_base_ms,
+            start_backoff_base_ms: shared.config.start_backoff_base_ms,
             node_labels: node_store
                 .state()
                 .iter()
@@ -571,7 +571,7 @@ pub async fn run(sim: Simulator) {
             &vmi_values,
             &vmim_values,
             &world,
-            sim.config.evacuation_backoff_ms,
+            shared.config.evacuation_backoff_ms,
             &expecting,
         ) {
             if let Action::CreateVmim { vmi_uid, .. } = &a {
@@ -609,9 +609,9 @@ pub async fn run(sim: Simulator) {
                 inputs_sig.push(',');
             }
             let timings = migration::MigrationTimings {
-                base_ms: sim.config.migration_base_ms,
-                ms_per_gib: sim.config.migration_ms_per_gib,
-                unschedulable_timeout_ms: sim.config.migration_unschedulable_timeout_ms,
+                base_ms: shared.config.migration_base_ms,
+                ms_per_gib: shared.config.migration_ms_per_gib,
+                unschedulable_timeout_ms: shared.config.migration_unschedulable_timeout_ms,
             };
             // Time-driven steps (copy finished, unschedulable timeout) must not be held
             // back by unchanged inputs.
@@ -648,7 +648,7 @@ pub async fn run(sim: Simulator) {
             }
         }
         stream::iter(work)
-            .for_each_concurrent(sim.config.concurrency, |action| {
+            .for_each_concurrent(shared.config.concurrency, |action| {
                 let client = client.clone();
                 let recent = recent.clone();
                 async move {
@@ -857,14 +857,14 @@ impl Drop for AbortOnDrop {
 /// on nodes that are up and reachable (a partitioned virt-handler cannot patch its node);
 /// virt-controller's node controller sets `schedulable=false` on a node whose heartbeat is
 /// older than the timeout.
-async fn handler_heartbeats(sim: Simulator) {
-    let nodes: Api<Node> = Api::all(sim.client.clone());
+async fn handler_heartbeats(shared: Shared) {
+    let nodes: Api<Node> = Api::all(shared.client.clone());
     let pp = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
     loop {
-        let down = sim.nodes_unreachable();
+        let down = shared.nodes_unreachable();
         let now = jiff::Timestamp::now();
         if let Ok(list) = nodes.list(&ListParams::default()).await {
             for n in list.items {
@@ -879,7 +879,7 @@ async fn handler_heartbeats(sim: Simulator) {
                         .and_then(|a| a.get("kubevirt.io/heartbeat"))
                         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
                     let stale = last.is_none_or(|t| {
-                        now.duration_since(t).as_millis() as u64 > sim.config.handler_timeout_ms
+                        now.duration_since(t).as_millis() as u64 > shared.config.handler_timeout_ms
                     });
                     (stale && schedulable != Some("false")).then(
                         || serde_json::json!({"metadata": {"labels": {"kubevirt.io/schedulable": "false"}}}),
@@ -897,6 +897,6 @@ async fn handler_heartbeats(sim: Simulator) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(sim.config.handler_heartbeat_ms.max(200))).await;
+        tokio::time::sleep(Duration::from_millis(shared.config.handler_heartbeat_ms.max(200))).await;
     }
 }
