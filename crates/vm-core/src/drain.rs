@@ -44,8 +44,9 @@ pub struct DrainPolicy {
 }
 
 impl DrainPolicy {
-    /// 1 GiB/s: a 10 GbE migration network, most of it used by one migration.
-    pub const DEFAULT_MIGRATION_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0 * 1024.0;
+    /// 1 GiB/s: a 10 GbE migration network, most of it used by one migration (the migration
+    /// model's own default, [`crate::eta::DEFAULT_MIGRATION_BYTES_PER_SECOND`]).
+    pub const DEFAULT_MIGRATION_BYTES_PER_SECOND: f64 = crate::eta::DEFAULT_MIGRATION_BYTES_PER_SECOND;
 }
 
 /// What happens to one VM.

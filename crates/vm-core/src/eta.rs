@@ -29,6 +29,10 @@ use crate::snapshot::ClusterSnapshot;
 /// Bytes in a GiB.
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// The prior's migration throughput when none is given, in bytes per second: 1 GiB/s, a 10 GbE
+/// migration network, most of it used by one migration. The planners' policies default to it.
+pub const DEFAULT_MIGRATION_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0 * 1024.0;
+
 /// Where the model's numbers come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,14 +98,14 @@ impl MigrationModel {
 
     /// The documented prior, which is what the planners assumed before they had history: a fixed
     /// 10 s set-up plus the memory over `bytes_per_second` (1 GiB/s,
-    /// [`DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND`](crate::drain::DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND),
-    /// when it is not a positive number). Estimates without history therefore do not change.
+    /// [`DEFAULT_MIGRATION_BYTES_PER_SECOND`], when it is not a positive number). Estimates
+    /// without history therefore do not change.
     #[must_use]
     pub fn prior(bytes_per_second: f64) -> Self {
         let rate = if bytes_per_second.is_finite() && bytes_per_second > 0.0 {
             bytes_per_second
         } else {
-            crate::drain::DrainPolicy::DEFAULT_MIGRATION_BYTES_PER_SECOND
+            DEFAULT_MIGRATION_BYTES_PER_SECOND
         };
         Self {
             setup_seconds: Self::PRIOR_SETUP_SECONDS,
