@@ -24,18 +24,24 @@
 //! # Caveats
 //! A VM is stopped only when the plan says `shutdown`, and it is recorded on the node first.
 
+mod calls;
+mod evict;
 mod exec;
 pub mod lease;
+mod migrate;
 pub mod node;
 pub mod pending;
 pub mod retry;
+mod stop;
 pub mod stuck;
+mod uncordon;
 pub mod whereabouts;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use exec::{Outcome, UncordonReport, execute, uncordon};
+pub use exec::{Outcome, execute};
+pub use uncordon::{UncordonReport, uncordon};
 
 use crate::error::ApiError;
 
