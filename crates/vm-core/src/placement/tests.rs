@@ -1,4 +1,7 @@
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+
 use super::*;
+use crate::resources::Requests;
 
 fn node(yaml: &str) -> NodeView {
     let node: Node = serde_yaml::from_str(yaml).unwrap();
