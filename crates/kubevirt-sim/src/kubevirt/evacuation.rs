@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{Action, World, is_final, str_at};
+use super::world::{Action, World, is_final, str_at};
 
 /// Annotation KubeVirt puts on evacuation migrations.
 pub const EVACUATION_ANNOTATION: &str = "kubevirt.io/evacuationMigration";

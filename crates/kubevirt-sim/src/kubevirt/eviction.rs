@@ -20,7 +20,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::str_at;
+use super::world::str_at;
 use crate::crds::kubevirt_resource;
 use crate::{Error, Result};
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value, json};
 
 use super::launcher::{self, UNPAUSED_GATE};
-use super::{Action, World, is_final, pod_is_terminating, pod_phase, str_at};
+use super::world::{Action, World, is_final, pod_is_terminating, pod_phase, str_at};
 
 /// Finalizer KubeVirt's mutator puts on every VMIM.
 pub const FINALIZER: &str = "kubevirt.io/migrationJobFinalize";

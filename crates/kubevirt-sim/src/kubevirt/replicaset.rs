@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::vmi::apply_defaults;
-use super::{Action, World, is_final, str_at};
+use super::world::{Action, World, is_final, str_at};
 
 fn selector_matches(selector: &Value, labels: &Value) -> bool {
     let label = |k: &str| labels.get(k).and_then(Value::as_str);

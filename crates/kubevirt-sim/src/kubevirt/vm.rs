@@ -15,7 +15,7 @@
 use serde_json::{Value, json};
 
 use super::vmi::{VM_FINALIZER, apply_defaults};
-use super::{Action, World, is_final, str_at};
+use super::world::{Action, World, is_final, str_at};
 
 /// The effective runStrategy: `spec.runStrategy`, else the deprecated `spec.running`
 /// (true → Always, false or unset → Halted).

@@ -7,10 +7,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::World;
 use super::launcher::{self, UNPAUSED_GATE};
 use super::migratable;
-use super::{Action, is_final, pod_is_terminating, pod_phase, str_at};
+use super::world::World;
+use super::world::{Action, is_final, pod_is_terminating, pod_phase, str_at};
 
 /// Finalizer virt-controller puts on every VMI.
 pub const CONTROLLER_FINALIZER: &str = "kubevirt.io/virtualMachineControllerFinalize";
