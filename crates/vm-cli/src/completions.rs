@@ -5,6 +5,8 @@ use std::path::Path;
 
 use clap_complete::Shell;
 
+use crate::atomic::write_atomically;
+
 pub mod kubectl;
 
 /// The shells completions are generated for, with their file extensions.
@@ -41,22 +43,6 @@ pub fn check(command: &clap::Command, bin: &str, dir: &Path, update: bool) -> st
     Ok(stale)
 }
 
-/// Replaces `file` with `text` (and `mode`) in one rename, so that a test reading it while
-/// another test regenerates it never sees it half-written.
-///
-/// # Errors
-/// Writing, setting the mode or renaming failed.
-pub(crate) fn write_atomically(file: &Path, text: &str, mode: Option<u32>) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    if let Some(mode) = mode {
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    }
-    std::fs::rename(&tmp, file)
-}
-
 /// Compares (or, with `update`, rewrites) the executable `dir/kubectl_complete-PLUGIN`; returns
 /// it when it is stale or not executable.
 ///
@@ -79,29 +65,6 @@ pub fn check_kubectl(
     let current = std::fs::read_to_string(&file).ok();
     let executable = std::fs::metadata(&file).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
     Ok((current.as_deref() != Some(fresh.as_str()) || !executable).then(|| file.display().to_string()))
-}
-
-/// Everything generated from a plugin's command line and checked in: `completions/BIN.*`,
-/// `completions/kubectl/kubectl_complete-PLUGIN` and `man/BIN.1` under `root`. Returns the
-/// stale files (none after an `update`).
-///
-/// # Errors
-/// Rendering or writing failed.
-pub fn check_generated(
-    command: &clap::Command,
-    bin: &str,
-    root: &Path,
-    update: bool,
-) -> std::io::Result<Vec<String>> {
-    let mut stale = check(command, bin, &root.join("completions"), update)?;
-    stale.extend(check_kubectl(
-        command,
-        bin,
-        &root.join("completions/kubectl"),
-        update,
-    )?);
-    stale.extend(crate::manpage::check(command, bin, &root.join("man"), update)?);
-    Ok(stale)
 }
 
 /// What bash offers for `words` (the last one being completed) with the completion script

@@ -3,11 +3,14 @@
 //! person at the terminal goes to stderr.
 
 pub mod args;
+mod atomic;
 pub mod completions;
 pub mod exit;
+pub mod generated;
 pub mod manpage;
 pub mod outcome;
 pub mod progress;
 pub mod report;
 pub mod session;
+pub mod structured;
 pub mod style;

@@ -29,7 +29,7 @@ pub fn check(
     let fresh = generate(command.clone())?;
     if update {
         std::fs::create_dir_all(dir)?;
-        crate::completions::write_atomically(&file, &fresh, None)?;
+        crate::atomic::write_atomically(&file, &fresh, None)?;
         return Ok(None);
     }
     let current = std::fs::read_to_string(&file).ok();

@@ -10,8 +10,7 @@ const BIN: &str = "kubectl-vm_drain_safe";
 fn completions_and_manual_page_are_up_to_date() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let update = std::env::var_os("UPDATE_COMPLETIONS").is_some();
-    let stale =
-        vm_cli::completions::check_generated(&vm_drain_safe::cli::command(), BIN, &root, update).unwrap();
+    let stale = vm_cli::generated::check(&vm_drain_safe::cli::command(), BIN, &root, update).unwrap();
     assert!(
         stale.is_empty(),
         "stale {stale:?}: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-vm-drain-safe --test completions"
