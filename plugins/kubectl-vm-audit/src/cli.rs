@@ -110,6 +110,18 @@ pub enum Format {
     Junit,
 }
 
+impl Format {
+    /// The format for scripts this is (`None`: a table, or SARIF and JUnit, which have writers of their own).
+    #[must_use]
+    pub fn structured(self) -> Option<vm_cli::structured::Structured> {
+        match self {
+            Self::Json => Some(vm_cli::structured::Structured::Json),
+            Self::Yaml => Some(vm_cli::structured::Structured::Yaml),
+            Self::Table | Self::Wide | Self::Sarif | Self::Junit => None,
+        }
+    }
+}
+
 /// `--fail-on` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 #[allow(missing_docs)] // The severities.

@@ -8,6 +8,7 @@ mod table;
 
 use std::io::Write;
 
+use vm_cli::structured::Structured;
 use vm_core::audit::{AuditReport, Severity};
 use vm_core::snapshot::ClusterSnapshot;
 
@@ -38,8 +39,8 @@ pub fn render(
     match options.format {
         Format::Table => table::write(report, false, options.color, out),
         Format::Wide => table::write(report, true, options.color, out),
-        Format::Json => json::write_json(report, out),
-        Format::Yaml => json::write_yaml(report, out),
+        Format::Json => json::write(report, Structured::Json, out),
+        Format::Yaml => json::write(report, Structured::Yaml, out),
         Format::Sarif => sarif::write(report, snapshot, out),
         Format::Junit => junit::write(report, options.fail_on, out),
     }

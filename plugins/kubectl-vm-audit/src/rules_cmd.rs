@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use comfy_table::{Table, presets::NOTHING};
+use vm_cli::structured::Structured;
 use vm_core::audit::{RULES, rule};
 
 use crate::cli::Format;
@@ -19,10 +20,9 @@ pub(crate) fn list(format: Format, out: &mut dyn Write) -> std::io::Result<()> {
         .collect();
     match format {
         Format::Json | Format::Sarif | Format::Junit => {
-            serde_json::to_writer_pretty(&mut *out, &rows)?;
-            writeln!(out)
+            vm_cli::structured::write(&rows, Structured::Json, out)
         }
-        Format::Yaml => write!(out, "{}", serde_yaml::to_string(&rows).unwrap_or_default()),
+        Format::Yaml => vm_cli::structured::write(&rows, Structured::Yaml, out),
         Format::Table | Format::Wide => {
             let mut table = Table::new();
             table

@@ -215,6 +215,18 @@ pub enum Format {
     Yaml,
 }
 
+impl Format {
+    /// The format for scripts this is (`None`: a table).
+    #[must_use]
+    pub fn structured(self) -> Option<vm_cli::structured::Structured> {
+        match self {
+            Self::Json => Some(vm_cli::structured::Structured::Json),
+            Self::Yaml => Some(vm_cli::structured::Structured::Yaml),
+            Self::Table | Self::Wide => None,
+        }
+    }
+}
+
 impl Cli {
     /// The node of a one-node run (`run` checks that exactly one was given without --rolling).
     #[must_use]

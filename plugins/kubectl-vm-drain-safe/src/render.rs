@@ -34,19 +34,7 @@ pub(crate) fn structured<T: serde::Serialize>(
     format: Format,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, value)?;
-            writeln!(out)?;
-        }
-        Format::Yaml => out.write_all(
-            serde_yaml::to_string(value)
-                .map_err(std::io::Error::other)?
-                .as_bytes(),
-        )?,
-        Format::Table | Format::Wide => return Ok(false),
-    }
-    Ok(true)
+    vm_cli::structured::write_if(value, format.structured(), out)
 }
 
 fn table(plan: &DrainPlan, wide: bool, out: &mut dyn Write) -> std::io::Result<()> {

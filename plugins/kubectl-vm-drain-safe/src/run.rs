@@ -1,10 +1,9 @@
 //! The flow of one run: flags → live snapshot → plan → (dry run: stop) → confirm → execute.
 
-use std::io::{ErrorKind, Write};
-
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::UserError;
 use vm_cli::session;
+use vm_cli::structured::Structured;
 use vm_core::drain::{DrainPlan, DrainPolicy, PlanError, plan_drain};
 use vm_kube::drain::{ExecOptions, Outcome, Stopped, uncordon};
 use vm_kube::live::{LiveScope, snapshot};
@@ -173,21 +172,10 @@ fn print_result(cli: &Cli, outcome: &Outcome) -> Result<ExitStatus, UserError> {
         eprintln!("{PROGRAM}: drain of node {} stopped: {why}", cli.node());
     }
     let result = RunResult::new("vm-drain-safe/v1", "DrainResult", cli.node(), why, summary);
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let written = match cli.output {
-        Format::Yaml => serde_yaml::to_string(&result)
-            .map_err(std::io::Error::other)
-            .and_then(|y| out.write_all(format!("---\n{y}").as_bytes())),
-        _ => serde_json::to_writer_pretty(&mut out, &result)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(out)),
-    };
-    match written.and_then(|()| out.flush()) {
-        Ok(()) => Ok(status),
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(status),
-        Err(e) => Err(UserError::new(format!("cannot write output: {e}"))),
-    }
+    // The second document on stdout, after the plan.
+    let format = cli.output.structured().unwrap_or(Structured::Json);
+    to_stdout(|out| vm_cli::structured::write_following(&result, format, out))?;
+    Ok(status)
 }
 
 fn stopped_because(cli: &Cli, why: &Stopped) -> String {

@@ -13,8 +13,7 @@ use vm_core::recover::{RecoveryAction, RecoveryPlan};
 use vm_kube::recover::{NodeCameBack, RecoverOptions, RecoveryReport, VmResult, fence_and_restart};
 
 use crate::cli::Cli;
-use crate::render::{structured, word};
-use crate::run::{PROGRAM, is_structured, print, refuse, refuse_with_plan};
+use crate::render::{PROGRAM, is_structured, print, refuse, refuse_with_plan, structured, word};
 
 pub(crate) async fn run(
     client: &Client,

@@ -12,8 +12,7 @@ use vm_kube::drain::{ExecOptions, Outcome};
 use vm_kube::live::{LiveScope, snapshot};
 
 use crate::cli::Cli;
-use crate::render::structured;
-use crate::run::{PROGRAM, is_structured, print, refuse_with_plan};
+use crate::render::{PROGRAM, is_structured, print, refuse_with_plan, structured};
 
 pub(crate) async fn run(client: &Client, plan: &RecoveryPlan, cli: &Cli) -> Result<ExitStatus, UserError> {
     let node = &plan.node;

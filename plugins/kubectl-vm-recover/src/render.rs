@@ -1,12 +1,58 @@
-//! The assessment and the result, for people (tables) and for scripts (JSON, YAML).
+//! The assessment and the result, for people (tables) and for scripts (JSON, YAML), and the
+//! printing both recovery modes share: stdout, refusals, the plan held back for a result.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 
 use comfy_table::{Table, presets::NOTHING};
 use serde::Serialize;
+use vm_cli::exit::ExitStatus;
+use vm_cli::report::UserError;
 use vm_core::recover::{NodeAssessment, RecoveryPlan};
 
-use crate::cli::Format;
+use crate::cli::{Cli, Format};
+
+pub(crate) const PROGRAM: &str = "kubectl vm-recover";
+
+/// Ends a run that refused to act: the reason on stderr, exit status 1.
+pub(crate) fn refuse(err: &UserError) -> ExitStatus {
+    err.print(PROGRAM);
+    ExitStatus::Findings
+}
+
+/// Writes to stdout through `write`; a closed pipe (`| head`) is not an error.
+pub(crate) fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), UserError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match write(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(UserError::new(format!("cannot write output: {e}"))),
+    }
+}
+
+/// Whether the output is for scripts (then progress stays on stderr and results are JSON/YAML).
+pub(crate) fn is_structured(format: Format) -> bool {
+    matches!(format, Format::Json | Format::Yaml)
+}
+
+/// Whether an executed run holds its plan back for its result: with `-o json|yaml` stdout
+/// carries exactly one document, which scripts parse, so the plan goes inside the result.
+pub(crate) fn defers_plan(cli: &Cli) -> bool {
+    is_structured(cli.output) && !cli.dry_run
+}
+
+/// Refuses after the assessment: with the plan held back for a result that will not come, the
+/// plan is the run's one document.
+pub(crate) fn refuse_with_plan(
+    plan: &RecoveryPlan,
+    cli: &Cli,
+    err: &UserError,
+) -> Result<ExitStatus, UserError> {
+    if defers_plan(cli) {
+        print(|out| render(plan, cli.output, out))?;
+    }
+    Ok(refuse(err))
+}
 
 /// A serde enum's wire name (`restart-elsewhere`, `Terminating`).
 pub(crate) fn word<T: Serialize>(value: &T) -> String {
@@ -22,22 +68,7 @@ pub(crate) fn structured<T: Serialize>(
     format: Format,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, value)?;
-            writeln!(out)?;
-            Ok(true)
-        }
-        Format::Yaml => {
-            out.write_all(
-                serde_yaml::to_string(value)
-                    .map_err(std::io::Error::other)?
-                    .as_bytes(),
-            )?;
-            Ok(true)
-        }
-        Format::Table | Format::Wide => Ok(false),
-    }
+    vm_cli::structured::write_if(value, format.structured(), out)
 }
 
 pub(crate) fn render(plan: &RecoveryPlan, format: Format, out: &mut dyn Write) -> std::io::Result<()> {

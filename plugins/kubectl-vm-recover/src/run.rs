@@ -1,8 +1,6 @@
 //! The flow of one run: flags → live snapshot and node evidence → assessment → (dry run:
 //! stop) → live migration for a Ready node, or fencing for one that is down.
 
-use std::io::{ErrorKind, Write};
-
 use kube::Client;
 use vm_cli::exit::ExitStatus;
 use vm_cli::report::{UserError, api_error};
@@ -13,9 +11,7 @@ use vm_kube::recover::remove_out_of_service_taint;
 
 use crate::cli::{Cli, Format};
 use crate::needs;
-use crate::render::render;
-
-pub(crate) const PROGRAM: &str = "kubectl vm-recover";
+use crate::render::{PROGRAM, defers_plan, print, refuse, render};
 
 /// Runs `kubectl vm-recover` with the process's arguments and returns its exit status.
 #[must_use]
@@ -26,12 +22,6 @@ pub fn main() -> ExitStatus {
     };
     cli.verbosity.init_logging();
     session::block_on(PROGRAM, run(&cli))
-}
-
-/// Ends a run that refused to act: the reason on stderr, exit status 1.
-pub(crate) fn refuse(err: &UserError) -> ExitStatus {
-    err.print(PROGRAM);
-    ExitStatus::Findings
 }
 
 async fn run(cli: &Cli) -> Result<ExitStatus, UserError> {
@@ -126,39 +116,4 @@ async fn cleanup(client: &Client, plan: &RecoveryPlan) -> Result<ExitStatus, Use
         println!("node {}: no out-of-service taint; nothing to do", plan.node);
     }
     Ok(ExitStatus::Success)
-}
-
-/// Writes to stdout through `write`; a closed pipe (`| head`) is not an error.
-pub(crate) fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), UserError> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match write(&mut out).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(UserError::new(format!("cannot write output: {e}"))),
-    }
-}
-
-/// Whether the output is for scripts (then progress stays on stderr and results are JSON/YAML).
-pub(crate) fn is_structured(format: Format) -> bool {
-    matches!(format, Format::Json | Format::Yaml)
-}
-
-/// Whether an executed run holds its plan back for its result: with `-o json|yaml` stdout
-/// carries exactly one document, which scripts parse, so the plan goes inside the result.
-pub(crate) fn defers_plan(cli: &Cli) -> bool {
-    is_structured(cli.output) && !cli.dry_run
-}
-
-/// Refuses after the assessment: with the plan held back for a result that will not come, the
-/// plan is the run's one document.
-pub(crate) fn refuse_with_plan(
-    plan: &RecoveryPlan,
-    cli: &Cli,
-    err: &UserError,
-) -> Result<ExitStatus, UserError> {
-    if defers_plan(cli) {
-        print(|out| render(plan, cli.output, out))?;
-    }
-    Ok(refuse(err))
 }

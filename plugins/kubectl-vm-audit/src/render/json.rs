@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use serde::Serialize;
+use vm_cli::structured::Structured;
 use vm_core::audit::{AuditReport, Finding, Summary};
 
 /// `apiVersion` of the report.
@@ -30,12 +31,7 @@ fn document(report: &AuditReport) -> Document<'_> {
     }
 }
 
-pub(super) fn write_json(report: &AuditReport, out: &mut dyn Write) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, &document(report))?;
-    writeln!(out)
-}
-
-pub(super) fn write_yaml(report: &AuditReport, out: &mut dyn Write) -> std::io::Result<()> {
-    let text = serde_yaml::to_string(&document(report)).map_err(std::io::Error::other)?;
-    out.write_all(text.as_bytes())
+/// Writes the report as JSON or YAML, with the plugins' one writer for scripts.
+pub(super) fn write(report: &AuditReport, format: Structured, out: &mut dyn Write) -> std::io::Result<()> {
+    vm_cli::structured::write(&document(report), format, out)
 }
