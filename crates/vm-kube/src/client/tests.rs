@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// A kubeconfig with two clusters, two users and one context (c1, alice), in a temp dir.
