@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm
 
 use crate::effective::ClusterConfig;
 use crate::kubevirt::VirtualMachineInstance;
-use crate::placement::{Constraints, pod_is_finished, pod_requests};
+use crate::placement::{Constraints, pod_requests};
 use crate::resources::{Requests, dedicated_cpus, vmi_launcher_requests};
 use crate::snapshot::ClusterSnapshot;
 
@@ -20,6 +20,8 @@ mod tsc;
 
 pub use cpu_model::{HOST_MODEL, HOST_PASSTHROUGH, effective_cpu_model};
 pub use tsc::{TSC_FREQUENCY_PREFIX, needs_tsc_frequency, tsc_frequency_label};
+// Indexed beside the placement engine, which reads a VMI's running pod from it too.
+pub use crate::placement::TargetSources;
 
 /// Label prefixes the node-labeller writes and migration targets select.
 pub const VENDOR_PREFIX: &str = "cpu-vendor.node.kubevirt.io/";
@@ -41,57 +43,6 @@ pub const MACHINE_TYPE_PREFIX: &str = "machine-type.node.kubevirt.io/";
 pub const OBSOLETE_HOST_MODEL_LABEL: &str = "node-labeller.kubevirt.io/obsolete-host-model";
 /// The node's architecture, as the kubelet labels it.
 pub const ARCH_LABEL: &str = "kubernetes.io/arch";
-
-/// What a migration target is rendered from, indexed once so that planning many VMs does not
-/// scan the whole snapshot for each: the unfinished launcher pods by the UID of the VMI that
-/// created them, and the nodes by name.
-#[derive(Debug, Default)]
-pub struct TargetSources<'a> {
-    launchers: std::collections::HashMap<&'a str, Vec<&'a Pod>>,
-    nodes: std::collections::HashMap<&'a str, &'a Node>,
-}
-
-impl<'a> TargetSources<'a> {
-    /// Indexes the pods and nodes of `snapshot`.
-    #[must_use]
-    pub fn of(snapshot: &'a ClusterSnapshot) -> Self {
-        let mut launchers: std::collections::HashMap<&str, Vec<&Pod>> = std::collections::HashMap::new();
-        for pod in snapshot.pods.iter().filter(|p| !pod_is_finished(p)) {
-            if let Some(uid) = pod
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubevirt.io/created-by"))
-            {
-                launchers.entry(uid.as_str()).or_default().push(pod);
-            }
-        }
-        let nodes = snapshot
-            .nodes
-            .iter()
-            .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
-            .collect();
-        Self { launchers, nodes }
-    }
-
-    /// The node called `name`, if the snapshot has it.
-    #[must_use]
-    pub fn node(&self, name: &str) -> Option<&'a Node> {
-        self.nodes.get(name).copied()
-    }
-
-    /// The running launcher pod of `vmi`: bound to its node, owned by it, not finished.
-    #[must_use]
-    pub fn of_vmi(&self, vmi: &VirtualMachineInstance) -> Option<&'a Pod> {
-        let uid = vmi.metadata.uid.as_deref()?;
-        let node = vmi.status.as_ref()?.node_name.as_deref()?;
-        self.launchers
-            .get(uid)?
-            .iter()
-            .copied()
-            .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-    }
-}
 
 /// Whether the guest's CPU model is host-model (the default when neither the VMI nor the
 /// cluster names one, except on arm64: see [`effective_cpu_model`]).

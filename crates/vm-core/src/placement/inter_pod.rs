@@ -17,10 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::core::v1::{Affinity, Pod, PodAffinityTerm, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::{Constraints, NodeView, pod_is_finished};
+use super::{Constraints, NodeView, TargetSources, pod_is_finished};
 use crate::kubevirt::VirtualMachineInstance;
 use crate::labels::selector_matches;
-use crate::migration_target::TargetSources;
 use crate::snapshot::ClusterSnapshot;
 
 /// The label KubeVirt puts on every pod of a VMI, with the VMI's UID.
