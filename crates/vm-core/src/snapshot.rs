@@ -4,14 +4,15 @@
 //! verdict can be computed, printed and unit-tested without a cluster.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
 
-use crate::audit::ObjectRef;
 use crate::kubevirt::{
     DataVolume, HyperConverged, KubeVirt, MigrationPolicy, NetworkAttachmentDefinition, StorageProfile,
     VirtualMachine, VirtualMachineClusterInstancetype, VirtualMachineInstance,
@@ -102,6 +103,52 @@ impl ClusterSnapshot {
         match self.source {
             SnapshotSource::Live => "in the cluster",
             SnapshotSource::Files => "in the input",
+        }
+    }
+}
+
+/// An object of the snapshot by kind, namespace and name (and, for one copy of several, where
+/// that copy was read): what origins are recorded under and what a finding is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ObjectRef {
+    /// Kubernetes kind, e.g. `VirtualMachine`.
+    pub kind: String,
+    /// Namespace; absent for cluster-scoped objects such as nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: String,
+    /// `file:line` of this copy, for an object the input holds more than once and that is
+    /// audited once per copy (`vm-audit --audit-duplicates`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl ObjectRef {
+    /// `kind ns/name` (or `kind name`), then ` (file:line)` for one copy of several.
+    #[must_use]
+    pub fn words(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}{}", self.kind, self.name, self.copy_suffix()),
+            None => format!("{} {}{}", self.kind, self.name, self.copy_suffix()),
+        }
+    }
+
+    /// ` (file:line)` for one copy of several (`--audit-duplicates`), else nothing.
+    #[must_use]
+    pub fn copy_suffix(&self) -> String {
+        self.source
+            .as_ref()
+            .map(|source| format!(" ({source})"))
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{ns}/{}{}", self.kind, self.name, self.copy_suffix()),
+            None => write!(f, "{}/{}{}", self.kind, self.name, self.copy_suffix()),
         }
     }
 }

@@ -5,6 +5,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+// Kept beside the snapshot, which records every object's origin under it.
+pub use crate::snapshot::ObjectRef;
+
 /// How bad a finding is. Ordered: `Info < Warning < Error`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,51 +73,6 @@ impl Category {
 impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The object a finding is about.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct ObjectRef {
-    /// Kubernetes kind, e.g. `VirtualMachine`.
-    pub kind: String,
-    /// Namespace; absent for cluster-scoped objects such as nodes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Object name.
-    pub name: String,
-    /// `file:line` of this copy, for an object the input holds more than once and that is
-    /// audited once per copy (`vm-audit --audit-duplicates`); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-}
-
-impl ObjectRef {
-    /// `kind ns/name` (or `kind name`), then ` (file:line)` for one copy of several.
-    #[must_use]
-    pub fn words(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}{}", self.kind, self.name, self.copy_suffix()),
-            None => format!("{} {}{}", self.kind, self.name, self.copy_suffix()),
-        }
-    }
-
-    /// ` (file:line)` for one copy of several (`--audit-duplicates`), else nothing.
-    #[must_use]
-    pub fn copy_suffix(&self) -> String {
-        self.source
-            .as_ref()
-            .map(|source| format!(" ({source})"))
-            .unwrap_or_default()
-    }
-}
-
-impl fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{}/{ns}/{}{}", self.kind, self.name, self.copy_suffix()),
-            None => write!(f, "{}/{}{}", self.kind, self.name, self.copy_suffix()),
-        }
     }
 }
 
