@@ -125,11 +125,32 @@ pub fn node_op_error(e: DrainError) -> UserError {
 /// on the node.
 #[must_use]
 pub fn holder() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    holder_named(None)
+}
+
+/// [`holder`] with the Kubernetes identity the run acts as beside the host (the API server's
+/// answer where it gives one, else the kubeconfig's user entry): `ops@vm:4242 as alice`, or
+/// `vm:4242 as alice` where `USER` is unset.
+pub async fn holder_acting_as(client: &Client, kube: &KubeArgs) -> String {
+    let entry = vm_kube::client::user_entry(&kube.connect_options()).await;
+    let identity = vm_kube::identity::acting_as(client, entry.as_deref()).await;
+    holder_named(identity.as_deref())
+}
+
+fn holder_named(identity: Option<&str>) -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown-host".into());
-    format!("{user}@{}:{}", host.trim(), std::process::id())
+    let at = format!("{}:{}", host.trim(), std::process::id());
+    match (user, identity) {
+        (Some(user), Some(identity)) => format!("{user}@{at} as {identity}"),
+        (None, Some(identity)) => format!("{at} as {identity}"),
+        (user, None) => format!("{}@{at}", user.as_deref().unwrap_or("unknown")),
+    }
 }
 
 /// Asks the person at the terminal to type `node` to go ahead with `what`. Without a terminal

@@ -197,6 +197,12 @@ pub async fn config(opts: &ConnectOptions) -> Result<(Config, String), ClientErr
     resolve(opts).await.map(|r| (r.config, r.context))
 }
 
+/// The name of the kubeconfig user entry `opts` select; `None` when the flags alone describe
+/// the cluster, or the kubeconfig cannot be used.
+pub async fn user_entry(opts: &ConnectOptions) -> Option<String> {
+    resolve(opts).await.ok().and_then(|r| r.user)
+}
+
 /// What [`resolve`] found.
 struct Resolved {
     config: Config,

@@ -15,6 +15,7 @@ pub mod delete;
 pub mod drain;
 pub mod error;
 pub mod files;
+pub mod identity;
 pub mod live;
 pub mod recover;
 pub mod rolling;

@@ -84,7 +84,8 @@ pub(crate) async fn start_or_resume(client: &Client, cli: &Cli) -> Result<ExitSt
         min_free_memory_bytes: cli.min_free_memory.map(|b| b as u64),
     };
     let run = format!("r{}", k8s_openapi::jiff::Timestamp::now().as_second());
-    let fresh = RoundState::from_plan(&plan, run, session::holder(), options);
+    let started_by = session::holder_acting_as(client, &cli.kube).await;
+    let fresh = RoundState::from_plan(&plan, run, started_by, options);
     let stored = state::save(
         &configmaps(client, cli),
         &cli.lock_namespace,
@@ -157,7 +158,7 @@ pub(crate) async fn continue_round(client: &Client, cli: &Cli) -> Result<ExitSta
 async fn drive(client: &Client, cli: &Cli, stored: Stored) -> Result<ExitStatus, UserError> {
     let cfg = RunConfig {
         lock_namespace: cli.lock_namespace.clone(),
-        holder: session::holder(),
+        holder: session::holder_acting_as(client, &cli.kube).await,
         max_attempts: cli.migration_attempts.max(1),
         pending_timeout: cli.pending_timeout,
     };
@@ -356,9 +357,13 @@ fn status_table(
 
 /// `--abort`.
 pub(crate) async fn abort_round(client: &Client, cli: &Cli) -> Result<ExitStatus, UserError> {
-    let done = abort(client, &cli.lock_namespace, &session::holder())
-        .await
-        .map_err(session::node_op_error)?;
+    let done = abort(
+        client,
+        &cli.lock_namespace,
+        &session::holder_acting_as(client, &cli.kube).await,
+    )
+    .await
+    .map_err(session::node_op_error)?;
     for n in &done {
         println!(
             "node {} uncordoned (the round had left it {})",
@@ -377,4 +382,53 @@ pub(crate) async fn abort_round(client: &Client, cli: &Cli) -> Result<ExitStatus
     }
     println!("Round aborted: steering labels removed, locks released.");
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_kube::rolling::state::StepState;
+
+    use super::*;
+
+    fn round(status: RoundStatus, phase: Phase) -> RoundState {
+        RoundState {
+            api_version: "vm-drain-safe/v1".into(),
+            kind: "RollingState".into(),
+            run: "r1".into(),
+            started_by: "ops@h:1 as alice".into(),
+            started_at: 0,
+            status,
+            message: None,
+            options: RoundOptions::default(),
+            steps: vec![StepState {
+                node: "a".into(),
+                phase,
+                estimated_seconds: 60,
+                planned_migrations: 1,
+                started_at: Some(0),
+                finished_at: None,
+                migrated: vec![],
+                stopped: vec![],
+                restarted: vec![],
+                steered: true,
+                note: None,
+            }],
+            planned_migrations: 1,
+            naive_migrations: 1,
+            naive_feasible: true,
+        }
+    }
+
+    #[test]
+    fn the_status_ends_each_line_with_a_newline() {
+        for st in [
+            round(RoundStatus::Running, Phase::Draining),
+            round(RoundStatus::Done, Phase::Done),
+        ] {
+            let mut out = Vec::new();
+            status_table(&st, None, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.ends_with(".\n"), "{text:?}");
+        }
+    }
 }
