@@ -1,7 +1,10 @@
+use k8s_openapi::api::core::v1::{Node, Pod};
+
 use super::*;
-use crate::placement::{Demand, Placement, place_jointly_except};
+use crate::kubevirt::VirtualMachineInstance;
+use crate::placement::{Constraints, Demand, NodeView, Placement, TargetSources, place_jointly_except};
 use crate::resources::Requests;
-use k8s_openapi::api::core::v1::Node;
+use crate::snapshot::ClusterSnapshot;
 
 const GI: f64 = 1024.0 * 1024.0 * 1024.0;
 
