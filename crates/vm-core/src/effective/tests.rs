@@ -1,7 +1,10 @@
 //! The resolved values against KubeVirt's: run strategies, eviction strategies, the
 //! cluster configuration from the CRs, and which MigrationPolicy applies.
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::kubevirt::{HyperConverged, KubeVirt, MigrationPolicy, VirtualMachineSpec};
 
 fn vm_spec(yaml: &str) -> VirtualMachineSpec {
     serde_yaml::from_str(yaml).unwrap()
