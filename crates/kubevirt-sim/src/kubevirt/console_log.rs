@@ -14,7 +14,9 @@
 use serde_json::{Value, json};
 
 use super::config::ClusterConfig;
-use super::launcher::{LAUNCHER_IMAGE, dedicated_cpus, wants_guaranteed};
+use super::launcher::guest::dedicated_cpus;
+use super::launcher::names::LAUNCHER_IMAGE;
+use super::launcher::resources::wants_guaranteed;
 
 /// The container's name.
 pub const NAME: &str = "guest-console-log";
