@@ -1,248 +1,47 @@
-//! One incoming pod's inter-pod filters, prepared once against the occupancy and then asked of
-//! each node: the domains existing pods' anti-affinity and its own terms forbid or require,
-//! and its topology spread counts, with the sentence for each failure.
+//! One incoming pod's inter-pod filters, prepared against the occupancy, asked of each node:
+//! the domains that existing pods' anti-affinity and its own terms forbid or require, and its
+//! topology spread counts, with the sentence for each failure.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PodAffinityTerm, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::HOSTNAME_LABEL;
-use super::occupancy::{NodeLabels, Occupancy, Occupant, PlannedOccupancy};
-use super::terms::PodTerms;
-use crate::labels::selector_matches;
-use crate::placement::constraints::Constraints;
+use super::terms::{Occupant, PodTerms};
 use crate::placement::node::NodeView;
-
-impl Occupancy {
-    /// Prepares the checks of one incoming pod against every node: the topology domains its
-    /// terms and the existing pods' anti-affinity forbid or require, and its spread counts.
-    /// `nodes` are all nodes (for the topology labels of the pods' nodes, and the domains
-    /// topology spread counts); `constraints` are the pod's node selector and affinity, which
-    /// decide which nodes topology spread counts.
-    #[must_use]
-    pub fn prepare<'a>(
-        &'a self,
-        incoming: &'a PodTerms,
-        constraints: &Constraints,
-        nodes: &'a [NodeView],
-    ) -> InterPodCheck<'a> {
-        prepare_among(&[self], incoming, constraints, nodes, &NodeLabels::of(nodes))
-    }
-}
-
-impl PlannedOccupancy<'_> {
-    /// [`Occupancy::prepare`] over the bound and the placed pods.
-    #[must_use]
-    pub fn prepare<'b>(
-        &'b self,
-        incoming: &'b PodTerms,
-        constraints: &Constraints,
-        nodes: &'b [NodeView],
-    ) -> InterPodCheck<'b> {
-        self.prepare_indexed(incoming, constraints, nodes, &NodeLabels::of(nodes))
-    }
-
-    /// [`Self::prepare`] with the nodes' labels indexed once by the caller, who prepares the
-    /// checks of many pods against the same nodes.
-    #[must_use]
-    pub(crate) fn prepare_indexed<'b>(
-        &'b self,
-        incoming: &'b PodTerms,
-        constraints: &Constraints,
-        nodes: &'b [NodeView],
-        labels_of: &NodeLabels<'_>,
-    ) -> InterPodCheck<'b> {
-        prepare_among(
-            &[self.bound, &self.placed],
-            incoming,
-            constraints,
-            nodes,
-            labels_of,
-        )
-    }
-}
-
-fn prepare_among<'a>(
-    layers: &[&'a Occupancy],
-    incoming: &'a PodTerms,
-    constraints: &Constraints,
-    nodes: &'a [NodeView],
-    labels_of: &NodeLabels<'_>,
-) -> InterPodCheck<'a> {
-    {
-        if !incoming.has_terms() && layers.iter().all(|l| l.with_anti_affinity.is_empty()) {
-            return InterPodCheck {
-                incoming,
-                forbidden_by_existing: Vec::new(),
-                forbidden_by_own: Vec::new(),
-                required: BTreeMap::new(),
-                self_affine: true,
-                spread: Vec::new(),
-            };
-        }
-        let labels_of = &labels_of.0;
-        let domain_of = |occupant: &Occupant, key: &str| -> Option<String> {
-            labels_of.get(occupant.node.as_str())?.get(key).cloned()
-        };
-
-        // Existing pods whose anti-affinity selects the incoming pod forbid their domain.
-        let mut forbidden_by_existing = Vec::new();
-        let with_anti_affinity = layers
-            .iter()
-            .flat_map(|l| l.with_anti_affinity.iter().map(|&i| &l.occupants[i]));
-        for occupant in with_anti_affinity {
-            for term in &occupant.terms.anti_affinity {
-                if term_selects(term, &occupant.terms.namespace, incoming)
-                    && let Some(value) = domain_of(occupant, &term.topology_key)
-                {
-                    forbidden_by_existing.push(Domain {
-                        key: term.topology_key.clone(),
-                        value,
-                        witness: occupant,
-                    });
-                }
-            }
-        }
-
-        // The incoming pod's anti-affinity: the domains of the pods each term selects.
-        let mut forbidden_by_own = Vec::new();
-        // Its affinity: the domains holding a pod that matches all its terms.
-        let mut required: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for term in &incoming.anti_affinity {
-            for occupant in layers.iter().flat_map(|l| l.candidates(term)) {
-                if term_selects(term, &incoming.namespace, &occupant.terms)
-                    && let Some(value) = domain_of(occupant, &term.topology_key)
-                {
-                    forbidden_by_own.push(Domain {
-                        key: term.topology_key.clone(),
-                        value,
-                        witness: occupant,
-                    });
-                }
-            }
-        }
-        if let Some(first) = incoming.affinity.first() {
-            for occupant in layers.iter().flat_map(|l| l.candidates(first)) {
-                if incoming
-                    .affinity
-                    .iter()
-                    .all(|t| term_selects(t, &incoming.namespace, &occupant.terms))
-                {
-                    for term in &incoming.affinity {
-                        if let Some(value) = domain_of(occupant, &term.topology_key) {
-                            *required.entry((term.topology_key.clone(), value)).or_default() += 1;
-                        }
-                    }
-                }
-            }
-        }
-        let self_affine = incoming
-            .affinity
-            .iter()
-            .all(|t| term_selects(t, &incoming.namespace, incoming));
-
-        let spread = incoming
-            .spread
-            .iter()
-            .map(|c| SpreadCount::of(c, incoming, constraints, nodes, layers))
-            .collect();
-
-        InterPodCheck {
-            incoming,
-            forbidden_by_existing,
-            forbidden_by_own,
-            required,
-            self_affine,
-            spread,
-        }
-    }
-}
 
 /// A topology domain (`key=value`) and the pod that puts it in play.
 #[derive(Debug)]
-struct Domain<'a> {
-    key: String,
-    value: String,
-    witness: &'a Occupant,
+pub(super) struct Domain<'a> {
+    pub(super) key: String,
+    pub(super) value: String,
+    pub(super) witness: &'a Occupant,
 }
 
 /// The per-domain counts of one spread constraint.
 #[derive(Debug)]
-struct SpreadCount<'a> {
-    constraint: &'a TopologySpreadConstraint,
+pub(super) struct SpreadCount<'a> {
+    pub(super) constraint: &'a TopologySpreadConstraint,
     /// Matching pods per value of the topology key, over the nodes the constraint counts.
-    counts: BTreeMap<String, i64>,
+    pub(super) counts: BTreeMap<String, i64>,
     /// The smallest count over those domains (`None`: no domain, nothing to compare).
-    min: Option<i64>,
+    pub(super) min: Option<i64>,
     /// 1 when the incoming pod matches its own selector.
-    self_match: i64,
-}
-
-impl<'a> SpreadCount<'a> {
-    fn of(
-        constraint: &'a TopologySpreadConstraint,
-        incoming: &PodTerms,
-        constraints: &Constraints,
-        nodes: &[NodeView],
-        layers: &[&Occupancy],
-    ) -> Self {
-        let key = constraint.topology_key.as_str();
-        let keys: Vec<&str> = incoming.spread.iter().map(|c| c.topology_key.as_str()).collect();
-        // The nodes the constraint counts: those the pod's node selector and required node
-        // affinity admit (nodeAffinityPolicy Honor, the default) that carry every topology
-        // key of the pod's constraints; taints are ignored (nodeTaintsPolicy Ignore).
-        let honor_taints = constraint.node_taints_policy.as_deref() == Some("Honor");
-        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-        let mut counted_nodes: HashMap<&str, &str> = HashMap::new();
-        for node in nodes {
-            let eligible = keys.iter().all(|k| node.labels.contains_key(*k))
-                && constraints.admits_labels(node)
-                && (!honor_taints || constraints.tolerates_taints(node));
-            if eligible && let Some(value) = node.labels.get(key) {
-                counts.entry(value.clone()).or_default();
-                counted_nodes.insert(node.name.as_str(), value.as_str());
-            }
-        }
-        let selector = constraint.label_selector.as_ref();
-        let occupants = layers.iter().flat_map(|l| l.selectable_by(selector));
-        for occupant in occupants.filter(|o| !o.terminating) {
-            let Some(value) = counted_nodes.get(occupant.node.as_str()) else {
-                continue;
-            };
-            if occupant.terms.namespace == incoming.namespace
-                && selector.is_some_and(|s| selector_matches(s, &occupant.terms.labels))
-            {
-                *counts.entry((*value).to_string()).or_default() += 1;
-            }
-        }
-        let min_domains = constraint.min_domains.unwrap_or(1).max(1);
-        let min = if counts.len() < usize::try_from(min_domains).unwrap_or(1) {
-            Some(0)
-        } else {
-            counts.values().copied().min()
-        };
-        let self_match = i64::from(selector.is_some_and(|s| selector_matches(s, &incoming.labels)));
-        Self {
-            constraint,
-            counts,
-            min,
-            self_match,
-        }
-    }
+    pub(super) self_match: i64,
 }
 
 /// The inter-pod checks of one incoming pod, ready to ask of each node.
 #[derive(Debug)]
 pub struct InterPodCheck<'a> {
-    incoming: &'a PodTerms,
-    forbidden_by_existing: Vec<Domain<'a>>,
-    forbidden_by_own: Vec<Domain<'a>>,
+    pub(super) incoming: &'a PodTerms,
+    pub(super) forbidden_by_existing: Vec<Domain<'a>>,
+    pub(super) forbidden_by_own: Vec<Domain<'a>>,
     /// The domains holding a pod that matches all the incoming pod's affinity terms.
-    required: BTreeMap<(String, String), usize>,
+    pub(super) required: BTreeMap<(String, String), usize>,
     /// The incoming pod matches its own affinity terms: the first of a group may go anywhere.
-    self_affine: bool,
-    spread: Vec<SpreadCount<'a>>,
+    pub(super) self_affine: bool,
+    pub(super) spread: Vec<SpreadCount<'a>>,
 }
 
 impl InterPodCheck<'_> {
@@ -339,25 +138,6 @@ fn same_domain(key: &str, value: &str) -> String {
     } else {
         format!(" (same {key}={value})")
     }
-}
-
-/// Whether `term`, written in a pod of namespace `owner_namespace`, selects the pod `other`.
-fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, other: &PodTerms) -> bool {
-    let namespaces = term.namespaces.as_deref().unwrap_or_default();
-    let in_namespace = if term.namespace_selector.is_some() {
-        // `{}` selects every namespace; a selector with labels is taken to as well (see the
-        // module's note), unless the listed namespaces alone are meant.
-        true
-    } else if namespaces.is_empty() {
-        other.namespace == owner_namespace
-    } else {
-        namespaces.contains(&other.namespace)
-    };
-    in_namespace
-        && term
-            .label_selector
-            .as_ref()
-            .is_some_and(|s| selector_matches(s, &other.labels))
 }
 
 /// `app=db,tier In (a,b)`, for reasons.

@@ -1,27 +1,19 @@
 //! The pods on the nodes as the inter-pod filters see them: those bound (or, read from
-//! manifests, rendered for a running VMI) and those a plan adds, indexed by label.
+//! manifests, rendered for a running VMI) and those a plan adds, indexed by label; and the
+//! preparation of one incoming pod's check against them (domains and spread counts).
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::terms::PodTerms;
+use super::check::{Domain, InterPodCheck, SpreadCount};
+use super::terms::{Occupant, PodTerms};
+use crate::labels::selector_matches;
+use crate::placement::constraints::Constraints;
 use crate::placement::launchers::TargetSources;
 use crate::placement::node::{NodeView, pod_is_finished};
 use crate::snapshot::ClusterSnapshot;
-
-/// One pod bound to a node, as the inter-pod filters see it.
-#[derive(Clone, Debug)]
-pub(super) struct Occupant {
-    /// What reasons call it: the VM (`ns/name`) for a launcher pod, else the pod.
-    pub(super) display: String,
-    pub(super) node: String,
-    pub(super) terms: PodTerms,
-    /// Being deleted: topology spread does not count it (kube-scheduler skips terminating
-    /// pods there), the affinity filters still do.
-    pub(super) terminating: bool,
-}
 
 /// The pods bound to nodes, and the ones a plan adds as it places VMs.
 #[derive(Clone, Debug, Default)]
@@ -179,4 +171,220 @@ impl<'a> NodeLabels<'a> {
     pub(crate) fn of(nodes: &'a [NodeView]) -> Self {
         Self(nodes.iter().map(|n| (n.name.as_str(), &n.labels)).collect())
     }
+}
+
+impl Occupancy {
+    /// Prepares the checks of one incoming pod against every node: the topology domains its
+    /// terms and the existing pods' anti-affinity forbid or require, and its spread counts.
+    /// `nodes` are all nodes (for the topology labels of the pods' nodes, and the domains
+    /// topology spread counts); `constraints` are the pod's node selector and affinity, which
+    /// decide which nodes topology spread counts.
+    #[must_use]
+    pub fn prepare<'a>(
+        &'a self,
+        incoming: &'a PodTerms,
+        constraints: &Constraints,
+        nodes: &'a [NodeView],
+    ) -> InterPodCheck<'a> {
+        prepare_among(&[self], incoming, constraints, nodes, &NodeLabels::of(nodes))
+    }
+}
+
+impl PlannedOccupancy<'_> {
+    /// [`Occupancy::prepare`] over the bound and the placed pods.
+    #[must_use]
+    pub fn prepare<'b>(
+        &'b self,
+        incoming: &'b PodTerms,
+        constraints: &Constraints,
+        nodes: &'b [NodeView],
+    ) -> InterPodCheck<'b> {
+        self.prepare_indexed(incoming, constraints, nodes, &NodeLabels::of(nodes))
+    }
+
+    /// [`Self::prepare`] with the nodes' labels indexed once by the caller, who prepares the
+    /// checks of many pods against the same nodes.
+    #[must_use]
+    pub(crate) fn prepare_indexed<'b>(
+        &'b self,
+        incoming: &'b PodTerms,
+        constraints: &Constraints,
+        nodes: &'b [NodeView],
+        labels_of: &NodeLabels<'_>,
+    ) -> InterPodCheck<'b> {
+        prepare_among(
+            &[self.bound, &self.placed],
+            incoming,
+            constraints,
+            nodes,
+            labels_of,
+        )
+    }
+}
+
+fn prepare_among<'a>(
+    layers: &[&'a Occupancy],
+    incoming: &'a PodTerms,
+    constraints: &Constraints,
+    nodes: &'a [NodeView],
+    labels_of: &NodeLabels<'_>,
+) -> InterPodCheck<'a> {
+    {
+        if !incoming.has_terms() && layers.iter().all(|l| l.with_anti_affinity.is_empty()) {
+            return InterPodCheck {
+                incoming,
+                forbidden_by_existing: Vec::new(),
+                forbidden_by_own: Vec::new(),
+                required: BTreeMap::new(),
+                self_affine: true,
+                spread: Vec::new(),
+            };
+        }
+        let labels_of = &labels_of.0;
+        let domain_of = |occupant: &Occupant, key: &str| -> Option<String> {
+            labels_of.get(occupant.node.as_str())?.get(key).cloned()
+        };
+
+        // Existing pods whose anti-affinity selects the incoming pod forbid their domain.
+        let mut forbidden_by_existing = Vec::new();
+        let with_anti_affinity = layers
+            .iter()
+            .flat_map(|l| l.with_anti_affinity.iter().map(|&i| &l.occupants[i]));
+        for occupant in with_anti_affinity {
+            for term in &occupant.terms.anti_affinity {
+                if term_selects(term, &occupant.terms.namespace, incoming)
+                    && let Some(value) = domain_of(occupant, &term.topology_key)
+                {
+                    forbidden_by_existing.push(Domain {
+                        key: term.topology_key.clone(),
+                        value,
+                        witness: occupant,
+                    });
+                }
+            }
+        }
+
+        // The incoming pod's anti-affinity: the domains of the pods each term selects.
+        let mut forbidden_by_own = Vec::new();
+        // Its affinity: the domains holding a pod that matches all its terms.
+        let mut required: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for term in &incoming.anti_affinity {
+            for occupant in layers.iter().flat_map(|l| l.candidates(term)) {
+                if term_selects(term, &incoming.namespace, &occupant.terms)
+                    && let Some(value) = domain_of(occupant, &term.topology_key)
+                {
+                    forbidden_by_own.push(Domain {
+                        key: term.topology_key.clone(),
+                        value,
+                        witness: occupant,
+                    });
+                }
+            }
+        }
+        if let Some(first) = incoming.affinity.first() {
+            for occupant in layers.iter().flat_map(|l| l.candidates(first)) {
+                if incoming
+                    .affinity
+                    .iter()
+                    .all(|t| term_selects(t, &incoming.namespace, &occupant.terms))
+                {
+                    for term in &incoming.affinity {
+                        if let Some(value) = domain_of(occupant, &term.topology_key) {
+                            *required.entry((term.topology_key.clone(), value)).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let self_affine = incoming
+            .affinity
+            .iter()
+            .all(|t| term_selects(t, &incoming.namespace, incoming));
+
+        let spread = incoming
+            .spread
+            .iter()
+            .map(|c| spread_count(c, incoming, constraints, nodes, layers))
+            .collect();
+
+        InterPodCheck {
+            incoming,
+            forbidden_by_existing,
+            forbidden_by_own,
+            required,
+            self_affine,
+            spread,
+        }
+    }
+}
+
+/// The counts of `constraint` of the incoming pod over `nodes` and the pods of `layers`.
+fn spread_count<'a>(
+    constraint: &'a TopologySpreadConstraint,
+    incoming: &PodTerms,
+    constraints: &Constraints,
+    nodes: &[NodeView],
+    layers: &[&Occupancy],
+) -> SpreadCount<'a> {
+    let key = constraint.topology_key.as_str();
+    let keys: Vec<&str> = incoming.spread.iter().map(|c| c.topology_key.as_str()).collect();
+    // The nodes the constraint counts: those the pod's node selector and required node
+    // affinity admit (nodeAffinityPolicy Honor, the default) that carry every topology
+    // key of the pod's constraints; taints are ignored (nodeTaintsPolicy Ignore).
+    let honor_taints = constraint.node_taints_policy.as_deref() == Some("Honor");
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut counted_nodes: HashMap<&str, &str> = HashMap::new();
+    for node in nodes {
+        let eligible = keys.iter().all(|k| node.labels.contains_key(*k))
+            && constraints.admits_labels(node)
+            && (!honor_taints || constraints.tolerates_taints(node));
+        if eligible && let Some(value) = node.labels.get(key) {
+            counts.entry(value.clone()).or_default();
+            counted_nodes.insert(node.name.as_str(), value.as_str());
+        }
+    }
+    let selector = constraint.label_selector.as_ref();
+    let occupants = layers.iter().flat_map(|l| l.selectable_by(selector));
+    for occupant in occupants.filter(|o| !o.terminating) {
+        let Some(value) = counted_nodes.get(occupant.node.as_str()) else {
+            continue;
+        };
+        if occupant.terms.namespace == incoming.namespace
+            && selector.is_some_and(|s| selector_matches(s, &occupant.terms.labels))
+        {
+            *counts.entry((*value).to_string()).or_default() += 1;
+        }
+    }
+    let min_domains = constraint.min_domains.unwrap_or(1).max(1);
+    let min = if counts.len() < usize::try_from(min_domains).unwrap_or(1) {
+        Some(0)
+    } else {
+        counts.values().copied().min()
+    };
+    let self_match = i64::from(selector.is_some_and(|s| selector_matches(s, &incoming.labels)));
+    SpreadCount {
+        constraint,
+        counts,
+        min,
+        self_match,
+    }
+}
+
+/// Whether `term`, written in a pod of namespace `owner_namespace`, selects the pod `other`.
+fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, other: &PodTerms) -> bool {
+    let namespaces = term.namespaces.as_deref().unwrap_or_default();
+    let in_namespace = if term.namespace_selector.is_some() {
+        // `{}` selects every namespace; a selector with labels is taken to as well (see the
+        // module's note), unless the listed namespaces alone are meant.
+        true
+    } else if namespaces.is_empty() {
+        other.namespace == owner_namespace
+    } else {
+        namespaces.contains(&other.namespace)
+    };
+    in_namespace
+        && term
+            .label_selector
+            .as_ref()
+            .is_some_and(|s| selector_matches(s, &other.labels))
 }

@@ -116,3 +116,15 @@ fn hard_spread(constraints: Option<&Vec<TopologySpreadConstraint>>) -> Vec<Topol
         .cloned()
         .collect()
 }
+
+/// One pod bound to a node, as the inter-pod filters see it.
+#[derive(Clone, Debug)]
+pub(super) struct Occupant {
+    /// What reasons call it: the VM (`ns/name`) for a launcher pod, else the pod.
+    pub(super) display: String,
+    pub(super) node: String,
+    pub(super) terms: PodTerms,
+    /// Being deleted: topology spread does not count it (kube-scheduler skips terminating
+    /// pods there), the affinity filters still do.
+    pub(super) terminating: bool,
+}
