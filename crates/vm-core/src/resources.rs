@@ -6,19 +6,18 @@
 //! ratio or whole dedicated CPUs, memory plus overhead or hugepages, and the device-plugin
 //! resources every launcher takes).
 
-use std::collections::BTreeMap;
-
 mod console_log;
 mod devices;
 mod nad;
+mod requests;
 mod webhook;
 
 pub use console_log::{console_log_enabled, console_log_requests};
 pub use devices::{KVM_DEVICE, SEV_DEVICE, TDX_DEVICE, TUN_DEVICE, VHOST_NET_DEVICE, is_sev, is_tdx};
 pub use nad::{
     NetworkResources, RESOURCE_NAME_ANNOTATION, network_resources, unknown_network_resources_note,
-    vmi_launcher_requests,
 };
+pub use requests::Requests;
 pub use webhook::{cpu_request, memory_request, wants_guaranteed_qos};
 
 use crate::effective::ClusterConfig;
@@ -26,85 +25,6 @@ use crate::kubevirt::{InstancetypeSpec, VirtualMachineInstanceSpec};
 use crate::quantity::parse_quantity;
 
 const MI: f64 = 1024.0 * 1024.0;
-
-/// What a pod requests from the scheduler: CPU and memory, and every other resource name
-/// (hugepages, ephemeral storage, device-plugin and extended resources) in its own units.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Requests {
-    /// Cores.
-    pub cpu: f64,
-    /// Bytes.
-    pub memory: f64,
-    /// Every other resource: bytes for `hugepages-*` and `ephemeral-storage`, counts for the
-    /// rest.
-    pub extended: BTreeMap<String, f64>,
-}
-
-impl Requests {
-    /// CPU and memory only.
-    #[must_use]
-    pub fn new(cpu: f64, memory: f64) -> Self {
-        Self {
-            cpu,
-            memory,
-            extended: BTreeMap::new(),
-        }
-    }
-
-    /// The amount of one resource name (`cpu` in cores, `memory` in bytes).
-    #[must_use]
-    pub fn get(&self, name: &str) -> f64 {
-        match name {
-            "cpu" => self.cpu,
-            "memory" => self.memory,
-            _ => self.extended.get(name).copied().unwrap_or(0.0),
-        }
-    }
-
-    /// Adds `amount` of `name`.
-    pub fn add(&mut self, name: &str, amount: f64) {
-        match name {
-            "cpu" => self.cpu += amount,
-            "memory" => self.memory += amount,
-            _ => *self.extended.entry(name.to_string()).or_default() += amount,
-        }
-    }
-
-    /// Every resource name with its amount, CPU and memory first.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
-        [("cpu", self.cpu), ("memory", self.memory)]
-            .into_iter()
-            .chain(self.extended.iter().map(|(k, v)| (k.as_str(), *v)))
-    }
-}
-
-impl std::ops::Add for Requests {
-    type Output = Self;
-    fn add(mut self, other: Self) -> Self {
-        self += &other;
-        self
-    }
-}
-
-impl std::ops::AddAssign<&Requests> for Requests {
-    fn add_assign(&mut self, other: &Requests) {
-        self.cpu += other.cpu;
-        self.memory += other.memory;
-        for (k, v) in &other.extended {
-            *self.extended.entry(k.clone()).or_default() += v;
-        }
-    }
-}
-
-impl std::ops::SubAssign<&Requests> for Requests {
-    fn sub_assign(&mut self, other: &Requests) {
-        self.cpu -= other.cpu;
-        self.memory -= other.memory;
-        for (k, v) in &other.extended {
-            *self.extended.entry(k.clone()).or_default() -= v;
-        }
-    }
-}
 
 /// The guest as KubeVirt will size it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -298,6 +218,20 @@ pub fn launcher_requests(
             }
         }
     }
+    Some(requests)
+}
+
+/// [`launcher_requests`] of a VMI without an instancetype, plus the resources of its
+/// Multus networks whose NADs `snapshot` holds.
+#[must_use]
+pub fn vmi_launcher_requests(
+    snapshot: &crate::snapshot::ClusterSnapshot,
+    vmi: &crate::kubevirt::VirtualMachineInstance,
+    cluster: &crate::effective::ClusterConfig,
+) -> Option<Requests> {
+    let mut requests = launcher_requests(&vmi.spec, None, cluster)?;
+    let namespace = vmi.metadata.namespace.as_deref().unwrap_or("default");
+    requests += &network_resources(&vmi.spec, namespace, &snapshot.network_attachment_definitions).requests;
     Some(requests)
 }
 

@@ -4,7 +4,7 @@
 //! guests, `devices.kubevirt.io/tdx` for TDX guests, and one of each GPU's and host device's
 //! resource name. KubeVirt sets them as limits; API defaulting makes them the requests.
 
-use super::Requests;
+use super::requests::Requests;
 use crate::effective::ClusterConfig;
 use crate::kubevirt::VirtualMachineInstanceSpec;
 use crate::pod_network::gets_default_interface;

@@ -5,7 +5,7 @@
 //! `WithNetworkResources`). A live launcher pod already carries them; a VMI read from manifests
 //! needs the NetworkAttachmentDefinition in the input, and without it the count is unknown.
 
-use super::Requests;
+use super::requests::Requests;
 use crate::kubevirt::{NetworkAttachmentDefinition, VirtualMachineInstanceSpec};
 
 /// The NAD annotation naming the resource a pod on that network requests.
@@ -80,18 +80,4 @@ pub fn unknown_network_resources_note(unknown: &[String], where_looked: &str) ->
             unknown.join(", ")
         )
     })
-}
-
-/// [`super::launcher_requests`] of a VMI without an instancetype, plus the resources of its
-/// Multus networks whose NADs `snapshot` holds.
-#[must_use]
-pub fn vmi_launcher_requests(
-    snapshot: &crate::snapshot::ClusterSnapshot,
-    vmi: &crate::kubevirt::VirtualMachineInstance,
-    cluster: &crate::effective::ClusterConfig,
-) -> Option<Requests> {
-    let mut requests = super::launcher_requests(&vmi.spec, None, cluster)?;
-    let namespace = vmi.metadata.namespace.as_deref().unwrap_or("default");
-    requests += &network_resources(&vmi.spec, namespace, &snapshot.network_attachment_definitions).requests;
-    Some(requests)
 }
