@@ -325,7 +325,7 @@ pub fn plan_drain_with(
         }
     }
 
-    let pods = pods::plan_pods(snapshot, node, &vmis, policy);
+    let pods = pods::plan_pods(snapshot, node, &vmis, policy.force, policy.delete_emptydir_data);
     let mut blockers: Vec<String> = plans
         .iter()
         .filter(|p| p.action == VmAction::Blocked)

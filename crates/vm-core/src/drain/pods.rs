@@ -3,7 +3,6 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
-use super::DrainPolicy;
 use crate::kubevirt::VirtualMachineInstance;
 use crate::labels::selector_matches;
 use crate::placement::pod_is_finished;
@@ -72,12 +71,14 @@ fn is_launcher_of(pod: &Pod, vmis: &[&VirtualMachineInstance]) -> bool {
         || controller_kind(pod) == Some("VirtualMachineInstance")
 }
 
-/// Plans every pod bound to `node` that is not the launcher pod of one of `vmis`.
+/// Plans every pod bound to `node` that is not the launcher pod of one of `vmis`; `force` and
+/// `delete_emptydir_data` are the drain policy's flags of those names.
 pub(crate) fn plan_pods(
     snapshot: &ClusterSnapshot,
     node: &str,
     vmis: &[&VirtualMachineInstance],
-    policy: &DrainPolicy,
+    force: bool,
+    delete_emptydir_data: bool,
 ) -> Vec<PodPlan> {
     let mut plans = Vec::new();
     for pod in &snapshot.pods {
@@ -104,7 +105,7 @@ pub(crate) fn plan_pods(
             plan.reasons.push("finished: removed without disruption".into());
         } else {
             if controller_kind(pod).is_none() {
-                if policy.force {
+                if force {
                     plan.reasons
                         .push("no controller: it is not recreated elsewhere (--force)".into());
                 } else {
@@ -121,7 +122,7 @@ pub(crate) fn plan_pods(
                 .map(|v| v.name.as_str())
                 .collect();
             if !empty_dirs.is_empty() {
-                if policy.delete_emptydir_data {
+                if delete_emptydir_data {
                     plan.reasons
                         .push(format!("emptyDir data is lost: {}", empty_dirs.join(", ")));
                 } else {
