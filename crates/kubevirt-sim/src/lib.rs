@@ -39,6 +39,7 @@ pub mod shared;
 pub mod sim;
 pub mod state;
 pub mod storage;
+pub mod timings;
 mod watch;
 
 pub use error::{Error, Result};

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::Result;
 use crate::shared::Shared;
-pub use crate::shared::SimConfig;
+pub use crate::timings::SimConfig;
 
 /// The simulator.
 #[derive(Clone)]

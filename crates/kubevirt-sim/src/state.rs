@@ -22,7 +22,7 @@ pub struct SandboxInfo {
     /// etcd's client port.
     pub etcd_port: u16,
     /// The simulator's settings.
-    pub sim: crate::SimConfig,
+    pub sim: crate::timings::SimConfig,
 }
 
 impl StateDir {
