@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::Config;
 use kube::config::{AuthInfo, Cluster};
 
-use super::{ClientError, ConnectOptions};
+use super::options::{ClientError, ConnectOptions};
 
 /// The combinations of flags that kubectl refuses, refused the same way.
 pub(super) fn check_flags(opts: &ConnectOptions) -> Result<(), ClientError> {

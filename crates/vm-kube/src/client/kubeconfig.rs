@@ -6,7 +6,7 @@ use kube::config::{
     AuthInfo, Cluster, Kubeconfig, KubeconfigError, NamedAuthInfo, NamedCluster, NamedContext,
 };
 
-use super::{ClientError, ConnectOptions};
+use super::options::{ClientError, ConnectOptions};
 use crate::error::chain;
 
 /// The name of the kubeconfig entries made up from the flags when there is no kubeconfig.

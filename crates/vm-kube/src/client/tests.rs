@@ -1,3 +1,6 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
 use super::*;
 
 /// A kubeconfig with two clusters, two users and one context (c1, alice), in a temp dir.

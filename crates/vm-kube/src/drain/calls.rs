@@ -1,11 +1,23 @@
-//! Small helpers shared by the steps of a drain: `ns/name` ids, API errors named after their
-//! call, migration phases, and where a VMI runs now.
+//! Small helpers shared by the steps of a drain: how a step ends short of done, `ns/name`
+//! ids, API errors named after their call, migration phases, and where a VMI runs now.
 
 use kube::{Api, Client};
 use vm_core::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceMigration};
 
-use super::{DrainError, retry};
+use super::{DrainError, Stopped, retry};
 use crate::error::{ApiError, Scope};
+
+/// Why the steps of a drain did not all run.
+pub(super) enum WorkEnd {
+    Stopped(Stopped),
+    Failed(DrainError),
+}
+
+impl From<DrainError> for WorkEnd {
+    fn from(e: DrainError) -> Self {
+        Self::Failed(e)
+    }
+}
 
 pub(super) fn api_error(e: kube::Error, verb: &'static str, resource: &str, ns: &str) -> DrainError {
     DrainError::Api(ApiError::from_kube(

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use vm_core::drain::DrainPlan;
 
+use super::calls::WorkEnd;
 use super::evict::{evict_rest, wait_for_launchers};
 use super::migrate::{cancel_unstarted, migrate};
 use super::node::set_unschedulable;
@@ -24,18 +25,6 @@ pub enum Outcome {
     Done(Summary),
     /// Stopped part-way; the node stays cordoned and a re-run resumes.
     Stopped(Stopped, Summary),
-}
-
-/// Why the steps of a drain did not all run.
-pub(super) enum WorkEnd {
-    Stopped(Stopped),
-    Failed(DrainError),
-}
-
-impl From<DrainError> for WorkEnd {
-    fn from(e: DrainError) -> Self {
-        Self::Failed(e)
-    }
 }
 
 /// Runs `plan`, which must be feasible, until done or until `stop` resolves.

@@ -44,10 +44,8 @@ use crate::drain::{DrainError, ExecOptions, NODE_LABEL, Outcome, Reporter, Stopp
 use crate::error::{ApiError, Scope};
 use crate::live::{LiveScope, snapshot};
 use plan::choose_plan;
+pub use state::RUN_LABEL;
 use state::{Phase, RoundState, RoundStatus, Stored};
-
-/// Label on every migration of a round, and on its state: the run id.
-pub const RUN_LABEL: &str = "vm-drain-safe.kubevirt.io/rolling-run";
 
 /// How the run works (the round's own flags are in its state).
 #[derive(Clone, Debug)]

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::drain::{DrainError, retry};
 use crate::error::{ApiError, Scope};
 
+/// Label on every migration of a round, and on its state: the run id.
+pub const RUN_LABEL: &str = "vm-drain-safe.kubevirt.io/rolling-run";
+
 /// The ConfigMap's name. The dot keeps it apart from anything named after a node.
 pub const STATE_NAME: &str = "vm-drain-safe.rolling";
 /// The key of the state document in the ConfigMap.
@@ -371,7 +374,7 @@ pub async fn save(
             name: Some(STATE_NAME.into()),
             namespace: Some(ns.into()),
             resource_version: previous.and_then(|p| p.resource_version.clone()),
-            labels: Some([(super::RUN_LABEL.to_string(), state.run.clone())].into()),
+            labels: Some([(RUN_LABEL.to_string(), state.run.clone())].into()),
             ..ObjectMeta::default()
         },
         data: Some([(STATE_KEY.to_string(), text)].into()),

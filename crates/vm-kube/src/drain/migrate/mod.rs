@@ -21,8 +21,7 @@ use vm_core::kubevirt::VirtualMachineInstanceMigration;
 pub(super) use cancel::cancel_unstarted;
 use start::{Start, start_migration};
 
-use super::calls::{is_final, list_err_vmim, phase, vmi_node};
-use super::exec::WorkEnd;
+use super::calls::{WorkEnd, is_final, list_err_vmim, phase, vmi_node};
 use super::pending::{self, PendingTargets};
 use super::stuck::{self, Deadlines};
 use super::{DrainError, Event, ExecOptions, Reporter, Stopped, Summary, retry};
