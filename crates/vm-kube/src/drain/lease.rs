@@ -138,8 +138,17 @@ fn locked(lock: &Lock, holder: impl Into<String>, age_seconds: i64, duration_sec
 /// runs: a run killed here (SIGKILL, a closed terminal) whose lease has not expired yet. Its
 /// lock can be taken over at once, since nothing renews it any more. A holder on another host,
 /// of another user, or whose process cannot be looked up is never judged dead: its lease must
-/// expire first.
+/// expire first. A holder is `user@host:pid`, or `host:pid` where `USER` is unset, either
+/// followed by ` as IDENTITY` (the Kubernetes user a rolling round acts as), which says nothing
+/// of where the process runs.
 fn holder_is_dead_here(current: &str, me: &str) -> bool {
+    let process = |holder: &str| {
+        holder
+            .split_once(" as ")
+            .map_or(holder, |(process, _)| process)
+            .to_string()
+    };
+    let (current, me) = (process(current), process(me));
     let (Some((current_who, pid)), Some((my_who, my_pid))) = (current.rsplit_once(':'), me.rsplit_once(':'))
     else {
         return false;
@@ -434,6 +443,15 @@ mod tests {
         assert!(!holder_is_dead_here("ops@host-b:999999999", &me));
         assert!(!holder_is_dead_here("root@host-a:999999999", &me));
         assert!(!holder_is_dead_here("someone else", &me));
+        // The identity a rolling round names beside the process changes none of that.
+        let round = format!("vm:{} as admin", std::process::id());
+        assert!(holder_is_dead_here("vm:999999999 as admin", &round));
+        assert!(holder_is_dead_here(
+            "vm:999999999 as admin",
+            &format!("vm:{}", std::process::id())
+        ));
+        assert!(!holder_is_dead_here(&round, &round));
+        assert!(!holder_is_dead_here("other:999999999 as admin", &round));
     }
 
     #[test]
