@@ -45,13 +45,7 @@ pub(super) async fn perform(client: &kube::Client, action: &Action) -> Result<()
                 .map(|_| ()),
         ),
         Action::DeletePod { ns, name, uid } => {
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
+            let dp = only_if_uid(uid);
             ignore(
                 Api::<Pod>::namespaced(client.clone(), ns)
                     .delete(name, &dp)
@@ -69,13 +63,7 @@ pub(super) async fn perform(client: &kube::Client, action: &Action) -> Result<()
             )
         }
         Action::DeleteVmi { ns, name, uid } => {
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
+            let dp = only_if_uid(uid);
             ignore(
                 dyn_api("VirtualMachineInstance", ns)
                     .delete(name, &dp)
@@ -138,5 +126,17 @@ pub(super) async fn perform(client: &kube::Client, action: &Action) -> Result<()
                 .await
                 .map(|_| ()),
         ),
+    }
+}
+
+/// A delete that applies only to the object with this UID: a pod or VMI recreated under the
+/// same name meanwhile is left alone.
+fn only_if_uid(uid: &str) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..Default::default()
     }
 }
